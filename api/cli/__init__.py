@@ -1,0 +1,33 @@
+"""The `pagedrag` command: one subcommand per module, errors as one line, never a traceback."""
+
+import argparse
+import os
+import sys
+
+from api.cli import generate, models
+from engine.errors import PagedRAGError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pagedrag", description="Local RAG on a paged-attention engine."
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in (models, generate):
+        module.add_parsers(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    # Nothing may download at run time: models come from the local store only.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except PagedRAGError as error:
+        print(f"pagedrag: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(file=sys.stderr)
+        return 130

@@ -1,0 +1,34 @@
+"""PagedRAG's inference engine: paged KV cache, prefix sharing, continuous batching.
+
+    from engine import LLM, SamplingParams
+    outputs = LLM().generate(["Hello"], SamplingParams(temperature=0, max_tokens=32))
+"""
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from engine.config import EngineConfig
+    from engine.llm import LLM
+    from engine.llm_engine import LLMEngine
+    from engine.outputs import RequestOutput
+    from engine.sampling_params import SamplingParams
+
+# NOTE: imported on first use, so that `engine.block_manager` and the CLI's fast
+# commands do not pay for torch and transformers.
+_EXPORTS = {
+    "EngineConfig": "engine.config",
+    "LLM": "engine.llm",
+    "LLMEngine": "engine.llm_engine",
+    "RequestOutput": "engine.outputs",
+    "SamplingParams": "engine.sampling_params",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'engine' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)
+
+
+__all__ = ["LLM", "EngineConfig", "LLMEngine", "RequestOutput", "SamplingParams"]

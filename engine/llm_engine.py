@@ -1,0 +1,180 @@
+"""The engine loop: requests in; each step schedules, runs the model, and updates requests.
+
+`step()` reads top-down: schedule -> execute -> sample -> postprocess. It is what the
+offline `LLM` and the async server both drive.
+"""
+
+import itertools
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import AutoTokenizer, GenerationConfig, PreTrainedTokenizerBase
+
+from engine.block_manager import BlockManager
+from engine.config import EngineConfig
+from engine.detokenizer import IncrementalDetokenizer
+from engine.device import default_device, resolve_dtype
+from engine.errors import PromptTooLongError
+from engine.kv_cache import KVCacheSpec, allocate_kv_cache, default_kv_budget
+from engine.library import resolve_model
+from engine.model_runner import ModelRunner
+from engine.models.loader import load_model
+from engine.outputs import RequestOutput
+from engine.sampler import sample
+from engine.sampling_params import SamplingParams
+from engine.scheduler import Scheduler, SchedulerConfig
+from engine.sequence import FinishReason, Sequence
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class _Request:
+    seq: Sequence
+    prompt: str | None
+    detokenizer: IncrementalDetokenizer
+    generator: torch.Generator | None  # the request's own when it has a seed
+
+
+class LLMEngine:
+    def __init__(self, config: EngineConfig) -> None:
+        self.config = config
+        self.model_path: Path = resolve_model(config.model)
+        self.device = torch.device(config.device) if config.device else default_device()
+        self.dtype = resolve_dtype(config.dtype, self.device)
+        self.tokenizer: PreTrainedTokenizerBase = AutoTokenizer.from_pretrained(self.model_path)
+        self.eos_token_ids = self._eos_token_ids()
+        model = load_model(self.model_path, self.dtype, self.device)
+        c = model.config
+        spec = KVCacheSpec(c.num_layers, c.num_kv_heads, c.head_dim, config.block_size, self.dtype)
+        budget = config.kv_cache_memory or default_kv_budget(self.device, config.kv_cache_memory_fraction)
+        num_blocks = spec.num_blocks_for(budget)
+        if num_blocks < 2:
+            raise ValueError(f"kv_cache_memory {budget} bytes holds fewer than 2 KV blocks")
+        # NOTE: a sequence must always fit alone in the pool, or preemption could loop forever.
+        self.max_model_len = min(
+            config.max_model_len or c.max_position_embeddings,
+            c.max_position_embeddings,
+            num_blocks * config.block_size,
+        )
+        self.block_manager = BlockManager(num_blocks, config.block_size, config.enable_prefix_caching)
+        self.scheduler = Scheduler(
+            SchedulerConfig(config.max_num_batched_tokens, config.max_num_seqs), self.block_manager
+        )
+        kv_caches = allocate_kv_cache(spec, num_blocks, self.device)
+        self.runner = ModelRunner(model, kv_caches, config.block_size, self.device)
+        self._requests: dict[str, _Request] = {}
+        self._request_counter = itertools.count()
+        self._default_generator = torch.Generator(device=self.device).manual_seed(config.seed)
+        logger.info(
+            "engine ready: %s, %s on %s, %d KV blocks of %d tokens (%.2f GiB)",
+            self.model_path.name, self.dtype, self.device, num_blocks, config.block_size,
+            num_blocks * spec.bytes_per_block / 2**30,
+        )
+
+    # ---- requests ------------------------------------------------------------------
+
+    def add_request(
+        self,
+        prompt: str | list[int],
+        params: SamplingParams,
+        request_id: str | None = None,
+        cache_salt: str | None = None,
+    ) -> str:
+        """Queue a prompt (text or token ids); returns its request id."""
+        request_id = request_id or str(next(self._request_counter))
+        if request_id in self._requests:
+            raise ValueError(f"request id {request_id!r} is already in use")
+        token_ids = self.tokenizer(prompt).input_ids if isinstance(prompt, str) else list(prompt)
+        self._check_prompt(token_ids)
+        seq = Sequence(request_id, token_ids, len(token_ids), params, cache_salt)
+        generator = None
+        if params.seed is not None:
+            generator = torch.Generator(device=self.device).manual_seed(params.seed)
+        detokenizer = IncrementalDetokenizer(self.tokenizer, params.skip_special_tokens, params.stop)
+        self._requests[request_id] = _Request(
+            seq, prompt if isinstance(prompt, str) else None, detokenizer, generator
+        )
+        self.scheduler.add(seq)
+        return request_id
+
+    def abort_request(self, request_id: str) -> None:
+        """Stop a request now and free its blocks; unknown or finished ids are ignored."""
+        request = self._requests.pop(request_id, None)
+        if request is not None and not request.seq.is_finished:
+            self.scheduler.finish(request.seq, FinishReason.ABORT)
+
+    def has_unfinished_requests(self) -> bool:
+        return self.scheduler.has_unfinished
+
+    # ---- the loop ------------------------------------------------------------------
+
+    def step(self) -> list[RequestOutput]:
+        """Run one iteration; returns the requests that got a token (finished ones last time)."""
+        scheduler_output = self.scheduler.schedule()
+        if scheduler_output.is_empty:
+            return []
+        model_output = self.runner.execute(scheduler_output.scheduled)
+        requests = [self._requests[item.seq.request_id] for item in model_output.sampling]
+        next_tokens = sample(
+            model_output.logits,
+            [r.seq.params for r in requests],
+            [r.generator or self._default_generator for r in requests],
+        )
+        return [self._postprocess(r, token) for r, token in zip(requests, next_tokens, strict=True)]
+
+    def _postprocess(self, request: _Request, token_id: int) -> RequestOutput:
+        seq = request.seq
+        seq.append_token(token_id)
+        request.detokenizer.add_token(token_id)
+        reason = self._finish_reason(request, token_id)
+        if reason is not None:
+            self.scheduler.finish(seq, reason)
+            del self._requests[seq.request_id]
+        return RequestOutput(
+            request_id=seq.request_id,
+            prompt=request.prompt,
+            prompt_token_ids=seq.token_ids[: seq.num_prompt_tokens],
+            text=request.detokenizer.text if reason else request.detokenizer.stable_text,
+            token_ids=seq.output_token_ids,
+            num_cached_tokens=seq.num_cached_tokens or 0,
+            finish_reason=reason.value if reason else None,
+            finished=reason is not None,
+        )
+
+    def _finish_reason(self, request: _Request, token_id: int) -> FinishReason | None:
+        seq, params = request.seq, request.seq.params
+        if not params.ignore_eos and token_id in self.eos_token_ids:
+            return FinishReason.STOP
+        if token_id in params.stop_token_ids or request.detokenizer.stopped_on:
+            return FinishReason.STOP
+        if params.max_tokens is not None and seq.num_output_tokens >= params.max_tokens:
+            return FinishReason.LENGTH
+        if seq.num_tokens >= self.max_model_len:
+            return FinishReason.LENGTH
+        return None
+
+    def _check_prompt(self, token_ids: list[int]) -> None:
+        if not token_ids:
+            raise ValueError("the prompt is empty")
+        if len(token_ids) >= self.max_model_len:
+            raise PromptTooLongError(
+                f"the prompt has {len(token_ids)} tokens; this engine holds at most "
+                f"{self.max_model_len - 1} prompt tokens (max_model_len {self.max_model_len})"
+            )
+        vocab = self.runner.model.config.vocab_size
+        if min(token_ids) < 0 or max(token_ids) >= vocab:
+            raise ValueError(f"prompt token ids must be in [0, {vocab})")
+
+    def _eos_token_ids(self) -> frozenset[int]:
+        ids: set[int] = set()
+        try:
+            eos = GenerationConfig.from_pretrained(self.model_path).eos_token_id
+            ids.update(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+        except OSError:
+            pass  # no generation_config.json: the tokenizer's EOS below is all there is
+        if self.tokenizer.eos_token_id is not None:
+            ids.add(self.tokenizer.eos_token_id)
+        return frozenset(ids)

@@ -1,0 +1,205 @@
+"""The Llama/Qwen2 decoder family over a paged KV cache.
+
+Pre-norm transformer: RMSNorm, rotary position embeddings, grouped-query attention
+(optionally with QKV bias), SwiGLU MLP, tied or untied LM head. The projections
+that read the same input are fused (q|k|v and gate|up) so a step runs fewer, larger
+matmuls; `load_weights` splits Hugging Face checkpoints into them.
+"""
+
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+
+import kernels
+from engine.models.config import DecoderConfig
+from kernels import PagedAttentionMetadata
+
+KVCache = tuple[torch.Tensor, torch.Tensor]  # K and V: [num_blocks, block_size, kv_heads, head_dim]
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, hidden_size: int, eps: float) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(hidden_size))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # NOTE: the variance in fp32, then back to the model dtype before the weight,
+        # exactly as Hugging Face does, so that fp32 outputs agree token for token.
+        x32 = x.float()
+        x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * x32.to(x.dtype)
+
+
+class RotaryEmbedding(nn.Module):
+    """Rotates query and key halves by position-dependent angles (non-interleaved layout)."""
+
+    def __init__(self, head_dim: int, max_positions: int, theta: float) -> None:
+        super().__init__()
+        self.head_dim, self.max_positions, self.theta = head_dim, max_positions, theta
+        self.register_buffer("cos", torch.empty(max_positions, head_dim), persistent=False)
+        self.register_buffer("sin", torch.empty(max_positions, head_dim), persistent=False)
+        self.reset_tables()
+
+    def reset_tables(self) -> None:
+        """Fill the cos/sin tables (again after the module was built on the meta device)."""
+        if self.cos.is_meta:
+            return
+        d = self.head_dim
+        inv_freq = 1.0 / self.theta ** (torch.arange(0, d, 2, dtype=torch.int64).float() / d)
+        positions = torch.arange(self.max_positions, dtype=torch.float32)
+        angles = positions[:, None] * inv_freq[None, :]  # [P, head_dim/2]
+        angles = torch.cat([angles, angles], dim=-1).to(self.cos.device)  # [P, head_dim]
+        self.cos = angles.cos()
+        self.sin = angles.sin()
+
+    def forward(
+        self, positions: torch.Tensor, query: torch.Tensor, key: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        cos = self.cos[positions].to(query.dtype)[:, None, :]  # [T, 1, head_dim]
+        sin = self.sin[positions].to(query.dtype)[:, None, :]
+        return query * cos + _rotate_half(query) * sin, key * cos + _rotate_half(key) * sin
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    first, second = x.chunk(2, dim=-1)
+    return torch.cat([-second, first], dim=-1)
+
+
+class Attention(nn.Module):
+    def __init__(self, config: DecoderConfig, rotary: RotaryEmbedding) -> None:
+        super().__init__()
+        self.config = config
+        self.qkv_proj = nn.Linear(config.hidden_size, config.q_size + 2 * config.kv_size, config.qkv_bias)
+        self.o_proj = nn.Linear(config.q_size, config.hidden_size, config.o_bias)
+        self.rotary = rotary
+        self.scale = config.head_dim**-0.5
+
+    def forward(
+        self,
+        positions: torch.Tensor,  # [T]
+        hidden: torch.Tensor,  # [T, hidden]
+        kv_cache: KVCache,
+        metadata: PagedAttentionMetadata,
+    ) -> torch.Tensor:  # [T, hidden]
+        c = self.config
+        num_tokens = hidden.shape[0]
+        query, key, value = self.qkv_proj(hidden).split([c.q_size, c.kv_size, c.kv_size], dim=-1)
+        query = query.view(num_tokens, c.num_heads, c.head_dim)
+        key = key.view(num_tokens, c.num_kv_heads, c.head_dim)
+        value = value.view(num_tokens, c.num_kv_heads, c.head_dim)
+        query, key = self.rotary(positions, query, key)
+        kernels.write_kv_cache(key, value, kv_cache[0], kv_cache[1], metadata.slot_mapping)
+        output = kernels.paged_attention(query, kv_cache[0], kv_cache[1], metadata, self.scale)
+        return self.o_proj(output.reshape(num_tokens, c.q_size))
+
+
+class MLP(nn.Module):
+    def __init__(self, config: DecoderConfig) -> None:
+        super().__init__()
+        self.gate_up_proj = nn.Linear(config.hidden_size, 2 * config.intermediate_size, config.mlp_bias)
+        self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size, config.mlp_bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate, up = self.gate_up_proj(x).chunk(2, dim=-1)
+        return self.down_proj(nn.functional.silu(gate) * up)
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, config: DecoderConfig, rotary: RotaryEmbedding) -> None:
+        super().__init__()
+        self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.self_attn = Attention(config, rotary)
+        self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.mlp = MLP(config)
+
+    def forward(
+        self,
+        positions: torch.Tensor,
+        hidden: torch.Tensor,
+        kv_cache: KVCache,
+        metadata: PagedAttentionMetadata,
+    ) -> torch.Tensor:
+        hidden = hidden + self.self_attn(positions, self.input_layernorm(hidden), kv_cache, metadata)
+        return hidden + self.mlp(self.post_attention_layernorm(hidden))
+
+
+class DecoderModel(nn.Module):
+    def __init__(self, config: DecoderConfig) -> None:
+        super().__init__()
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
+        rotary = RotaryEmbedding(config.head_dim, config.max_position_embeddings, config.rope_theta)
+        self.layers = nn.ModuleList(DecoderLayer(config, rotary) for _ in range(config.num_layers))
+        self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+
+
+class DecoderForCausalLM(nn.Module):
+    # Hugging Face parameter name fragments -> (fused parameter, shard index).
+    FUSED_SHARDS = {
+        ".q_proj.": (".qkv_proj.", 0),
+        ".k_proj.": (".qkv_proj.", 1),
+        ".v_proj.": (".qkv_proj.", 2),
+        ".gate_proj.": (".gate_up_proj.", 0),
+        ".up_proj.": (".gate_up_proj.", 1),
+    }
+
+    def __init__(self, config: DecoderConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.model = DecoderModel(config)
+        self.lm_head = None if config.tie_word_embeddings else nn.Linear(
+            config.hidden_size, config.vocab_size, bias=False
+        )
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,  # [T]
+        positions: torch.Tensor,  # [T]
+        kv_caches: list[KVCache],  # one per layer
+        metadata: PagedAttentionMetadata,
+    ) -> torch.Tensor:  # [T, hidden]
+        hidden = self.model.embed_tokens(input_ids)
+        for layer, kv_cache in zip(self.model.layers, kv_caches, strict=True):
+            hidden = layer(positions, hidden, kv_cache, metadata)
+        return self.model.norm(hidden)
+
+    def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:  # [N, hidden] -> [N, vocab]
+        weight = self.model.embed_tokens.weight if self.lm_head is None else self.lm_head.weight
+        return torch.matmul(hidden, weight.t())
+
+    def load_weights(self, weights: Iterable[tuple[str, torch.Tensor]]) -> None:
+        """Copy a Hugging Face checkpoint in, splitting it into the fused projections.
+
+        Raises:
+            KeyError: a checkpoint tensor with no place in this model, or a parameter
+                the checkpoint left out.
+        """
+        params = dict(self.named_parameters())
+        loaded: set[str] = set()
+        for name, tensor in weights:
+            if self.lm_head is None and name == "lm_head.weight":
+                continue  # tied: the embedding is the head
+            target, shard = self._fused_target(name)
+            with torch.no_grad():
+                self._shard_view(target, params[target], shard).copy_(tensor)
+            loaded.add(target)
+        missing = set(params) - loaded
+        if missing:
+            raise KeyError(f"checkpoint has no weights for {sorted(missing)[:5]}")
+
+    def _fused_target(self, name: str) -> tuple[str, int | None]:
+        for fragment, (fused, shard) in self.FUSED_SHARDS.items():
+            if fragment in name:
+                return name.replace(fragment, fused), shard
+        return name, None
+
+    def _shard_view(self, name: str, param: torch.Tensor, shard: int | None) -> torch.Tensor:
+        if shard is None:
+            return param
+        c = self.config
+        if ".qkv_proj." in name:
+            sizes = [c.q_size, c.kv_size, c.kv_size]
+        else:
+            sizes = [c.intermediate_size, c.intermediate_size]
+        return param.split(sizes, dim=0)[shard]

@@ -1,0 +1,60 @@
+"""Build a decoder from a Hugging Face model directory and load its safetensors."""
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+
+from engine.errors import ModelIntegrityError, ModelNotFoundError, UnsupportedModelError
+from engine.models import MODEL_CLASSES
+from engine.models.config import DecoderConfig
+from engine.models.decoder import DecoderForCausalLM, RotaryEmbedding
+
+
+def read_hf_config(model_dir: Path) -> dict:
+    path = model_dir / "config.json"
+    if not path.is_file():
+        raise ModelNotFoundError(f"{model_dir} is not a Hugging Face model directory (no config.json)")
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise ModelIntegrityError(f"{path} is not valid JSON: {error}") from error
+
+
+def load_model(model_dir: Path, dtype: torch.dtype, device: torch.device) -> DecoderForCausalLM:
+    """The decoder with its weights, in `dtype` on `device`, ready for inference."""
+    hf_config = read_hf_config(model_dir)
+    model_type = hf_config.get("model_type")
+    if model_type not in MODEL_CLASSES:
+        raise UnsupportedModelError(
+            f"model type {model_type!r} is not supported (supported: {', '.join(MODEL_CLASSES)})"
+        )
+    config = DecoderConfig.from_hf(hf_config)
+    # NOTE: built on the meta device so no time goes into random initialisation of
+    # weights that are overwritten at once.
+    with torch.device("meta"):
+        model = MODEL_CLASSES[model_type](config)
+    model = model.to(dtype).to_empty(device=device)
+    for module in model.modules():
+        if isinstance(module, RotaryEmbedding):
+            module.reset_tables()
+    try:
+        model.load_weights(_read_safetensors(model_dir))
+    except (KeyError, RuntimeError) as error:
+        raise ModelIntegrityError(f"weights in {model_dir} do not fit the config: {error}") from error
+    return model.eval()
+
+
+def _read_safetensors(model_dir: Path) -> Iterator[tuple[str, torch.Tensor]]:
+    files = sorted(model_dir.glob("*.safetensors"))
+    if not files:
+        raise ModelNotFoundError(f"{model_dir} has no .safetensors weights")
+    for file in files:
+        try:
+            with safe_open(str(file), framework="pt", device="cpu") as reader:
+                for name in reader.keys():  # noqa: SIM118 (safe_open is not a mapping)
+                    yield name, reader.get_tensor(name)
+        except Exception as error:  # safetensors raises its own untyped errors on bad files
+            raise ModelIntegrityError(f"{file} is corrupt: {error}") from error

@@ -1,0 +1,21 @@
+"""What the engine hands back for each request."""
+
+from dataclasses import dataclass
+
+
+@dataclass
+class RequestOutput:
+    """The state of one request after a step, or its final result once `finished`."""
+
+    request_id: str
+    prompt: str | None  # None when the request was given as token ids
+    prompt_token_ids: list[int]
+    text: str  # the generated text so far, without stop strings
+    token_ids: list[int]  # generated token ids only
+    num_cached_tokens: int  # prompt tokens served from the prefix cache
+    finish_reason: str | None  # "stop", "length" or "abort"; None while running
+    finished: bool
+
+    @property
+    def num_prompt_tokens(self) -> int:
+        return len(self.prompt_token_ids)

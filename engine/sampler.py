@@ -1,0 +1,46 @@
+"""Chooses each sequence's next token from its logits.
+
+Greedy rows take the argmax. Sampled rows are scaled by temperature, cut to top-k
+and top-p, and drawn with the request's own generator, so a seeded request gives
+the same tokens whatever else shares its batch.
+"""
+
+import torch
+
+from engine.sampling_params import SamplingParams
+
+
+def sample(
+    logits: torch.Tensor,  # [N, vocab] float32
+    params: list[SamplingParams],
+    generators: list[torch.Generator | None],  # per row; None: the default generator
+) -> list[int]:
+    next_tokens = logits.argmax(dim=-1)  # [N]
+    sampled_rows = [row for row, p in enumerate(params) if not p.is_greedy]
+    if sampled_rows:
+        probs = _filtered_probs(logits[sampled_rows], [params[row] for row in sampled_rows])
+        for probs_row, row in zip(probs, sampled_rows, strict=True):
+            next_tokens[row] = torch.multinomial(probs_row, 1, generator=generators[row])[0]
+    return next_tokens.tolist()
+
+
+def _filtered_probs(
+    logits: torch.Tensor,  # [M, vocab]
+    params: list[SamplingParams],
+) -> torch.Tensor:  # [M, vocab], each row sums to 1
+    device = logits.device
+    temperature = torch.tensor([p.temperature for p in params], device=device)[:, None]
+    logits = logits / temperature
+    vocab = logits.shape[-1]
+    top_k = torch.tensor([p.top_k if p.top_k > 0 else vocab for p in params], device=device)
+    top_p = torch.tensor([p.top_p for p in params], device=device)
+    sorted_logits, sorted_ids = logits.sort(dim=-1, descending=True)  # [M, vocab]
+    ranks = torch.arange(vocab, device=device)[None, :]
+    sorted_logits.masked_fill_(ranks >= top_k.clamp(max=vocab)[:, None], float("-inf"))
+    sorted_probs = sorted_logits.softmax(dim=-1)
+    # Keep a token while the mass of the tokens ranked above it is still below top_p,
+    # so the most likely token always survives.
+    mass_above = sorted_probs.cumsum(dim=-1) - sorted_probs
+    sorted_logits.masked_fill_(mass_above >= top_p[:, None], float("-inf"))
+    filtered = torch.full_like(logits, float("-inf")).scatter(-1, sorted_ids, sorted_logits)
+    return filtered.softmax(dim=-1)

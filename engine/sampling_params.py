@@ -1,0 +1,41 @@
+"""How one request wants its tokens chosen and when it wants generation to stop."""
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """vLLM-compatible sampling parameters.
+
+    `temperature == 0` means greedy decoding; top-k and top-p are then ignored.
+    """
+
+    temperature: float = 1.0
+    top_p: float = 1.0  # keep the smallest set of tokens whose probability reaches top_p
+    top_k: int = -1  # keep the k most likely tokens; -1 (or 0) keeps all, as in vLLM
+    max_tokens: int | None = 16  # None: until EOS or the model's context length
+    stop: tuple[str, ...] = ()  # stop strings; the matched string is not part of the output
+    stop_token_ids: tuple[int, ...] = ()  # extra token ids that end generation (kept in output)
+    ignore_eos: bool = False  # keep going past EOS (benchmarks want fixed output lengths)
+    seed: int | None = None  # per-request seed: the same seed gives the same sample
+    skip_special_tokens: bool = True  # drop special tokens from the output text
+
+    def __post_init__(self) -> None:
+        # Accept a single string or any iterable, as vLLM users write them.
+        stop = (self.stop,) if isinstance(self.stop, str) else tuple(self.stop)
+        object.__setattr__(self, "stop", stop)
+        object.__setattr__(self, "stop_token_ids", tuple(self.stop_token_ids))
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.top_k < -1:
+            raise ValueError(f"top_k must be -1 (all) or a positive number, got {self.top_k}")
+        if self.max_tokens is not None and self.max_tokens < 1:
+            raise ValueError(f"max_tokens must be at least 1, got {self.max_tokens}")
+        if any(not s for s in self.stop):
+            raise ValueError("stop strings must not be empty")
+
+    @property
+    def is_greedy(self) -> bool:
+        return self.temperature == 0
