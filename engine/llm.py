@@ -1,5 +1,6 @@
 """The offline batch API, as vLLM users know it: `LLM(model).generate(prompts, params)`."""
 
+from collections.abc import Iterator
 from collections.abc import Sequence as Seq
 from dataclasses import fields
 from pathlib import Path
@@ -98,6 +99,26 @@ class LLM:
             for conversation in conversations
         ]
         return self.generate(prompts, sampling_params, use_tqdm=use_tqdm)
+
+    def stream(self, prompt: Prompt, sampling_params: SamplingParams | None = None) -> Iterator[str]:
+        """Yield the generated text piece by piece as tokens arrive (one request).
+
+        Closing the iterator early aborts the request and frees its blocks.
+        """
+        request_id = self.engine.add_request(prompt, sampling_params or SamplingParams())
+        shown = 0
+        try:
+            while True:
+                for output in self.engine.step():
+                    if output.request_id != request_id:
+                        continue
+                    if len(output.text) > shown:
+                        yield output.text[shown:]
+                        shown = len(output.text)
+                    if output.finished:
+                        return
+        finally:
+            self.engine.abort_request(request_id)
 
     def encode_chat(self, conversation: list[Message], add_generation_prompt: bool = True) -> list[int]:
         """Token ids of a conversation under the model's chat template."""
