@@ -59,8 +59,10 @@ def gather_kv(
 ) -> torch.Tensor:  # [num_seqs, num_blocks_per_seq * block_size, num_kv_heads, head_dim]
     """Copy each sequence's blocks into one contiguous run of tokens."""
     num_seqs, num_blocks = block_tables.shape
-    gathered = cache[block_tables.long()]  # [num_seqs, num_blocks, block_size, kv_heads, head_dim]
-    return gathered.view(num_seqs, num_blocks * cache.shape[1], *cache.shape[2:])
+    # NOTE: index_select over whole blocks is several times faster on the CPU than
+    # advanced indexing, which copies element-wise.
+    rows = cache.view(cache.shape[0], -1).index_select(0, block_tables.reshape(-1).long())
+    return rows.view(num_seqs, num_blocks * cache.shape[1], *cache.shape[2:])
 
 
 def _decode(
@@ -70,24 +72,31 @@ def _decode(
     metadata: PagedAttentionMetadata,
     scale: float,
 ) -> torch.Tensor:  # [num_decodes, num_heads, head_dim]
-    num_decodes, num_heads, head_dim = query.shape
+    batch, num_heads, head_dim = query.shape
     block_size, num_kv_heads = key_cache.shape[1], key_cache.shape[2]
-    context_lens = metadata.context_lens[:num_decodes]
-    max_len = max(metadata.context_lens_host[:num_decodes])
-    num_blocks = -(-max_len // block_size)
-    block_tables = metadata.block_tables[:num_decodes, :num_blocks]
-    keys = gather_kv(key_cache, block_tables).permute(0, 2, 3, 1)  # [B, kv_heads, head_dim, L]
-    values = gather_kv(value_cache, block_tables).transpose(1, 2)  # [B, kv_heads, L, head_dim]
-    # NOTE: grouped-query attention without copying K/V per head: each KV head's
-    # query group is a small matrix of its own.
-    grouped = query.view(num_decodes, num_kv_heads, num_heads // num_kv_heads, head_dim)
-    scores = torch.matmul(grouped, keys).float() * scale  # [B, kv_heads, group, L]
-    positions = torch.arange(keys.shape[-1], device=query.device)
-    padding = positions[None, :] >= context_lens[:, None].to(positions.dtype)  # [B, L]
-    scores.masked_fill_(padding[:, None, None, :], float("-inf"))
+    group = num_heads // num_kv_heads
+    max_len = max(metadata.context_lens_host[:batch])
+    block_tables = metadata.block_tables[:batch, : -(-max_len // block_size)]
+    keys = gather_kv(key_cache, block_tables).flatten(2)  # [B, L, kv_heads * head_dim]
+    values = gather_kv(value_cache, block_tables).flatten(2)  # [B, L, kv_heads * head_dim]
+    # NOTE: queries laid out block-diagonally, one block per KV head, so both
+    # products are plain batched matmuls over contiguous K and V, with no copy per
+    # head. The zero blocks cost num_kv_heads times the (small) attention FLOPs;
+    # that beats the strided copies a per-head layout needs on the CPU.
+    eye = torch.eye(num_kv_heads, dtype=query.dtype, device=query.device)
+    grouped = query.view(batch, num_kv_heads, group, head_dim)
+    block_diagonal = torch.einsum("bhgd,hk->bhdkg", grouped, eye).reshape(
+        batch, num_kv_heads * head_dim, num_kv_heads * group
+    )
+    scores = torch.bmm(keys, block_diagonal).transpose(1, 2).float() * scale  # [B, H, L]
+    positions = torch.arange(keys.shape[1], device=query.device)
+    padding = positions[None, :] >= metadata.context_lens[:batch, None]  # [B, L]
+    scores.masked_fill_(padding[:, None, :], float("-inf"))
     probs = torch.softmax(scores, dim=-1).to(values.dtype)
-    output = torch.matmul(probs, values)  # [B, kv_heads, group, head_dim]
-    return output.reshape(num_decodes, num_heads, head_dim)
+    output = torch.bmm(probs, values)  # [B, H, kv_heads * head_dim]
+    # Head h = (kv head j, group g) keeps only the columns of its own KV head j.
+    output = output.view(batch, num_kv_heads, group, num_kv_heads, head_dim)
+    return output.diagonal(dim1=1, dim2=3).permute(0, 3, 1, 2).reshape(batch, num_heads, head_dim)
 
 
 def _prefill_one(
@@ -99,20 +108,52 @@ def _prefill_one(
     scale: float,
 ) -> torch.Tensor:  # [query_len, num_heads, head_dim]
     query_len = query.shape[0]
-    num_blocks = -(-context_len // key_cache.shape[1])
-    table = block_table[None, :num_blocks]
-    keys = gather_kv(key_cache, table)[0, :context_len].transpose(0, 1)  # [kv_heads, L, head_dim]
-    values = gather_kv(value_cache, table)[0, :context_len].transpose(0, 1)
-    queries = query.transpose(0, 1)  # [num_heads, query_len, head_dim]
-    if query_len == context_len:
-        output = F.scaled_dot_product_attention(
-            queries, keys, values, is_causal=True, scale=scale, enable_gqa=True
-        )
-    else:
-        # Query i sits at position (context_len - query_len + i) and sees keys up to it.
+    table = block_table[None, : -(-context_len // key_cache.shape[1])]
+    keys = gather_kv(key_cache, table)[0, :context_len]  # [L, kv_heads, head_dim]
+    values = gather_kv(value_cache, table)[0, :context_len]
+    if query_len <= SHORT_CHUNK:
+        return _attend_short_chunk(query, keys, values, scale)
+    # Query i sits at position (context_len - query_len + i) and sees keys up to it.
+    mask = None
+    if query_len < context_len:
         mask = torch.ones(query_len, context_len, dtype=torch.bool, device=query.device)
         mask = mask.tril(diagonal=context_len - query_len)
-        output = F.scaled_dot_product_attention(
-            queries, keys, values, attn_mask=mask, scale=scale, enable_gqa=True
-        )
+    output = F.scaled_dot_product_attention(
+        query.transpose(0, 1),  # [num_heads, query_len, head_dim]
+        keys.transpose(0, 1),  # [kv_heads, L, head_dim]
+        values.transpose(0, 1),
+        attn_mask=mask,
+        is_causal=mask is None,
+        scale=scale,
+        enable_gqa=True,
+    )
     return output.transpose(0, 1)
+
+
+# NOTE: a question behind cached passages is a short chunk with a long prefix, the
+# common RAG case. Plain matmuls beat SDPA's masked path there, whose checks and
+# dtype copies cost more than the maths; long chunks keep SDPA's memory-efficient kernel.
+SHORT_CHUNK = 64
+
+
+def _attend_short_chunk(
+    query: torch.Tensor,  # [Q, num_heads, head_dim]
+    keys: torch.Tensor,  # [L, kv_heads, head_dim]
+    values: torch.Tensor,  # [L, kv_heads, head_dim]
+    scale: float,
+) -> torch.Tensor:  # [Q, num_heads, head_dim]
+    query_len, num_heads, head_dim = query.shape
+    context_len, num_kv_heads = keys.shape[:2]
+    group = num_heads // num_kv_heads
+    # Each KV head serves its group of query heads for all Q positions at once.
+    grouped = query.view(query_len, num_kv_heads, group, head_dim).permute(1, 2, 0, 3)
+    grouped = grouped.reshape(num_kv_heads, group * query_len, head_dim)  # [kv_heads, G*Q, D]
+    scores = torch.bmm(grouped, keys.permute(1, 2, 0)).float() * scale  # [kv_heads, G*Q, L]
+    visible = torch.ones(query_len, context_len, dtype=torch.bool, device=query.device)
+    visible = visible.tril(diagonal=context_len - query_len)  # [Q, L]
+    scores = scores.view(num_kv_heads, group, query_len, context_len)
+    scores.masked_fill_(~visible, float("-inf"))
+    probs = scores.softmax(-1).to(values.dtype).view(num_kv_heads, group * query_len, context_len)
+    output = torch.bmm(probs, values.transpose(0, 1))  # [kv_heads, G*Q, D]
+    output = output.view(num_kv_heads, group, query_len, head_dim).permute(2, 0, 1, 3)
+    return output.reshape(query_len, num_heads, head_dim)

@@ -67,10 +67,11 @@ def build_batch(
 def test_paged_attention_matches_dense_attention(dtype: torch.dtype, tolerance: float, seed: int) -> None:
     generator = torch.Generator().manual_seed(seed)
     # Decodes of different lengths, a fresh prompt, a prompt behind a cached prefix
-    # that ends mid-block, and a one-token-prefix chunk.
-    seqs = [(1, 1), (9, 1), (23, 1), (13, 13), (30, 7), (5, 4)]
+    # that ends mid-block, a one-token-prefix chunk, and chunks too long for the
+    # short-chunk path, with and without a prefix.
+    seqs = [(1, 1), (9, 1), (23, 1), (13, 13), (30, 7), (5, 4), (150, 100), (90, 90)]
     key_cache, value_cache, metadata, queries, keys, values, new_k, new_v = build_batch(
-        seqs, num_blocks=64, dtype=dtype, generator=generator
+        seqs, num_blocks=128, dtype=dtype, generator=generator
     )
     write_kv_cache(new_k, new_v, key_cache, value_cache, metadata.slot_mapping)
     output = paged_attention(torch.cat(queries), key_cache, value_cache, metadata, HEAD_DIM**-0.5)
