@@ -61,6 +61,7 @@ class Scheduler:
         self.block_manager = block_manager
         self.waiting: deque[Sequence] = deque()
         self.running: list[Sequence] = []  # in admission order: the last one is the newest
+        self.num_preemptions = 0  # since start, for metrics and tests
 
     @property
     def has_unfinished(self) -> bool:
@@ -135,4 +136,5 @@ class Scheduler:
         seq.status = SequenceStatus.WAITING
         seq.num_computed_tokens = 0
         seq.num_preemptions += 1
+        self.num_preemptions += 1
         self.waiting.appendleft(seq)
