@@ -1,7 +1,7 @@
 """PagedRAG's inference engine: paged KV cache, prefix sharing, continuous batching.
 
-    from engine import LLM, SamplingParams
-    outputs = LLM().generate(["Hello"], SamplingParams(temperature=0, max_tokens=32))
+from engine import LLM, SamplingParams
+outputs = LLM().generate(["Hello"], SamplingParams(temperature=0, max_tokens=32))
 """
 
 import importlib

@@ -16,11 +16,11 @@ import hashlib
 from array import array
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import NewType
+from typing import TypeAlias
 
 from engine.sequence import Sequence
 
-BlockHash = NewType("BlockHash", bytes)
+BlockHash: TypeAlias = bytes  # 16 bytes naming a full block and everything before it
 
 
 def hash_block(parent: BlockHash | None, token_ids: tuple[int, ...], salt: str | None) -> BlockHash:
@@ -34,7 +34,7 @@ def hash_block(parent: BlockHash | None, token_ids: tuple[int, ...], salt: str |
     digest.update(parent or b"\x00")
     digest.update(array("q", token_ids).tobytes())
     digest.update((salt or "").encode())
-    return BlockHash(digest.digest())
+    return digest.digest()
 
 
 @dataclass(slots=True)
@@ -123,7 +123,9 @@ class BlockManager:
         block_ids: list[int] = []
         for index, block_hash in enumerate(self._block_hashes(seq, max_blocks)):
             block_id = self._cached.get(block_hash)
-            if block_id is None or self.blocks[block_id].token_ids != self._block_tokens(seq, index):
+            if block_id is None or self.blocks[block_id].token_ids != self._block_tokens(
+                seq, index
+            ):
                 break
             block_ids.append(block_id)
         return PrefixMatch(tuple(block_ids), self.block_size)
@@ -135,7 +137,9 @@ class BlockManager:
         prefix_ids = prefix.block_ids if prefix else ()
         revived = sum(1 for block_id in prefix_ids if self.blocks[block_id].ref_count == 0)
         num_tokens = self._num_tokens_after(seq, num_new_tokens, prefix)
-        num_new_blocks = max(0, self._num_blocks_for(num_tokens) - len(seq.block_table) - len(prefix_ids))
+        num_new_blocks = max(
+            0, self._num_blocks_for(num_tokens) - len(seq.block_table) - len(prefix_ids)
+        )
         return num_new_blocks + revived <= len(self._free_queue)
 
     # ---- actions -------------------------------------------------------------------
@@ -185,7 +189,9 @@ class BlockManager:
 
     # ---- internals -----------------------------------------------------------------
 
-    def _num_tokens_after(self, seq: Sequence, num_new_tokens: int, prefix: PrefixMatch | None) -> int:
+    def _num_tokens_after(
+        self, seq: Sequence, num_new_tokens: int, prefix: PrefixMatch | None
+    ) -> int:
         """How many tokens the block table must cover once the allocation is done."""
         num_computed = prefix.num_tokens if prefix is not None else seq.num_computed_tokens
         return num_computed + num_new_tokens

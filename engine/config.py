@@ -6,7 +6,9 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class EngineConfig:
     model: str | None = None  # library name, HF directory or .gguf file; None: the default model
-    dtype: str | None = None  # "float32" or "bfloat16"; None: the fastest exact-enough for the device
+    dtype: str | None = (
+        None  # "float32" or "bfloat16"; None: the fastest exact-enough for the device
+    )
     device: str | None = None  # "cpu", "cuda", "cuda:1"; None: CUDA when available
     block_size: int = 16  # tokens per KV block: the unit of sharing and of allocation
     enable_prefix_caching: bool = True
@@ -14,7 +16,9 @@ class EngineConfig:
     kv_cache_memory_fraction: float = 0.2  # on CPU the pool competes with the OS and the indexer
     max_num_batched_tokens: int = 2048  # per step; bounds activation memory and step latency
     max_num_seqs: int = 64  # running sequences at once
-    max_model_len: int | None = None  # prompt plus output; None: the model's (or what the pool holds)
+    max_model_len: int | None = (
+        None  # prompt plus output; None: the model's (or what the pool holds)
+    )
     seed: int = 0  # for sampled requests without a seed of their own
 
     def __post_init__(self) -> None:

@@ -28,24 +28,24 @@ class IncrementalDetokenizer:
     def stable_text(self) -> str:
         """Text safe to show while streaming: never the start of a stop string that may follow."""
         hold = max((len(s) - 1 for s in self.stop), default=0)
-        return self.text if self.stopped_on or not hold else self.text[: max(0, len(self.text) - hold)]
+        return (
+            self.text if self.stopped_on or not hold else self.text[: max(0, len(self.text) - hold)]
+        )
 
     def add_token(self, token_id: int) -> None:
         self.token_ids.append(token_id)
         if self.stopped_on:
             return
-        decode = self.tokenizer.decode
-        window = self.token_ids[self.prefix_offset :]
-        known = decode(
-            self.token_ids[self.prefix_offset : self.read_offset],
-            skip_special_tokens=self.skip_special_tokens,
-        )
-        full = decode(window, skip_special_tokens=self.skip_special_tokens)
+        known = self._decode(self.token_ids[self.prefix_offset : self.read_offset])
+        full = self._decode(self.token_ids[self.prefix_offset :])
         if full.endswith(INCOMPLETE) or len(full) <= len(known):
             return  # wait for the rest of the character
         delta = full[len(known) :]
         self.prefix_offset, self.read_offset = self.read_offset, len(self.token_ids)
         self._append(delta)
+
+    def _decode(self, token_ids: list[int]) -> str:
+        return str(self.tokenizer.decode(token_ids, skip_special_tokens=self.skip_special_tokens))
 
     def _append(self, delta: str) -> None:
         # Only the new text and the longest stop string before it can contain a new match.

@@ -100,7 +100,9 @@ class LLM:
         ]
         return self.generate(prompts, sampling_params, use_tqdm=use_tqdm)
 
-    def stream(self, prompt: Prompt, sampling_params: SamplingParams | None = None) -> Iterator[str]:
+    def stream(
+        self, prompt: Prompt, sampling_params: SamplingParams | None = None
+    ) -> Iterator[str]:
         """Yield the generated text piece by piece as tokens arrive (one request).
 
         Closing the iterator early aborts the request and frees its blocks.
@@ -120,7 +122,9 @@ class LLM:
         finally:
             self.engine.abort_request(request_id)
 
-    def encode_chat(self, conversation: list[Message], add_generation_prompt: bool = True) -> list[int]:
+    def encode_chat(
+        self, conversation: list[Message], add_generation_prompt: bool = True
+    ) -> list[int]:
         """Token ids of a conversation under the model's chat template."""
         text = self.tokenizer.apply_chat_template(
             conversation, tokenize=False, add_generation_prompt=add_generation_prompt

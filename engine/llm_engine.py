@@ -49,7 +49,9 @@ class LLMEngine:
         model = load_model(self.model_path, self.dtype, self.device)
         c = model.config
         spec = KVCacheSpec(c.num_layers, c.num_kv_heads, c.head_dim, config.block_size, self.dtype)
-        budget = config.kv_cache_memory or default_kv_budget(self.device, config.kv_cache_memory_fraction)
+        budget = config.kv_cache_memory or default_kv_budget(
+            self.device, config.kv_cache_memory_fraction
+        )
         num_blocks = spec.num_blocks_for(budget)
         if num_blocks < 2:
             raise ValueError(f"kv_cache_memory {budget} bytes holds fewer than 2 KV blocks")
@@ -59,7 +61,9 @@ class LLMEngine:
             c.max_position_embeddings,
             num_blocks * config.block_size,
         )
-        self.block_manager = BlockManager(num_blocks, config.block_size, config.enable_prefix_caching)
+        self.block_manager = BlockManager(
+            num_blocks, config.block_size, config.enable_prefix_caching
+        )
         self.scheduler = Scheduler(
             SchedulerConfig(config.max_num_batched_tokens, config.max_num_seqs), self.block_manager
         )
@@ -70,7 +74,11 @@ class LLMEngine:
         self._default_generator = torch.Generator(device=self.device).manual_seed(config.seed)
         logger.info(
             "engine ready: %s, %s on %s, %d KV blocks of %d tokens (%.2f GiB)",
-            self.model_path.name, self.dtype, self.device, num_blocks, config.block_size,
+            self.model_path.name,
+            self.dtype,
+            self.device,
+            num_blocks,
+            config.block_size,
             num_blocks * spec.bytes_per_block / 2**30,
         )
 
@@ -93,7 +101,9 @@ class LLMEngine:
         generator = None
         if params.seed is not None:
             generator = torch.Generator(device=self.device).manual_seed(params.seed)
-        detokenizer = IncrementalDetokenizer(self.tokenizer, params.skip_special_tokens, params.stop)
+        detokenizer = IncrementalDetokenizer(
+            self.tokenizer, params.skip_special_tokens, params.stop
+        )
         self._requests[request_id] = _Request(
             seq, prompt if isinstance(prompt, str) else None, detokenizer, generator
         )

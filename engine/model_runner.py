@@ -88,7 +88,9 @@ class ModelRunner:
         )
 
     def _slot(self, block_table: list[int], position: int) -> int:
-        return block_table[position // self.block_size] * self.block_size + position % self.block_size
+        return (
+            block_table[position // self.block_size] * self.block_size + position % self.block_size
+        )
 
     def _block_tables(self, batch: list[ScheduledSequence]) -> torch.Tensor:
         width = max(len(item.seq.block_table) for item in batch)

@@ -7,7 +7,7 @@ seen from here: the scheduler picks how many of the missing tokens to compute ne
 """
 
 from dataclasses import dataclass, field
-from enum import Enum, auto
+from enum import Enum, StrEnum, auto
 
 from engine.sampling_params import SamplingParams
 
@@ -18,7 +18,7 @@ class SequenceStatus(Enum):
     FINISHED = auto()  # done; its blocks are released
 
 
-class FinishReason(str, Enum):
+class FinishReason(StrEnum):
     """Why generation ended; the values are the strings OpenAI and vLLM clients expect."""
 
     STOP = "stop"  # EOS, a stop token or a stop string

@@ -14,8 +14,12 @@ class PagedAttentionMetadata:
     step and passed down to each attention call; nothing is kept between steps.
     """
 
-    slot_mapping: torch.Tensor  # [num_tokens] int64: block_id * block_size + offset of each new token
-    query_start_loc: torch.Tensor  # [num_seqs + 1] int32: sequence i's tokens are [loc[i], loc[i+1])
+    slot_mapping: (
+        torch.Tensor
+    )  # [num_tokens] int64: block_id * block_size + offset of each new token
+    query_start_loc: (
+        torch.Tensor
+    )  # [num_seqs + 1] int32: sequence i's tokens are [loc[i], loc[i+1])
     context_lens: torch.Tensor  # [num_seqs] int32: cached tokens plus new ones, per sequence
     block_tables: torch.Tensor  # [num_seqs, max_num_blocks] int32, padded with 0
     num_decodes: int  # the first num_decodes sequences have exactly one new token

@@ -1,4 +1,4 @@
-"""`pagedrag generate` streams one answer; `pagedrag run` is an interactive chat, like `ollama run`."""
+"""`pagedrag generate` streams one answer; `pagedrag run` chats in a terminal, like `ollama run`."""
 
 import argparse
 import sys
@@ -20,22 +20,33 @@ def add_parsers(subparsers: Any) -> None:
     generate.set_defaults(handler=run_generate)
 
     chat = subparsers.add_parser("run", help="chat with a model in the terminal (/bye to leave)")
-    chat.add_argument("model_name", nargs="?", metavar="MODEL", help="library name, directory or .gguf")
+    chat.add_argument(
+        "model_name", nargs="?", metavar="MODEL", help="library name, directory or .gguf"
+    )
     _add_model_options(chat, with_model=False)
     chat.set_defaults(handler=run_chat)
 
 
 def _add_model_options(parser: argparse.ArgumentParser, with_model: bool = True) -> None:
     if with_model:
-        parser.add_argument("--model", help="library name, HF directory or .gguf (default: the default model)")
-    parser.add_argument("--dtype", choices=["float32", "bfloat16"], help="default: best for the device")
+        parser.add_argument(
+            "--model", help="library name, HF directory or .gguf (default: the default model)"
+        )
+    parser.add_argument(
+        "--dtype", choices=["float32", "bfloat16"], help="default: best for the device"
+    )
     parser.add_argument("--max-tokens", type=int, default=512, help="most tokens to generate")
     parser.add_argument("--temperature", type=float, default=0.0, help="0 is greedy")
     parser.add_argument("--top-p", type=float, default=1.0)
     parser.add_argument("--top-k", type=int, default=-1)
     parser.add_argument("--seed", type=int, default=None)
-    parser.add_argument("--kv-cache-memory", type=_size, default=None, metavar="BYTES",
-                        help="KV pool size, e.g. 512M or 2G (default: a fraction of free memory)")
+    parser.add_argument(
+        "--kv-cache-memory",
+        type=_size,
+        default=None,
+        metavar="BYTES",
+        help="KV pool size, e.g. 512M or 2G (default: a fraction of free memory)",
+    )
 
 
 def _size(text: str) -> int:

@@ -40,7 +40,7 @@ CATALOG: dict[str, CatalogEntry] = {
     for entry in (
         CatalogEntry(
             name="qwen2.5-coder:0.5b-instruct",
-            description="Qwen2.5-Coder 0.5B Instruct (Q4_K_M GGUF, dequantized); English and Chinese",
+            description="Qwen2.5-Coder 0.5B Instruct (Q4_K_M GGUF, dequantized); English, Chinese",
             parts=tuple(_qwen_part(i) for i in range(1, 7)),
             sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
             size=491_400_064,

@@ -40,11 +40,10 @@ def convert_gguf(gguf_path: Path, out_dir: Path, manifest: dict, progress: bool 
 
     if not progress:
         hf_logging.disable_progress_bar()
-    source = {"pretrained_model_name_or_path": gguf_path.parent, "gguf_file": gguf_path.name}
     started = time.perf_counter()
     try:
-        tokenizer = AutoTokenizer.from_pretrained(**source)
-        quantized = AutoModelForCausalLM.from_pretrained(**source)
+        tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+        quantized = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
     except Exception as error:  # transformers' GGUF reader raises many untyped errors
         raise ModelIntegrityError(f"{gguf_path.name} could not be read: {error}") from error
     config = quantized.config
@@ -56,5 +55,9 @@ def convert_gguf(gguf_path: Path, out_dir: Path, manifest: dict, progress: bool 
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
     quantized.generation_config.save_pretrained(out_dir)
-    manifest = {**manifest, "architecture": architecture, "converted_in_s": round(time.perf_counter() - started, 1)}
+    manifest = {
+        **manifest,
+        "architecture": architecture,
+        "converted_in_s": round(time.perf_counter() - started, 1),
+    }
     (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2))

@@ -36,7 +36,9 @@ def lookup(name: str) -> CatalogEntry:
     return CATALOG[name]
 
 
-def pull(model: str | CatalogEntry, *, store: ModelStore | None = None, progress: bool = True) -> Path:
+def pull(
+    model: str | CatalogEntry, *, store: ModelStore | None = None, progress: bool = True
+) -> Path:
     """Install a library model into the store (if not there yet); returns its directory."""
     entry = lookup(model) if isinstance(model, str) else model
     store = store or ModelStore.default()

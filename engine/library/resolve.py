@@ -44,7 +44,9 @@ def _check_hf_directory(path: Path) -> None:
             f"{path} holds a {model_type!r} model; PagedRAG runs {', '.join(SUPPORTED_MODEL_TYPES)}"
         )
     if not any(path.glob("*.safetensors")):
-        raise UnsupportedModelError(f"{path} has no .safetensors weights (convert .bin weights first)")
+        raise UnsupportedModelError(
+            f"{path} has no .safetensors weights (convert .bin weights first)"
+        )
 
 
 def _import_gguf(path: Path, store: ModelStore, progress: bool) -> Path:

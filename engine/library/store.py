@@ -31,7 +31,7 @@ class ModelStore:
         return cls((home or default_home()) / "models")
 
     def path_for(self, name: str) -> Path:
-        """A directory name safe on every filesystem: `qwen2.5-coder:0.5b` -> `qwen2.5-coder--0.5b`."""
+        """A directory name safe on any filesystem: `qwen2.5:0.5b` -> `qwen2.5--0.5b`."""
         return self.root / re.sub(r"[^A-Za-z0-9._-]", "--", name)
 
     def is_installed(self, name: str) -> bool:

@@ -7,6 +7,7 @@ matmuls; `load_weights` splits Hugging Face checkpoints into them.
 """
 
 from collections.abc import Iterable
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -34,6 +35,9 @@ class RMSNorm(nn.Module):
 
 class RotaryEmbedding(nn.Module):
     """Rotates query and key halves by position-dependent angles (non-interleaved layout)."""
+
+    cos: torch.Tensor  # [max_positions, head_dim] float32
+    sin: torch.Tensor
 
     def __init__(self, head_dim: int, max_positions: int, theta: float) -> None:
         super().__init__()
@@ -71,7 +75,9 @@ class Attention(nn.Module):
     def __init__(self, config: DecoderConfig, rotary: RotaryEmbedding) -> None:
         super().__init__()
         self.config = config
-        self.qkv_proj = nn.Linear(config.hidden_size, config.q_size + 2 * config.kv_size, config.qkv_bias)
+        self.qkv_proj = nn.Linear(
+            config.hidden_size, config.q_size + 2 * config.kv_size, config.qkv_bias
+        )
         self.o_proj = nn.Linear(config.q_size, config.hidden_size, config.o_bias)
         self.rotary = rotary
         self.scale = config.head_dim**-0.5
@@ -98,7 +104,9 @@ class Attention(nn.Module):
 class MLP(nn.Module):
     def __init__(self, config: DecoderConfig) -> None:
         super().__init__()
-        self.gate_up_proj = nn.Linear(config.hidden_size, 2 * config.intermediate_size, config.mlp_bias)
+        self.gate_up_proj = nn.Linear(
+            config.hidden_size, 2 * config.intermediate_size, config.mlp_bias
+        )
         self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size, config.mlp_bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -121,7 +129,9 @@ class DecoderLayer(nn.Module):
         kv_cache: KVCache,
         metadata: PagedAttentionMetadata,
     ) -> torch.Tensor:
-        hidden = hidden + self.self_attn(positions, self.input_layernorm(hidden), kv_cache, metadata)
+        hidden = hidden + self.self_attn(
+            positions, self.input_layernorm(hidden), kv_cache, metadata
+        )
         return hidden + self.mlp(self.post_attention_layernorm(hidden))
 
 
@@ -136,7 +146,7 @@ class DecoderModel(nn.Module):
 
 class DecoderForCausalLM(nn.Module):
     # Hugging Face parameter name fragments -> (fused parameter, shard index).
-    FUSED_SHARDS = {
+    FUSED_SHARDS: ClassVar[dict[str, tuple[str, int]]] = {
         ".q_proj.": (".qkv_proj.", 0),
         ".k_proj.": (".qkv_proj.", 1),
         ".v_proj.": (".qkv_proj.", 2),
@@ -148,8 +158,10 @@ class DecoderForCausalLM(nn.Module):
         super().__init__()
         self.config = config
         self.model = DecoderModel(config)
-        self.lm_head = None if config.tie_word_embeddings else nn.Linear(
-            config.hidden_size, config.vocab_size, bias=False
+        self.lm_head = (
+            None
+            if config.tie_word_embeddings
+            else nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         )
 
     def forward(

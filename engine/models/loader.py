@@ -16,7 +16,9 @@ from engine.models.decoder import DecoderForCausalLM, RotaryEmbedding
 def read_hf_config(model_dir: Path) -> dict:
     path = model_dir / "config.json"
     if not path.is_file():
-        raise ModelNotFoundError(f"{model_dir} is not a Hugging Face model directory (no config.json)")
+        raise ModelNotFoundError(
+            f"{model_dir} is not a Hugging Face model directory (no config.json)"
+        )
     try:
         return json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as error:
@@ -43,7 +45,9 @@ def load_model(model_dir: Path, dtype: torch.dtype, device: torch.device) -> Dec
     try:
         model.load_weights(_read_safetensors(model_dir))
     except (KeyError, RuntimeError) as error:
-        raise ModelIntegrityError(f"weights in {model_dir} do not fit the config: {error}") from error
+        raise ModelIntegrityError(
+            f"weights in {model_dir} do not fit the config: {error}"
+        ) from error
     return model.eval()
 
 

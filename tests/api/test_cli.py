@@ -10,14 +10,21 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def pagedrag(*args: str, home: Path | None = None, stdin: str | None = None) -> subprocess.CompletedProcess:
+def pagedrag(
+    *args: str, home: Path | None = None, stdin: str | None = None
+) -> subprocess.CompletedProcess:
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     if home is not None:
         env["PAGEDRAG_HOME"] = str(home)
     code = "import sys; from api.cli import main; sys.exit(main(sys.argv[1:]))"
     return subprocess.run(
         [sys.executable, "-c", code, *args],
-        cwd=ROOT, env=env, input=stdin, capture_output=True, text=True, timeout=600,
+        cwd=ROOT,
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
 
 
@@ -60,16 +67,27 @@ def test_models_lists_the_library_models() -> None:
 
 @pytest.mark.slow
 def test_generate_streams_an_answer() -> None:
-    result = pagedrag("generate", "--model", "smollm2:135m-instruct", "--max-tokens", "12",
-                      "What is the capital of France?")
+    result = pagedrag(
+        "generate",
+        "--model",
+        "smollm2:135m-instruct",
+        "--max-tokens",
+        "12",
+        "What is the capital of France?",
+    )
     assert result.returncode == 0, result.stderr
     assert "Paris" in result.stdout
 
 
 @pytest.mark.slow
 def test_run_is_a_multi_turn_chat_that_ends_on_bye() -> None:
-    result = pagedrag("run", "smollm2:135m-instruct", "--max-tokens", "12",
-                      stdin="What is the capital of France?\nAnd of Italy?\n/bye\n")
+    result = pagedrag(
+        "run",
+        "smollm2:135m-instruct",
+        "--max-tokens",
+        "12",
+        stdin="What is the capital of France?\nAnd of Italy?\n/bye\n",
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.count(">>> ") == 3
     assert "Paris" in result.stdout and "Rome" in result.stdout

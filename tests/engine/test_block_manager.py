@@ -29,7 +29,9 @@ def test_block_manager_module_imports_no_torch() -> None:
     import subprocess
 
     code = "import engine.block_manager, engine.scheduler, sys; print('torch' in sys.modules)"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
     assert result.stdout.strip() == "False"
 
 
@@ -162,9 +164,7 @@ def test_decode_growth_allocates_a_block_only_at_a_boundary() -> None:
 
 @settings(max_examples=60, deadline=None)
 @given(
-    prompts=st.lists(
-        st.lists(st.integers(0, 3), min_size=1, max_size=24), min_size=1, max_size=12
-    ),
+    prompts=st.lists(st.lists(st.integers(0, 3), min_size=1, max_size=24), min_size=1, max_size=12),
     free_order=st.randoms(),
 )
 def test_random_workload_never_leaks_a_block(prompts: list[list[int]], free_order) -> None:

@@ -99,8 +99,12 @@ def test_batch_of_varied_prompts_matches_transformers(model_path: Path) -> None:
 
 def test_second_wave_hits_the_prefix_cache_and_output_is_unchanged(model_path: Path) -> None:
     llm = make_llm(model_path)
-    first = llm.generate([PASSAGES + f"Question {i}: Name a port.\nAnswer:" for i in range(4)], GREEDY)
-    second = llm.generate([PASSAGES + f"Question: What is the Lorelei? ({i})" for i in range(4)], GREEDY)
+    first = llm.generate(
+        [PASSAGES + f"Question {i}: Name a port.\nAnswer:" for i in range(4)], GREEDY
+    )
+    second = llm.generate(
+        [PASSAGES + f"Question: What is the Lorelei? ({i})" for i in range(4)], GREEDY
+    )
     shared = len(llm.tokenizer(PASSAGES).input_ids) // 16 * 16
     assert all(o.num_cached_tokens >= shared - 16 for o in second)
     assert sum(o.num_cached_tokens for o in second) > 0

@@ -128,7 +128,9 @@ def test_random_workload_finishes_without_deadlock_or_leak() -> None:
         # Shared leading tokens make prefix hits; the pool is small enough to preempt.
         shared = rng.choice([[1, 2, 3, 4, 5, 6, 7, 8], [9, 9, 9, 9], []])
         tokens = shared + [rng.randrange(1000) for _ in range(rng.randrange(1, 30))]
-        seq = Sequence(str(index), tokens, len(tokens), SamplingParams(max_tokens=rng.randrange(1, 20)))
+        seq = Sequence(
+            str(index), tokens, len(tokens), SamplingParams(max_tokens=rng.randrange(1, 20))
+        )
         seqs.append(seq)
         scheduler.add(seq)
     run_to_completion(scheduler)

@@ -40,15 +40,22 @@ def build_batch(
         seq_slots = [table[p // BLOCK] * BLOCK + p % BLOCK for p in range(context_len)]
         prefix = context_len - query_len
         # The cached prefix is already in the cache; the new tokens are written by the test.
-        write_kv_cache(keys[:prefix], values[:prefix], key_cache, value_cache,
-                       torch.tensor(seq_slots[:prefix], dtype=torch.int64))
+        write_kv_cache(
+            keys[:prefix],
+            values[:prefix],
+            key_cache,
+            value_cache,
+            torch.tensor(seq_slots[:prefix], dtype=torch.int64),
+        )
         slots.extend(seq_slots[prefix:])
         queries.append(torch.randn(query_len, NUM_HEADS, HEAD_DIM, generator=generator).to(dtype))
     width = max(len(t) for t in tables)
     query_lens = tuple(q for _, q in seqs)
     metadata = PagedAttentionMetadata(
         slot_mapping=torch.tensor(slots, dtype=torch.int64),
-        query_start_loc=torch.tensor([0, *torch.tensor(query_lens).cumsum(0).tolist()], dtype=torch.int32),
+        query_start_loc=torch.tensor(
+            [0, *torch.tensor(query_lens).cumsum(0).tolist()], dtype=torch.int32
+        ),
         context_lens=torch.tensor([c for c, _ in seqs], dtype=torch.int32),
         block_tables=torch.tensor([t + [0] * (width - len(t)) for t in tables], dtype=torch.int32),
         num_decodes=sum(1 for q in query_lens if q == 1),
@@ -60,11 +67,11 @@ def build_batch(
     return key_cache, value_cache, metadata, queries, full_keys, full_values, new_keys, new_values
 
 
-@pytest.mark.parametrize(
-    ("dtype", "tolerance"), [(torch.float32, 1e-5), (torch.bfloat16, 3e-2)]
-)
+@pytest.mark.parametrize(("dtype", "tolerance"), [(torch.float32, 1e-5), (torch.bfloat16, 3e-2)])
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_paged_attention_matches_dense_attention(dtype: torch.dtype, tolerance: float, seed: int) -> None:
+def test_paged_attention_matches_dense_attention(
+    dtype: torch.dtype, tolerance: float, seed: int
+) -> None:
     generator = torch.Generator().manual_seed(seed)
     # Decodes of different lengths, a fresh prompt, a prompt behind a cached prefix
     # that ends mid-block, a one-token-prefix chunk, and chunks too long for the
@@ -75,7 +82,9 @@ def test_paged_attention_matches_dense_attention(dtype: torch.dtype, tolerance: 
     )
     write_kv_cache(new_k, new_v, key_cache, value_cache, metadata.slot_mapping)
     output = paged_attention(torch.cat(queries), key_cache, value_cache, metadata, HEAD_DIM**-0.5)
-    expected = torch.cat([dense_attention(q, k, v) for q, k, v in zip(queries, keys, values, strict=True)])
+    expected = torch.cat(
+        [dense_attention(q, k, v) for q, k, v in zip(queries, keys, values, strict=True)]
+    )
     assert output.shape == (sum(q for _, q in seqs), NUM_HEADS, HEAD_DIM)
     assert output.dtype == dtype
     torch.testing.assert_close(output.double(), expected, atol=tolerance, rtol=tolerance)

@@ -52,14 +52,16 @@ def test_installed_lists_the_pulled_model(pulled_store: ModelStore) -> None:
 def test_checksum_mismatch_is_refused_and_leaves_nothing(tmp_path: Path) -> None:
     store = ModelStore(tmp_path / "models")
     tampered = dataclasses.replace(SMOLLM2, sha256="0" * 64)
-    with pytest.raises(ModelIntegrityError, match="expected 0000.*force-reinstall"):
+    with pytest.raises(ModelIntegrityError, match=r"expected 0000.*force-reinstall"):
         pull(tampered, store=store, progress=False)
     assert not store.is_installed(SMOLLM2.name)
     assert list(store.root.iterdir()) == []
 
 
 def test_unknown_name_lists_the_known_ones(tmp_path: Path) -> None:
-    with pytest.raises(ModelNotFoundError, match="qwen2.5-coder:0.5b-instruct, smollm2:135m-instruct"):
+    with pytest.raises(
+        ModelNotFoundError, match=r"qwen2\.5-coder:0\.5b-instruct, smollm2:135m-instruct"
+    ):
         resolve_model("llama9:1t", home=tmp_path)
 
 
