@@ -1,7 +1,10 @@
 """The paged KV pool: per-layer K and V tensors allocated once, sized from a memory budget."""
 
+import math
 from dataclasses import dataclass
+from functools import partial
 
+import numpy as np
 import psutil
 import torch
 
@@ -40,10 +43,14 @@ def allocate_kv_cache(spec: KVCacheSpec, num_blocks: int, device: torch.device) 
     garbage there could be NaN, which survives multiplication by a zero probability.
     """
     shape = (num_blocks, spec.block_size, spec.num_kv_heads, spec.head_dim)
+    zeros = _lazy_zeros if device.type == "cpu" else partial(torch.zeros, device=device)
     return [
-        (
-            torch.zeros(shape, dtype=spec.dtype, device=device),
-            torch.zeros(shape, dtype=spec.dtype, device=device),
-        )
+        (zeros(shape, dtype=spec.dtype), zeros(shape, dtype=spec.dtype))
         for _ in range(spec.num_layers)
     ]
+
+
+def _lazy_zeros(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+    """Zeros the OS provides on first touch (calloc): an unused pool costs no memory or time."""
+    num_bytes = math.prod(shape) * torch.empty((), dtype=dtype).element_size()
+    return torch.from_numpy(np.zeros(num_bytes, dtype=np.uint8)).view(dtype).view(shape)

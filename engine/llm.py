@@ -78,10 +78,14 @@ class LLM:
         """
         prompt_list = _as_prompt_list(prompts)
         params = _per_prompt(sampling_params, len(prompt_list))
-        request_ids = [
-            self.engine.add_request(prompt, p, cache_salt=cache_salt)
-            for prompt, p in zip(prompt_list, params, strict=True)
-        ]
+        request_ids: list[str] = []
+        try:
+            for prompt, p in zip(prompt_list, params, strict=True):
+                request_ids.append(self.engine.add_request(prompt, p, cache_salt=cache_salt))
+        except Exception:
+            for request_id in request_ids:  # all or nothing: no orphans left in the engine
+                self.engine.abort_request(request_id)
+            raise
         return self._run(request_ids, use_tqdm)
 
     def chat(

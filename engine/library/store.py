@@ -16,14 +16,18 @@ def default_home() -> Path:
 
 @dataclass(frozen=True)
 class InstalledModel:
-    name: str
-    path: Path
-    size_bytes: int
-    architecture: str
+    """One complete model in the store, as `pagedrag models` lists it."""
+
+    name: str  # the library name, or `gguf-<sha256 prefix>` for an imported .gguf file
+    path: Path  # its Hugging Face-format directory
+    size_bytes: int  # of the files in that directory
+    architecture: str  # GGUF `general.architecture` (= Hugging Face `model_type`)
 
 
 @dataclass(frozen=True)
 class ModelStore:
+    """Where converted models live; a directory is installed once its manifest exists."""
+
     root: Path  # <home>/models
 
     @classmethod
@@ -38,17 +42,22 @@ class ModelStore:
         return (self.path_for(name) / MANIFEST).is_file()
 
     def installed(self) -> list[InstalledModel]:
+        """Every complete model, sorted by directory; damaged entries are left out."""
         if not self.root.is_dir():
             return []
         models = []
         for manifest_path in sorted(self.root.glob(f"*/{MANIFEST}")):
             try:
                 manifest = json.loads(manifest_path.read_text())
-            except (OSError, json.JSONDecodeError):
+                name, architecture = str(manifest["name"]), str(manifest["architecture"])
+            except (OSError, ValueError, KeyError, TypeError):
                 continue  # a damaged entry is not listed; `pull` rebuilds it
             directory = manifest_path.parent
             size = sum(f.stat().st_size for f in directory.iterdir() if f.is_file())
-            models.append(
-                InstalledModel(manifest["name"], directory, size, manifest["architecture"])
-            )
+            models.append(InstalledModel(name, directory, size, architecture))
         return models
+
+
+def list_models(*, home: Path | None = None) -> list[InstalledModel]:
+    """The models installed in the store under `home` (default: `default_home()`)."""
+    return ModelStore.default(home).installed()

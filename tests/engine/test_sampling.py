@@ -1,0 +1,160 @@
+"""Sampling, stop conditions, streaming text and bad input, on the real small model."""
+
+import pytest
+import torch
+
+from engine import LLM, SamplingParams
+from engine.errors import PromptTooLongError
+from engine.sampler import sample
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def llm() -> LLM:
+    return LLM("smollm2:135m-instruct", kv_cache_memory=128 << 20, max_model_len=512)
+
+
+# ---- the sampler on its own --------------------------------------------------------
+
+
+def test_greedy_rows_take_the_argmax_and_sampled_rows_respect_top_k() -> None:
+    logits = torch.tensor([[0.0, 5.0, 4.9, -1.0]] * 3)
+    params = [
+        SamplingParams(temperature=0),
+        SamplingParams(temperature=5.0, top_k=2),
+        SamplingParams(temperature=1.0, top_p=0.01),
+    ]
+    seen = set()
+    for seed in range(50):
+        generators = [
+            None,
+            torch.Generator().manual_seed(seed),
+            torch.Generator().manual_seed(seed),
+        ]
+        greedy, top_k, tiny_p = sample(logits, params, generators)
+        assert greedy == 1
+        assert tiny_p == 1  # top_p below the best token's mass keeps only that token
+        seen.add(top_k)
+    assert seen == {1, 2}  # both of the top two, never the others
+
+
+def test_top_p_keeps_the_smallest_set_reaching_p() -> None:
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
+    params = [SamplingParams(temperature=1.0, top_p=0.75)]
+    drawn = {sample(logits, params, [torch.Generator().manual_seed(s)])[0] for s in range(200)}
+    assert drawn == {0, 1}  # 0.5 + 0.3 reaches 0.75; 0.15 and 0.05 are cut
+
+
+def test_sampling_params_reject_bad_values() -> None:
+    for bad in (
+        {"temperature": -1},
+        {"top_p": 0},
+        {"top_k": -2},
+        {"max_tokens": 0},
+        {"stop": [""]},
+    ):
+        with pytest.raises(ValueError):
+            SamplingParams(**bad)
+    assert SamplingParams(stop="x").stop == ("x",)
+
+
+# ---- through the engine --------------------------------------------------------------
+
+
+def test_same_seed_same_text_whatever_the_batch(llm: LLM) -> None:
+    seeded = SamplingParams(temperature=1.0, top_p=0.9, max_tokens=16, seed=42)
+    alone = llm.generate(["Write a haiku about rivers."], seeded)[0]
+    crowd = ["Tell me a joke.", "Write a haiku about rivers.", "Count to five."]
+    other = SamplingParams(temperature=1.0, max_tokens=16)
+    batched = llm.generate(crowd, [other, seeded, other])[1]
+    assert batched.token_ids == alone.token_ids
+    different = llm.generate(
+        ["Write a haiku about rivers."],
+        SamplingParams(temperature=1.0, top_p=0.9, max_tokens=16, seed=7),
+    )[0]
+    assert different.token_ids != alone.token_ids
+
+
+def test_max_tokens_ends_with_length(llm: LLM) -> None:
+    out = llm.generate(["Count from one to fifty:"], SamplingParams(temperature=0, max_tokens=5))[0]
+    assert len(out.token_ids) == 5 and out.finish_reason == "length"
+
+
+def test_eos_ends_with_stop(llm: LLM) -> None:
+    [out] = llm.chat(
+        [{"role": "user", "content": "Say hi."}], SamplingParams(temperature=0, max_tokens=64)
+    )
+    assert out.finish_reason == "stop"
+    assert out.token_ids[-1] in llm.engine.eos_token_ids
+    assert "<|im_end|>" not in out.text
+
+
+def test_stop_string_cuts_the_text_before_it(llm: LLM) -> None:
+    params = SamplingParams(temperature=0, max_tokens=64)
+    full = llm.generate(["The days of the week are Monday,"], params)[0].text
+    assert "Wednesday" in full
+    stopped = llm.generate(
+        ["The days of the week are Monday,"],
+        SamplingParams(temperature=0, max_tokens=64, stop=["Wed"]),
+    )[0]
+    assert stopped.finish_reason == "stop"
+    assert stopped.text == full[: full.index("Wed")]
+
+
+def test_stop_token_id_ends_generation(llm: LLM) -> None:
+    params = SamplingParams(temperature=0, max_tokens=32)
+    tokens = llm.generate(["The days of the week are Monday,"], params)[0].token_ids
+    stop_id = tokens[3]
+    out = llm.generate(
+        ["The days of the week are Monday,"],
+        SamplingParams(temperature=0, max_tokens=32, stop_token_ids=[stop_id]),
+    )[0]
+    assert out.token_ids == tokens[: tokens.index(stop_id) + 1]  # its first occurrence
+    assert out.finish_reason == "stop"
+
+
+def test_streamed_pieces_add_up_to_the_text_including_multibyte(llm: LLM) -> None:
+    prompt = "Repeat exactly: 你好，世界！ café naïve 🙂"
+    params = SamplingParams(temperature=0, max_tokens=40)
+    pieces = list(llm.stream(prompt, params))
+    final = llm.generate([prompt], params)[0]
+    assert "".join(pieces) == final.text
+    assert "\ufffd" not in final.text
+    assert final.text == llm.tokenizer.decode(final.token_ids, skip_special_tokens=True)
+
+
+def test_closing_a_stream_early_frees_its_blocks(llm: LLM) -> None:
+    stream = llm.stream("Tell me a long story.", SamplingParams(temperature=0, max_tokens=200))
+    next(stream)
+    stream.close()
+    manager = llm.engine.block_manager
+    assert not llm.engine.has_unfinished_requests()
+    assert manager.num_free_blocks == manager.num_blocks
+
+
+def test_token_id_prompts_and_input_order(llm: LLM) -> None:
+    ids = llm.tokenizer("The capital of France is").input_ids
+    params = SamplingParams(temperature=0, max_tokens=4)
+    by_ids, by_text = llm.generate([ids, "The capital of France is"], params)
+    assert by_ids.token_ids == by_text.token_ids
+    assert by_ids.prompt is None and by_text.prompt == "The capital of France is"
+
+
+def test_prompt_longer_than_the_model_holds_is_refused(llm: LLM) -> None:
+    with pytest.raises(PromptTooLongError, match="at most 511 prompt tokens"):
+        llm.generate([[1] * 600])
+    assert not llm.engine.has_unfinished_requests()
+
+
+def test_empty_prompt_and_bad_token_ids_are_refused(llm: LLM) -> None:
+    with pytest.raises(ValueError, match="empty"):
+        llm.generate([[]])
+    with pytest.raises(ValueError, match="token ids"):
+        llm.generate([[10**9]])
+
+
+def test_a_bad_prompt_in_a_batch_leaves_nothing_queued(llm: LLM) -> None:
+    with pytest.raises(ValueError, match="empty"):
+        llm.generate(["fine", ""])
+    assert not llm.engine.has_unfinished_requests()
