@@ -123,9 +123,7 @@ class BlockManager:
         block_ids: list[int] = []
         for index, block_hash in enumerate(self._block_hashes(seq, max_blocks)):
             block_id = self._cached.get(block_hash)
-            if block_id is None or self.blocks[block_id].token_ids != self._block_tokens(
-                seq, index
-            ):
+            if block_id is None or not self._holds(block_id, seq, index):
                 break
             block_ids.append(block_id)
         return PrefixMatch(tuple(block_ids), self.block_size)
@@ -246,6 +244,10 @@ class BlockManager:
             tokens = self._block_tokens(seq, len(hashes))
             hashes.append(hash_block(parent, tokens, seq.cache_salt))
         return hashes[:num_blocks]
+
+    def _holds(self, block_id: int, seq: Sequence, index: int) -> bool:
+        """Whether a cached block really holds the sequence's `index`-th block of tokens."""
+        return self.blocks[block_id].token_ids == self._block_tokens(seq, index)
 
     def _block_tokens(self, seq: Sequence, index: int) -> tuple[int, ...]:
         start = index * self.block_size
