@@ -1,0 +1,38 @@
+"""PagedRAG's indexer: parse, chunk, embed and store documents; search them back.
+
+from indexer import Index
+index = Index("~/my-index")
+index.ingest(["report.pdf", "notes/"])
+hits = index.search("what did the report conclude?", k=5)
+"""
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from indexer.chunking import ChunkingConfig
+    from indexer.index import Index, IndexConfig
+    from indexer.records import DocumentInfo, IngestReport, SearchHit
+    from indexer.rerank import CrossEncoderReranker, NoReranker, Reranker
+
+# NOTE: imported on first use, so that the CLI's fast commands do not pay for torch.
+_EXPORTS = {
+    "ChunkingConfig": "indexer.chunking",
+    "CrossEncoderReranker": "indexer.rerank",
+    "DocumentInfo": "indexer.records",
+    "Index": "indexer.index",
+    "IndexConfig": "indexer.index",
+    "IngestReport": "indexer.records",
+    "NoReranker": "indexer.rerank",
+    "Reranker": "indexer.rerank",
+    "SearchHit": "indexer.records",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'indexer' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)
+
+
+__all__ = sorted(_EXPORTS)
