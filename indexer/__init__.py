@@ -35,4 +35,14 @@ def __getattr__(name: str) -> Any:
     return getattr(importlib.import_module(_EXPORTS[name]), name)
 
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "ChunkingConfig",
+    "CrossEncoderReranker",
+    "DocumentInfo",
+    "Index",
+    "IndexConfig",
+    "IngestReport",
+    "NoReranker",
+    "Reranker",
+    "SearchHit",
+]

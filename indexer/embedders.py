@@ -104,7 +104,9 @@ class SentenceTransformerEmbedder(Embedder):
     def model(self) -> Any:
         import torch
         from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging
 
+        logging.disable_progress_bar()  # a bar for a 90 MB model is noise in every CLI call
         device = "cuda" if torch.cuda.is_available() else "cpu"
         return SentenceTransformer(str(self.folder), device=device, local_files_only=True)
 

@@ -14,6 +14,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -196,7 +197,7 @@ class KeywordIndex:
             if not postings.exists():  # segments are immutable: written once
                 _save_segment(segment, directory)
             alive_name = f"{segment.name}.alive-{uuid.uuid4().hex[:8]}.npy"
-            write_atomically(directory / alive_name, lambda f, s=segment: np.save(f, s.alive))
+            write_atomically(directory / alive_name, partial(np.save, arr=segment.alive))
             manifest.append({"name": segment.name, "alive": alive_name})
         text = json.dumps({"segments": manifest})
         write_atomically(directory / "manifest.json", lambda f: f.write(text.encode()))
@@ -223,7 +224,7 @@ def _save_segment(segment: _Segment, directory: Path) -> None:
     }
     terms = json.dumps(list(segment.vocabulary), ensure_ascii=False).encode()
     write_atomically(directory / f"{segment.name}.terms.json", lambda f: f.write(terms))
-    write_atomically(directory / f"{segment.name}.npz", lambda f: np.savez(f, **arrays))
+    write_atomically(directory / f"{segment.name}.npz", lambda f: np.savez(f, **arrays))  # type: ignore[arg-type]
 
 
 def _load_segment(directory: Path, name: str, alive_name: str) -> _Segment:

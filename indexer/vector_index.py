@@ -10,6 +10,7 @@ remove vectors, and documents get deleted.
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import faiss
 import numpy as np
@@ -30,7 +31,8 @@ class VectorIndex:
     def __init__(self, dim: int, config: VectorIndexConfig = VectorIndexConfig()) -> None:
         self.dim = dim
         self.config = config
-        self._index: faiss.Index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+        # Any: faiss's type stubs miss most of what is used here.
+        self._index: Any = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
 
     @property
     def is_approximate(self) -> bool:
@@ -90,26 +92,26 @@ class VectorIndex:
         top = np.argsort(-scores, kind="stable")[:k]
         return scores[top], allowed[top]
 
-    def _search_parameters(self, allowed: np.ndarray | None) -> faiss.SearchParameters | None:
+    def _search_parameters(self, allowed: np.ndarray | None) -> Any:
         selector = None
         if allowed is not None:
             selector = faiss.IDSelectorBatch(np.asarray(allowed, dtype=np.int64))
         if self.is_approximate:
-            return faiss.SearchParametersIVF(sel=selector, nprobe=self.config.nprobe)
-        return faiss.SearchParameters(sel=selector) if selector is not None else None
+            return faiss.SearchParametersIVF(sel=selector, nprobe=self.config.nprobe)  # type: ignore[call-arg]
+        return faiss.SearchParameters(sel=selector) if selector is not None else None  # type: ignore[call-arg]
 
     def _become_approximate(self) -> None:
         ids = self.ids()
         vectors = self.vectors(ids)
         # About 4·sqrt(n) lists, with the 39 training points per list FAISS asks for.
         nlist = int(max(min(4 * math.sqrt(len(ids)), len(ids) / 39, 65_536), 1))
-        quantizer = faiss.IndexFlatIP(self.dim)
-        index = faiss.IndexIVFFlat(quantizer, self.dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        quantizer: Any = faiss.IndexFlatIP(self.dim)
+        index: Any = faiss.IndexIVFFlat(quantizer, self.dim, nlist, faiss.METRIC_INNER_PRODUCT)
         index.own_fields = True
         quantizer.this.disown()
         sample = np.random.default_rng(0).permutation(len(ids))[: 64 * nlist]
         index.train(vectors[sample])
-        index.set_direct_map_type(faiss.DirectMap.Hashtable)
+        index.set_direct_map_type(faiss.DirectMap.Hashtable)  # type: ignore[attr-defined]
         index.add_with_ids(vectors, ids)
         self._index = index
 
@@ -121,7 +123,7 @@ class VectorIndex:
 
     @classmethod
     def load(cls, path: Path, config: VectorIndexConfig) -> "VectorIndex":
-        stored = faiss.deserialize_index(np.frombuffer(path.read_bytes(), dtype=np.uint8))
+        stored: Any = faiss.deserialize_index(np.frombuffer(path.read_bytes(), dtype=np.uint8))
         index = cls(stored.d, config)
         index._index = stored
         return index

@@ -4,8 +4,9 @@ import argparse
 import os
 import sys
 
-from api.cli import generate, models
+from api.cli import documents, generate, models
 from engine.errors import PagedRAGError
+from indexer.errors import IndexerError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -13,7 +14,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="pagedrag", description="Local RAG on a paged-attention engine."
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (models, generate):
+    for module in (models, generate, documents):
         module.add_parsers(subparsers)
     return parser
 
@@ -25,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.handler(args) or 0)
-    except PagedRAGError as error:
+    except (PagedRAGError, IndexerError) as error:
         print(f"pagedrag: error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

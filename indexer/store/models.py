@@ -6,7 +6,7 @@ newer chunk, and a deleted document's id stays dead.
 
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, ClassVar
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -40,7 +40,7 @@ class DocumentStatus(StrEnum):
 
 class Collection(Base):
     __tablename__ = "collections"
-    __table_args__: ClassVar = {"sqlite_autoincrement": True}
+    __table_args__ = ({"sqlite_autoincrement": True},)
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
@@ -86,7 +86,7 @@ class Document(Base):
 
 class Chunk(Base):
     __tablename__ = "chunks"
-    __table_args__: ClassVar = {"sqlite_autoincrement": True}
+    __table_args__ = ({"sqlite_autoincrement": True},)
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     document_id: Mapped[int] = mapped_column(
