@@ -31,7 +31,7 @@ from indexer.errors import (
     ParseError,
 )
 from indexer.file_lock import exclusive
-from indexer.parsers import ParsedDocument, mime_type_for, parse_file
+from indexer.parsers import PageSpan, ParsedDocument, mime_type_for, parse_file
 from indexer.records import (
     DocumentInfo,
     IngestFailure,
@@ -144,8 +144,9 @@ class Index:
                 if item is not None:
                     work.append(item)
                 _report(progress, "parse", done, len(sources.files))
-            ready = self._chunk_and_embed(work, report, progress)
-        report.document_ids = [i for i in order if i in ready]
+            self._chunk_and_embed(work, report, progress)
+        failed = {failure.document_id for failure in report.failures}
+        report.document_ids = [i for i in order if i not in failed]
         return report
 
     def ingest_texts(
@@ -163,10 +164,10 @@ class Index:
             collection_id = self._collection_id(collection, create=True)
             order, work = self._register_texts(items, collection_id, report)
             _report(progress, "parse", len(items), len(items))
-            ready = self._chunk_and_embed(work, report, progress)
+            self._chunk_and_embed(work, report, progress)
         if report.failures:
             raise IndexerError("; ".join(f.error for f in report.failures))
-        return [i for i in order if i in ready]
+        return order
 
     def _register_file(
         self, path: Path, collection_id: int, report: IngestReport, order: list[int]
@@ -260,8 +261,8 @@ class Index:
 
     def _chunk_and_embed(
         self, work: list[_Work], report: IngestReport, progress: Progress | None
-    ) -> set[int]:
-        """Chunk, embed and commit; returns the ids of the documents that became ready."""
+    ) -> None:
+        """Chunk, embed and commit, a group of documents at a time."""
         chunkable = []
         for done, item in enumerate(work, 1):
             item.chunks = chunk_text(
@@ -279,7 +280,6 @@ class Index:
             _report(progress, "chunk", done, len(work))
         total = sum(len(item.chunks) for item in chunkable)
         embedded = 0
-        ready: set[int] = set()
         last_save = time.monotonic()
         for group in _groups(chunkable, EMBED_GROUP_CHUNKS):
 
@@ -291,14 +291,12 @@ class Index:
             texts = [_embedding_input(item.title, c.text) for item in group for c in item.chunks]
             vectors = self.embedder.embed_documents(texts, progress=advance)
             self._commit(group, vectors)
-            ready.update(item.document_id for item in group)
             report.new_documents += len(group)
             report.chunks += sum(len(item.chunks) for item in group)
             if time.monotonic() - last_save > SAVE_INTERVAL_S:
                 self._save_dirty()
                 last_save = time.monotonic()
         self._save_dirty()
-        return ready
 
     def _commit(self, group: list[_Work], vectors: np.ndarray) -> None:
         """Chunks and "ready" in one transaction; then the in-memory indexes follow."""
@@ -325,7 +323,7 @@ class Index:
                 document.num_chunks = len(item.chunks)
                 document.page_count = item.parsed.page_count
                 document.text = item.parsed.text
-                document.page_starts = [page.start for page in item.parsed.pages] or None
+                document.page_spans = [[p.start, p.end] for p in item.parsed.pages] or None
             session.add_all(rows)
             session.flush()
             generation = _bump(session, collection_id)
@@ -719,24 +717,13 @@ def _regions(parsed: ParsedDocument) -> list[Region]:
 
 
 def _parsed_from_store(document: Document) -> ParsedDocument:
-    from indexer.parsers import PageSpan
-
-    text = document.text or ""
-    starts = document.page_starts or []
-    ends = [*starts[1:], len(text)]
     pages = tuple(
-        PageSpan(number, start, _page_end(text, start, end))
-        for number, (start, end) in enumerate(zip(starts, ends, strict=True), 1)
+        PageSpan(number, start, end)
+        for number, (start, end) in enumerate(document.page_spans or [], 1)
     )
-    return ParsedDocument(text, document.mime_type, document.title, pages, document.page_count)
-
-
-def _page_end(text: str, start: int, next_start: int) -> int:
-    """Pages are joined by a blank line; a page ends before it."""
-    end = next_start
-    while end > start and text[end - 1] == "\n":
-        end -= 1
-    return end
+    return ParsedDocument(
+        document.text or "", document.mime_type, document.title, pages, document.page_count
+    )
 
 
 def _groups(work: list[_Work], size: int) -> Iterator[list[_Work]]:

@@ -74,9 +74,9 @@ class Document(Base):
     # The original file under the data directory's files/ (None for texts given as strings).
     stored_file: Mapped[str | None] = mapped_column(String(200))
     num_chunks: Mapped[int] = mapped_column(Integer, default=0)
-    # The extracted text and where each page starts in it: enough to re-chunk without the file.
+    # The extracted text and each page's [start, end) in it: enough to re-chunk without the file.
     text: Mapped[str | None] = deferred(mapped_column(Text))
-    page_starts: Mapped[list[int] | None] = deferred(mapped_column(JSON))
+    page_spans: Mapped[list[list[int]] | None] = deferred(mapped_column(JSON))
 
     collection: Mapped[Collection] = relationship(back_populates="documents")
     chunks: Mapped[list["Chunk"]] = relationship(

@@ -1,0 +1,43 @@
+"""Index fixtures on the real default embedder (all-MiniLM-L6-v2, from its PyPI package)."""
+
+import numpy as np
+import pytest
+from sqlalchemy import select
+
+from indexer import Index
+from indexer.store import Chunk, Document, DocumentStatus
+
+FACTS = [
+    {"title": "Paris", "text": "Paris is the capital of France. The Eiffel Tower stands there."},
+    {"title": "Cats", "text": "Cats are small domesticated carnivorous mammals that often purr."},
+    {"title": "Photosynthesis", "text": "Plants turn sunlight, water and CO2 into sugar."},
+    {"title": "Rust", "text": "Rust is a systems programming language focused on memory safety."},
+]
+
+
+@pytest.fixture
+def index(tmp_path):
+    with Index(tmp_path / "data") as opened:
+        yield opened
+
+
+def assert_consistent(index: Index) -> None:
+    """The database and both indexes agree, and no document is half-ingested."""
+    with index.database.session() as session:
+        pending = session.scalars(
+            select(Document.id).where(Document.status == DocumentStatus.PENDING)
+        ).all()
+        assert not pending, f"documents left pending: {pending}"
+        unready_chunks = session.scalars(
+            select(Chunk.id).join(Document).where(Document.status != DocumentStatus.READY)
+        ).all()
+        assert not unready_chunks
+        for document in session.scalars(select(Document)):
+            count = len(document.chunks)
+            assert count == (document.num_chunks if document.status == "ready" else 0)
+    for collection_id in index._collection_ids():
+        expected = np.sort(index._ready_chunk_ids(collection_id))
+        indexes = index._collection_indexes(collection_id)
+        dense = indexes.vectors.ids() if indexes.vectors is not None else np.empty(0)
+        assert np.array_equal(np.sort(dense), expected)
+        assert np.array_equal(np.sort(indexes.keywords.ids()), expected)
