@@ -144,9 +144,11 @@ def test_another_embedder_is_refused_until_reindexed(index):
         other.reindex()
         assert other.search("巴黎是哪个国家的首都？", k=1, mode="dense")[0].title == "Paris"
         assert_consistent(other)
-    with Index(index.data_dir, embedder="all-minilm-l6-v2") as original:
-        with pytest.raises(EmbedderMismatchError, match="'multilingual-e5-small'"):
-            original.search("capital")
+    with (
+        Index(index.data_dir, embedder="all-minilm-l6-v2") as original,
+        pytest.raises(EmbedderMismatchError, match="'multilingual-e5-small'"),
+    ):
+        original.search("capital")
 
 
 def test_lost_index_files_are_rebuilt_from_the_database(index):
