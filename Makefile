@@ -25,9 +25,12 @@ models: install
 	$(PAGEDRAG) pull $(DEFAULT_MODEL)
 	$(PAGEDRAG) pull $(TEST_MODEL)
 
-# Until the HTTP server lands, `serve` ends by running the default model on a sample prompt.
+# Until the HTTP server lands, `serve` ingests the sample documents (duplicates are
+# skipped, so a second run is quick) and ends by running the default model on a prompt.
 serve: install
 	$(PAGEDRAG) pull $(DEFAULT_MODEL)
+	$(PAGEDRAG) ingest data/samples
+	$(PAGEDRAG) search --mode hybrid -k 2 "How does PagedRAG share work between prompts?"
 	$(PAGEDRAG) generate --max-tokens 64 "In one sentence: what is retrieval-augmented generation?"
 
 lint: install
