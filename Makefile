@@ -9,7 +9,7 @@ TEST_MODEL := smollm2:135m-instruct
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install models serve test lint unit bench clean
+.PHONY: install models serve test lint unit bench bench-engine bench-retrieval clean
 
 # NOTE: torch is pinned in the same pip call as everything that depends on it, so pip
 # takes the CPU wheel here and the CUDA build on a CUDA machine, never a surprise.
@@ -41,8 +41,18 @@ lint: install
 test: models lint
 	$(VENV)/bin/pytest -q
 
-bench: models
+# Each writes bench/results/*.json and prints the tables docs/benchmarks.md reports.
+bench: bench-engine bench-retrieval
+
+bench-engine: models
 	$(PY) -m bench.engine_throughput
+
+bench-retrieval: install
+	$(PY) -m pip install --quiet torch==2.13.0 -e ".[bench]"
+	$(PY) -m bench.retrieval_beir
+	$(PY) -m bench.retrieval_faq
+	$(PY) -m bench.ingest_speed
+	$(PY) -m bench.search_latency
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

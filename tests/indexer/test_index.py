@@ -162,3 +162,54 @@ def test_lost_index_files_are_rebuilt_from_the_database(index):
 def test_unknown_embedder_lists_the_known_ones(tmp_path):
     with pytest.raises(IndexerError, match="all-minilm-l6-v2, multilingual-e5-small"):
         Index(tmp_path, embedder="word2vec")
+
+
+class RecordingEmbedder:
+    """Wraps the real embedder and keeps what it was asked to embed."""
+
+    def __init__(self, inner):
+        self.inner, self.seen = inner, []
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def embed_documents(self, texts, progress=None):
+        self.seen.extend(texts)
+        return self.inner.embed_documents(texts, progress)
+
+
+def test_titles_go_with_each_chunk_but_never_twice(index):
+    recorder = RecordingEmbedder(index.embedder)
+    index.embedder = recorder
+    index.ingest_texts(
+        [{"text": "Concrete needs 28 days to cure."}, {"title": "Steel", "text": "Rebar rusts."}]
+    )
+    assert recorder.seen == ["Concrete needs 28 days to cure.", "Steel\nRebar rusts."]
+
+
+def test_searches_from_other_threads_during_an_ingest_see_consistent_results(index):
+    """The HTTP server searches while it ingests: no error, and every hit is a real chunk."""
+    import threading
+
+    index.ingest_texts(FACTS)
+    batch = [{"title": f"Note {i}", "text": f"Field note {i} about tides."} for i in range(600)]
+    errors, results = [], []
+
+    def search_repeatedly():
+        try:
+            while writer.is_alive():
+                results.append(index.search("capital of France tides", k=5))
+        except Exception as error:  # pragma: no cover - reported below
+            errors.append(error)
+
+    writer = threading.Thread(target=index.ingest_texts, args=(batch,))
+    writer.start()
+    readers = [threading.Thread(target=search_repeatedly) for _ in range(2)]
+    for reader in readers:
+        reader.start()
+    writer.join()
+    for reader in readers:
+        reader.join()
+    assert not errors and results
+    assert_consistent(index)
+    assert len(index.search("Field note 599 tides", k=3, mode="bm25")) == 3

@@ -60,3 +60,14 @@ def test_save_and_load_round_trip(filled, tmp_path):
     assert loaded.is_approximate == index.is_approximate
     assert sorted(loaded.ids().tolist()) == ids.tolist()
     assert loaded.search(vectors[42], 1)[1][0] == ids[42]
+
+
+def test_the_approximate_index_is_retrained_as_it_grows():
+    index = VectorIndex(32, VectorIndexConfig(approximate_after=1_000))
+    vectors = unit_vectors(8_000, seed=1)
+    index.add(np.arange(1_001), vectors[:1_001])
+    first_lists = index._index.nlist
+    for start in range(1_001, 8_000, 500):
+        index.add(np.arange(start, min(start + 500, 8_000)), vectors[start : start + 500])
+    assert index._index.nlist >= 2 * first_lists
+    assert len(index) == 8_000 and index.search(vectors[7_999], 1)[1][0] == 7_999
