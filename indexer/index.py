@@ -305,18 +305,7 @@ class Index:
         with self.database.session() as session:
             rows: list[Chunk] = []
             for item in group:
-                rows.extend(
-                    Chunk(
-                        document_id=item.document_id,
-                        ordinal=ordinal,
-                        text=chunk.text,
-                        page=chunk.page,
-                        char_start=chunk.start,
-                        char_end=chunk.end,
-                        token_count=chunk.token_count,
-                    )
-                    for ordinal, chunk in enumerate(item.chunks)
-                )
+                rows.extend(_chunk_records(item.document_id, item.chunks))
                 document = session.get_one(Document, item.document_id)
                 document.title = item.title
                 document.status = DocumentStatus.READY
@@ -413,18 +402,7 @@ class Index:
                     parsed.text, _regions(parsed), self.embedder.count_tokens, self.config.chunking
                 )
                 session.execute(delete(Chunk).where(Chunk.document_id == document.id))
-                session.add_all(
-                    Chunk(
-                        document_id=document.id,
-                        ordinal=ordinal,
-                        text=chunk.text,
-                        page=chunk.page,
-                        char_start=chunk.start,
-                        char_end=chunk.end,
-                        token_count=chunk.token_count,
-                    )
-                    for ordinal, chunk in enumerate(chunks)
-                )
+                session.add_all(_chunk_records(document.id, chunks))
                 document.num_chunks = len(chunks)
                 _report(progress, "chunk", done, len(documents))
             for collection_id in {d.collection_id for d in documents}:
@@ -736,6 +714,21 @@ def _regions(parsed: ParsedDocument) -> list[Region]:
     if parsed.pages:
         return [Region(p.start, p.end, p.number) for p in parsed.pages if p.end > p.start]
     return [Region(0, len(parsed.text))]
+
+
+def _chunk_records(document_id: int, chunks: list[TextChunk]) -> list[Chunk]:
+    return [
+        Chunk(
+            document_id=document_id,
+            ordinal=ordinal,
+            text=chunk.text,
+            page=chunk.page,
+            char_start=chunk.start,
+            char_end=chunk.end,
+            token_count=chunk.token_count,
+        )
+        for ordinal, chunk in enumerate(chunks)
+    ]
 
 
 def _parsed_from_store(document: Document) -> ParsedDocument:
