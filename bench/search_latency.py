@@ -9,9 +9,9 @@ the default config, which turns into an IVF index when it passes `approximate_af
 (trained on the vectors it holds at that moment). Single-query searches are timed at
 k=10 and at k=100 (the depth `Index.search` asks each retriever for).
 
-At the smallest size the IVF's recall@10 against the exact index on the same random
-data is reported as a sanity check of `nprobe` only: random points have no clusters,
-so this is a pessimistic bound, not a retrieval-quality figure.
+At every size the IVF's list count and its recall@10 against the exact index on the
+same random data are reported, as a sanity check of `nprobe` only: random points have
+no clusters, so this is a pessimistic bound, not a retrieval-quality figure.
 
 BM25: synthetic chunks of 120 words drawn from SciFact's word frequencies, searched
 with the 300 real SciFact test queries.
@@ -72,20 +72,23 @@ def ivf_recall(exact: VectorIndex, ivf: VectorIndex, queries: np.ndarray) -> flo
     return 100 * found / (10 * len(queries))
 
 
-def vector_round(size: int, queries: np.ndarray, with_recall: bool) -> dict:
+def vector_round(size: int, queries: np.ndarray) -> dict:
     vectors = random_unit(size, np.random.default_rng(size))
     result: dict = {"load_average_1m": os.getloadavg()[0]}
     built = {}
     for name, config in (("exact", EXACT), ("ivf", VectorIndexConfig())):
         index, seconds = build(vectors, config)
         built[name] = index
-        result[name] = {"build_s": seconds, "approximate": index.is_approximate}
+        result[name] = {
+            "build_s": seconds,
+            "approximate": index.is_approximate,
+            "lists": index._index.nlist if index.is_approximate else None,
+        }
         for k in KS:
             result[name][f"k{k}"] = latencies_ms(
                 lambda i, x=index, k=k: x.search(queries[i], k), len(queries)
             )
-    if with_recall:
-        result["ivf_recall@10_random_data"] = ivf_recall(built["exact"], built["ivf"], queries)
+    result["ivf_recall@10_random_data"] = ivf_recall(built["exact"], built["ivf"], queries)
     return result
 
 
@@ -130,7 +133,8 @@ def markdown(vector: dict[int, list[dict]], bm25: list[dict], bm25_size: int) ->
         for size, rounds in vector.items()
         for name in ("exact", "ivf")
     ]
-    rows.append(("BM25", bm25_size, bm25))
+    if bm25:
+        rows.append(("BM25", bm25_size, bm25))
     for name, size, rounds in rows:
         cells = [median_spread([r["build_s"] for r in rounds])]
         cells += [
@@ -154,19 +158,19 @@ def main() -> None:
     started = machine()
     sizes = [int(s) for s in args.sizes.split(",")]
     queries = random_unit(args.queries, np.random.default_rng(1))
-    vector = {
-        size: [vector_round(size, queries, size == sizes[0]) for _ in range(args.rounds)]
-        for size in sizes
-    }
+    vector = {size: [vector_round(size, queries) for _ in range(args.rounds)] for size in sizes}
     texts = synthetic_chunks(args.bm25_size, np.random.default_rng(2)) if args.bm25_size else []
     real_queries = list(load_beir(DEFAULT_DIR).queries.values())[: args.queries]
     bm25 = [bm25_round(texts, real_queries) for _ in range(args.rounds)] if texts else []
     print(markdown(vector, bm25, args.bm25_size))
-    recall = [r["ivf_recall@10_random_data"] for r in vector[sizes[0]]]
-    print(
-        f"\nIVF recall@10 vs exact at {sizes[0]:,} random vectors (nprobe sanity check only): "
-        f"{median_spread(recall)}"
-    )
+    print()
+    for size, rounds in vector.items():
+        lists = sorted({r["ivf"]["lists"] for r in rounds}, key=str)
+        recall = [r["ivf_recall@10_random_data"] for r in rounds]
+        print(
+            f"IVF at {size:,} random vectors: lists {lists}, recall@10 vs exact "
+            f"(nprobe sanity check only) {median_spread(recall)}"
+        )
     result = {"machine": started, "args": vars(args), "vector": vector, "bm25": bm25}
     print(f"saved {save_result('search_latency', result)}")
 
