@@ -8,7 +8,9 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from engine.async_engine import AsyncLLMEngine
     from engine.config import EngineConfig
+    from engine.engine_stats import EngineStats
     from engine.llm import LLM
     from engine.llm_engine import LLMEngine
     from engine.outputs import RequestOutput
@@ -17,7 +19,9 @@ if TYPE_CHECKING:
 # NOTE: imported on first use, so that `engine.block_manager` and the CLI's fast
 # commands do not pay for torch and transformers.
 _EXPORTS = {
+    "AsyncLLMEngine": "engine.async_engine",
     "EngineConfig": "engine.config",
+    "EngineStats": "engine.engine_stats",
     "LLM": "engine.llm",
     "LLMEngine": "engine.llm_engine",
     "RequestOutput": "engine.outputs",
@@ -31,4 +35,12 @@ def __getattr__(name: str) -> Any:
     return getattr(importlib.import_module(_EXPORTS[name]), name)
 
 
-__all__ = ["LLM", "EngineConfig", "LLMEngine", "RequestOutput", "SamplingParams"]
+__all__ = [
+    "LLM",
+    "AsyncLLMEngine",
+    "EngineConfig",
+    "EngineStats",
+    "LLMEngine",
+    "RequestOutput",
+    "SamplingParams",
+]

@@ -23,3 +23,23 @@ class ModelIntegrityError(PagedRAGError):
 
 class PromptTooLongError(PagedRAGError, ValueError):
     """A prompt that does not fit in the model's context (or in the whole KV pool)."""
+
+
+class EngineOverloadedError(PagedRAGError):
+    """More requests are pending than the engine accepts; retry later (HTTP 503)."""
+
+
+class EngineClosedError(PagedRAGError):
+    """The serving engine has been shut down; a new one must be started to serve requests."""
+
+
+class EngineStepError(RuntimeError):
+    """A model step failed; the requests it was running were aborted (the engine goes on).
+
+    Not a `PagedRAGError`: no input causes it, it is a bug or an exhausted device. The
+    original exception is its `__cause__`.
+    """
+
+
+class EngineConfigError(PagedRAGError, ValueError):
+    """An engine setting out of range (a KV budget too small, a zero block size, ...)."""

@@ -1,0 +1,44 @@
+"""The RAG pipeline: one question -> retrieve -> build prompt -> generate -> answer + citations.
+
+from rag import RAG
+rag = RAG()
+rag.ingest(["report.pdf"])
+print(rag.ask("What did the report conclude?").answer)
+"""
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rag.answer import Answer, Citation, CitationsEvent, DoneEvent, TokenEvent, Usage
+    from rag.pipeline import RAG, RAGConfig
+
+# NOTE: imported on first use, so that importing `rag` does not pay for torch.
+_EXPORTS = {
+    "Answer": "rag.answer",
+    "Citation": "rag.answer",
+    "CitationsEvent": "rag.answer",
+    "DoneEvent": "rag.answer",
+    "TokenEvent": "rag.answer",
+    "Usage": "rag.answer",
+    "RAG": "rag.pipeline",
+    "RAGConfig": "rag.pipeline",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'rag' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)
+
+
+__all__ = [
+    "RAG",
+    "Answer",
+    "Citation",
+    "CitationsEvent",
+    "DoneEvent",
+    "RAGConfig",
+    "TokenEvent",
+    "Usage",
+]

@@ -1,0 +1,179 @@
+"""`pagedrag serve` runs the HTTP server; `ask` and `chat` ask the documents from a shell."""
+
+import argparse
+import logging
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+from api.cli.generate import BYE
+from api.cli.options import size_argument
+from indexer.paths import default_data_dir
+
+EXAMPLE_QUESTION = "How does PagedRAG share work between prompts?"
+
+
+def add_parsers(subparsers: Any) -> None:
+    serve = subparsers.add_parser("serve", help="serve the web page and the HTTP APIs")
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
+    )
+    serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    serve.add_argument(
+        "--max-upload",
+        type=size_argument,
+        default=100 << 20,
+        metavar="BYTES",
+        help="largest POST /ingest, e.g. 100M (default); larger gets 413",
+    )
+    _pipeline_options(serve)
+    serve.set_defaults(handler=run_serve)
+
+    ask = subparsers.add_parser("ask", help="ask the documents a question; streams the answer")
+    ask.add_argument("question", help="the question (use - to read it from standard input)")
+    ask.add_argument("--collection", help="search only this collection")
+    ask.add_argument("--top-k", type=int, default=None, help="passages given to the model")
+    _pipeline_options(ask)
+    ask.set_defaults(handler=run_ask)
+
+    chat = subparsers.add_parser("chat", help="a multi-turn conversation over the documents")
+    chat.add_argument("--collection", help="search only this collection")
+    _pipeline_options(chat)
+    chat.set_defaults(handler=run_chat)
+
+
+def _pipeline_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", help="library name, HF directory or .gguf (default model)")
+    parser.add_argument(
+        "--data-dir", default=None, help=f"index location (default: {default_data_dir()})"
+    )
+    parser.add_argument(
+        "--embedder", default=None, help="embedder name or folder (default: the index's)"
+    )
+    parser.add_argument(
+        "--dtype", choices=["float32", "bfloat16"], help="default: best for the device"
+    )
+    parser.add_argument(
+        "--kv-cache-memory",
+        type=size_argument,
+        default=None,
+        metavar="BYTES",
+        help="KV pool size, e.g. 2G (default: a fraction of free memory)",
+    )
+    parser.add_argument("--max-tokens", type=int, default=None, help="longest answer, in tokens")
+
+
+def _engine_options(args: argparse.Namespace) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    if args.dtype:
+        options["dtype"] = args.dtype
+    if args.kv_cache_memory:
+        options["kv_cache_memory"] = args.kv_cache_memory
+    return options
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from api.server.app import create_app
+    from api.server.settings import ServerSettings
+
+    _check_port_free(args.host, args.port)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    settings = ServerSettings(
+        data_dir=Path(args.data_dir).expanduser() if args.data_dir else default_data_dir(),
+        model=args.model,
+        embedder=args.embedder,
+        max_upload_bytes=args.max_upload,
+        engine_options=_engine_options(args),
+    )
+    url = f"http://{args.host}:{args.port}"
+    app = create_app(settings, on_ready=lambda: _print_ready(url))
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+def _check_port_free(host: str, port: int) -> None:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise SystemExit(
+                f"pagedrag: error: cannot listen on {host}:{port} ({error.strerror}); "
+                "is another server running? Pass --port to use another one"
+            ) from None
+
+
+def _print_ready(url: str) -> None:
+    print(f"\nPagedRAG is serving on {url}  (API docs: {url}/docs)", flush=True)
+    print("Try:", flush=True)
+    print(
+        f"  curl -s {url}/ask -H 'Content-Type: application/json' "
+        f'-d \'{{"question": "{EXAMPLE_QUESTION}"}}\'\n',
+        flush=True,
+    )
+
+
+def _open_rag(args: argparse.Namespace) -> Any:
+    from rag import RAG
+
+    return RAG(args.data_dir, args.model, args.embedder, **_engine_options(args))
+
+
+def run_ask(args: argparse.Namespace) -> int:
+    question = sys.stdin.read() if args.question == "-" else args.question
+    with _open_rag(args) as rag:
+        _answer(rag, question, [], args)
+    return 0
+
+
+def run_chat(args: argparse.Namespace) -> int:
+    with _open_rag(args) as rag:
+        print(f"Ask about your documents. Type {BYE} to leave.", file=sys.stderr)
+        history: list[dict[str, str]] = []
+        while True:
+            try:
+                line = input(">>> ")
+            except EOFError:
+                print()
+                return 0
+            if line.strip() == BYE:
+                return 0
+            if not line.strip():
+                continue
+            reply = _answer(rag, line, history, args)
+            history += [{"role": "user", "content": line}, {"role": "assistant", "content": reply}]
+
+
+def _answer(
+    rag: Any, question: str, history: list[dict[str, str]], args: argparse.Namespace
+) -> str:
+    """Stream one answer to the terminal, then its numbered sources; returns the answer."""
+    from rag import DoneEvent, TokenEvent
+
+    options = {"collection": args.collection, "history": history, "max_tokens": args.max_tokens}
+    if getattr(args, "top_k", None):
+        options["top_k"] = args.top_k
+    for event in rag.ask(question, stream=True, **options):
+        if isinstance(event, TokenEvent):
+            print(event.delta, end="", flush=True)
+        elif isinstance(event, DoneEvent):
+            answer = event.answer
+            if not answer.found:
+                print(answer.answer, end="")
+            print()
+            _print_sources(answer)
+            return str(answer.answer)
+    raise RuntimeError("the answer stream ended without a final answer")
+
+
+def _print_sources(answer: Any) -> None:
+    if not answer.citations:
+        return
+    print("\nSources:")
+    for citation in answer.citations:
+        mark = "*" if citation.n in answer.cited else " "
+        page = f", p. {citation.page}" if citation.page is not None else ""
+        print(f" {mark}[{citation.n}] {citation.title}{page}")
+    print()

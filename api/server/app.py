@@ -1,0 +1,111 @@
+"""The FastAPI application: routers, error handlers, request metrics, start-up and shutdown.
+
+`create_app(settings)` loads the index and the model when the server starts; tests and
+embedders may pass a ready `RAG` instead, so that nothing is built at import time.
+"""
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import RedirectResponse
+
+from api.server.errors import install_error_handlers
+from api.server.jobs import IngestJob, IngestJobs
+from api.server.metrics import ServerMetrics
+from api.server.routes import ask, documents, ollama, openai, system, vllm
+from api.server.settings import VERSION, ServerSettings
+from api.server.state import AppState
+from engine.library import DEFAULT_MODEL
+from rag import RAG
+
+logger = logging.getLogger(__name__)
+
+
+def create_app(
+    settings: ServerSettings,
+    rag: RAG | None = None,
+    *,
+    on_ready: Callable[[], None] | None = None,
+) -> FastAPI:
+    """The server app; builds a `RAG` from `settings` at start-up unless one is given.
+
+    `on_ready` runs once the model is loaded, just before requests are served.
+    """
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        pipeline = rag or _build_rag(settings)
+        pipeline.engine  # noqa: B018 - load the model now, not on the first question
+        state = _state(settings, pipeline)
+        app.state.pagedrag = state
+        logger.info("serving %s over %s", state.model_name, settings.data_dir)
+        if on_ready is not None:
+            on_ready()
+        try:
+            yield
+        finally:
+            state.jobs.close()
+            if rag is None:  # a RAG passed in belongs to the caller
+                pipeline.close()
+
+    app = FastAPI(
+        title="PagedRAG",
+        version=VERSION,
+        description="Local RAG on a paged-attention engine: PagedRAG's own API plus "
+        "OpenAI-, Ollama- and vLLM-compatible routes.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.middleware("http")(_count_requests)
+    for module in (system, documents, ask, openai, ollama, vllm):
+        app.include_router(module.router)
+
+    @app.get("/", include_in_schema=False)
+    async def home() -> RedirectResponse:
+        return RedirectResponse("/docs")
+
+    return app
+
+
+def _build_rag(settings: ServerSettings) -> RAG:
+    return RAG(settings.data_dir, settings.model, settings.embedder, **settings.engine_options)
+
+
+def _state(settings: ServerSettings, pipeline: RAG) -> AppState:
+    metrics = ServerMetrics(lambda: pipeline.engine.stats())
+
+    def count_ingest(job: IngestJob) -> None:
+        metrics.ingest_jobs.labels(job.status.value).inc()
+        if job.report is not None:
+            metrics.ingested_documents.labels("new").inc(job.report.new_documents)
+            metrics.ingested_documents.labels("duplicate").inc(job.report.duplicates)
+            metrics.ingested_documents.labels("failed").inc(len(job.report.failures))
+
+    return AppState(
+        settings=settings,
+        rag=pipeline,
+        metrics=metrics,
+        jobs=IngestJobs(on_finished=count_ingest),
+        model_name=_model_name(settings.model),
+    )
+
+
+def _model_name(model: str | None) -> str:
+    if model is None:
+        return DEFAULT_MODEL
+    return Path(model).name if ("/" in model or model.endswith(".gguf")) else model
+
+
+async def _count_requests(
+    request: Request, call_next: Callable[[Request], Awaitable[Response]]
+) -> Response:
+    response = await call_next(request)
+    route = request.scope.get("route")
+    path = getattr(route, "path", "unmatched")
+    state = getattr(request.app.state, "pagedrag", None)
+    if state is not None:
+        state.metrics.requests.labels(path, request.method, str(response.status_code)).inc()
+    return response

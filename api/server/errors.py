@@ -1,0 +1,97 @@
+"""Every error leaves the server as JSON with a message and the right status, never a traceback.
+
+OpenAI clients expect `{"error": {"message", "type", "code"}}`; Ollama clients expect
+`{"error": "message"}` on `/api/*`. Both shapes come from one place.
+"""
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from engine.errors import (
+    EngineClosedError,
+    EngineOverloadedError,
+    PagedRAGError,
+    PromptTooLongError,
+)
+from indexer.errors import DocumentNotFoundError, IndexerError, UnsupportedFormatError
+
+logger = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    """An error a route raises on purpose, with the status the client should see."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def status_of(error: Exception) -> int:
+    """The HTTP status for an error raised below the API layer."""
+    if isinstance(error, ApiError):
+        return error.status
+    if isinstance(error, DocumentNotFoundError):
+        return 404
+    if isinstance(error, UnsupportedFormatError):
+        return 415
+    if isinstance(error, EngineOverloadedError | EngineClosedError):
+        return 503
+    if isinstance(error, PromptTooLongError | PagedRAGError | IndexerError | ValueError):
+        return 400
+    return 500
+
+
+def error_body(path: str, status: int, message: str) -> dict[str, object]:
+    if path.startswith("/api/"):
+        return {"error": message}
+    return {"error": {"message": message, "type": _error_type(status), "code": status}}
+
+
+def error_response(request: Request, status: int, message: str) -> JSONResponse:
+    return JSONResponse(error_body(request.url.path, status, message), status_code=status)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
+        problems = error.errors()
+        if any(problem.get("type") == "json_invalid" for problem in problems):
+            return error_response(request, 400, "the request body is not valid JSON")
+        return error_response(request, 422, "; ".join(_describe(p) for p in problems))
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, error: HTTPException) -> JSONResponse:
+        return error_response(request, error.status_code, str(error.detail))
+
+    async def known_error(request: Request, error: Exception) -> JSONResponse:
+        return error_response(request, status_of(error), str(error))
+
+    # NOTE: registered one by one so that Starlette answers them itself; a handler for
+    # `Exception` alone would also log each 4xx as a crash.
+    for error_class in (ApiError, PagedRAGError, IndexerError, ValueError):
+        app.add_exception_handler(error_class, known_error)
+
+    @app.exception_handler(Exception)
+    async def unexpected_error(request: Request, error: Exception) -> JSONResponse:
+        logger.exception("unexpected error on %s", request.url.path)
+        return error_response(request, 500, "internal server error; see the server log")
+
+
+def _describe(problem: dict[str, object]) -> str:
+    location = ".".join(str(part) for part in problem.get("loc", ()) if part != "body")  # type: ignore[attr-defined]
+    return f"{location}: {problem.get('msg')}" if location else str(problem.get("msg"))
+
+
+def _error_type(status: int) -> str:
+    if status == 404:
+        return "not_found_error"
+    if status == 503:
+        return "overloaded_error"
+    if status >= 500:
+        return "server_error"
+    return "invalid_request_error"

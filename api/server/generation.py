@@ -1,0 +1,118 @@
+"""Plain generation for the compatible APIs: text deltas out, usage and timings kept, metrics fed.
+
+OpenAI, Ollama and vLLM routes differ only in how they wrap the same stream of deltas.
+"""
+
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from api.server.errors import ApiError
+from api.server.state import AppState
+from engine.outputs import RequestOutput
+from engine.sampling_params import SamplingParams
+
+
+@dataclass
+class Generation:
+    """One request's progress; complete once the stream is exhausted."""
+
+    started: float  # time.perf_counter() at arrival
+    text: str = ""
+    finish_reason: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    first_token_at: float | None = None
+    last_token_at: float | None = None
+
+    @property
+    def ttft_s(self) -> float:
+        return (self.first_token_at or self.started) - self.started
+
+    @property
+    def total_s(self) -> float:
+        return (self.last_token_at or time.perf_counter()) - self.started
+
+    @property
+    def decode_s(self) -> float:
+        return self.total_s - self.ttft_s
+
+
+def prompt_ids(state: AppState, prompt: str | list[int]) -> list[int]:
+    """Token ids of a raw prompt; a text over the server's size limit is refused first."""
+    if isinstance(prompt, str):
+        if len(prompt) > state.settings.max_prompt_chars:
+            raise ApiError(
+                400, f"the prompt is longer than {state.settings.max_prompt_chars} chars"
+            )
+        return list(state.engine.tokenizer(prompt).input_ids)
+    return list(prompt)
+
+
+def chat_ids(state: AppState, messages: list[dict[str, str]]) -> list[int]:
+    """Token ids of a conversation under the model's chat template."""
+    if not messages:
+        raise ApiError(400, "messages must not be empty")
+    if sum(len(m["content"]) for m in messages) > state.settings.max_prompt_chars:
+        raise ApiError(400, f"the messages are longer than {state.settings.max_prompt_chars} chars")
+    return state.rag.prompts.chat(messages)
+
+
+async def generate(
+    state: AppState, token_ids: list[int], params: SamplingParams, generation: Generation
+) -> AsyncIterator[str]:
+    """Yield text deltas; `generation` holds the totals once the iterator is exhausted."""
+    async for output in state.engine.generate(token_ids, params):
+        delta = _record(state, generation, output)
+        if delta:
+            yield delta
+
+
+def _record(state: AppState, generation: Generation, output: RequestOutput) -> str:
+    now = time.perf_counter()
+    if generation.first_token_at is None:
+        generation.first_token_at = now
+        state.metrics.ttft.observe(now - generation.started)
+    elif generation.last_token_at is not None:
+        state.metrics.inter_token.observe(now - generation.last_token_at)
+    generation.last_token_at = now
+    delta = output.text[len(generation.text) :]
+    generation.text = output.text
+    generation.completion_tokens = len(output.token_ids)
+    generation.prompt_tokens = output.num_prompt_tokens
+    generation.cached_tokens = output.num_cached_tokens
+    if output.finished:
+        generation.finish_reason = output.finish_reason
+        state.metrics.prompt_tokens.inc(output.num_prompt_tokens)
+        state.metrics.generation_tokens.inc(len(output.token_ids))
+    return delta
+
+
+async def drain(deltas: AsyncIterator[str]) -> None:
+    """Run a generation to the end (non-streaming responses read `Generation` after)."""
+    async for _ in deltas:
+        pass
+
+
+async def primed(deltas: AsyncIterator[str]) -> AsyncIterator[str]:
+    """Start `deltas` now, so that a refused request (too long, overloaded) is an HTTP error.
+
+    Returns an iterator that yields the first delta again, then the rest.
+    """
+    try:
+        first = await anext(deltas)
+    except StopAsyncIteration:
+        return _empty()
+    return _chain(first, deltas)
+
+
+async def _chain(first: str, rest: AsyncIterator[str]) -> AsyncIterator[str]:
+    yield first
+    async for delta in rest:
+        yield delta
+
+
+async def _empty() -> AsyncIterator[str]:
+    return
+    yield  # an async generator that yields nothing

@@ -1,0 +1,99 @@
+"""`POST /ask`: a question over the documents, answered with citations (JSON or SSE)."""
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import StreamingResponse
+
+from api.server.deps import StateDep
+from api.server.disconnect import unless_disconnected
+from api.server.schemas import AskRequest
+from api.server.state import AppState
+from api.server.streaming import SSE_HEADERS, sse
+from rag.answer import Answer, AnswerEvent, CitationsEvent, DoneEvent, TokenEvent
+
+router = APIRouter(tags=["ask"])
+logger = logging.getLogger(__name__)
+
+
+@router.post("/ask")
+async def ask(body: AskRequest, request: Request, state: StateDep) -> Any:
+    """Answer a question over the documents, with numbered citations.
+
+    Returns `{"answer", "citations": [{"n", "document_id", "title", "page", "chunk_id",
+    "text", "score"}], "usage": {"prompt_tokens", "completion_tokens", "cached_tokens"},
+    "timings": {"retrieve_ms", "ttft_ms", "total_ms"}, "found"}`. `found` is false when
+    nothing relevant was retrieved: the answer then says so without calling the model.
+    With `"stream": true`, server-sent events: `citations` first, then `token` events
+    (`{"delta"}`), then `done` with the whole answer, usage and timings.
+    """
+    events = observed_events(state, body)
+    first = await anext(events)  # errors in validation or retrieval are HTTP errors, not events
+    if not body.stream:
+        answer = await unless_disconnected(request, final_answer(events))
+        return answer.to_dict()
+    return StreamingResponse(
+        _sse(first, events), media_type="text/event-stream", headers=SSE_HEADERS
+    )
+
+
+async def observed_events(state: AppState, body: AskRequest) -> AsyncIterator[AnswerEvent]:
+    """The pipeline's events for one request, feeding TTFT and token metrics on the way."""
+    started = last = time.perf_counter()
+    first_token = True
+    async for event in state.rag.ask_events(
+        body.question,
+        collection=body.collection,
+        history=[m.model_dump() for m in body.history],
+        top_k=body.top_k,
+        max_tokens=body.max_tokens,
+        temperature=body.temperature,
+        document_ids=body.document_ids,
+    ):
+        now = time.perf_counter()
+        if isinstance(event, TokenEvent):
+            if first_token:
+                state.metrics.ttft.observe(now - started)
+                first_token = False
+            else:
+                state.metrics.inter_token.observe(now - last)
+            last = now
+        elif isinstance(event, DoneEvent):
+            state.metrics.prompt_tokens.inc(event.answer.usage.prompt_tokens)
+            state.metrics.generation_tokens.inc(event.answer.usage.completion_tokens)
+        yield event
+
+
+async def final_answer(events: AsyncIterator[AnswerEvent]) -> Answer:
+    """The `Answer` at the end of an event stream."""
+    async for event in events:
+        if isinstance(event, DoneEvent):
+            return event.answer
+    raise RuntimeError("the answer stream ended without a final answer")
+
+
+async def _sse(first: AnswerEvent, events: AsyncIterator[AnswerEvent]) -> AsyncIterator[str]:
+    yield _encode(first)
+    try:
+        async for event in events:
+            yield _encode(event)
+    except Exception as error:  # the status line is sent: report the failure in the stream
+        logger.exception("streamed answer failed")
+        yield sse("error", {"message": str(error) or type(error).__name__})
+
+
+def _encode(event: AnswerEvent) -> str:
+    if isinstance(event, CitationsEvent):
+        return sse(
+            "citations",
+            {
+                "citations": [c.to_dict() for c in event.citations],
+                "standalone_question": event.standalone_question,
+            },
+        )
+    if isinstance(event, TokenEvent):
+        return sse("token", {"delta": event.delta})
+    return sse("done", event.answer.to_dict())

@@ -1,0 +1,229 @@
+"""Documents in and out: `POST /ingest`, ingestion progress, the library, the original files."""
+
+import asyncio
+import json
+import re
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from starlette.datastructures import UploadFile
+
+from api.server.deps import StateDep
+from api.server.errors import ApiError
+from api.server.jobs import IngestJob
+from api.server.schemas import IngestTextsRequest
+from api.server.state import AppState
+from api.server.streaming import sse
+from indexer.parsers import SUPPORTED_SUFFIXES, is_supported
+
+router = APIRouter(tags=["documents"])
+COPY_CHUNK = 1 << 20
+PROGRESS_POLL_S = 0.25
+
+
+@router.post(
+    "/ingest",
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {
+                            "files": {
+                                "type": "array",
+                                "items": {"type": "string", "format": "binary"},
+                            },
+                            "collection": {"type": "string"},
+                        },
+                        "required": ["files"],
+                    }
+                },
+                "application/json": {"schema": IngestTextsRequest.model_json_schema()},
+            }
+        }
+    },
+)
+async def ingest(request: Request, state: StateDep, wait: bool = False) -> JSONResponse:
+    """Add documents: a multipart upload of files (field `files`, optional `collection`), or
+    JSON `{"documents": [{"title", "text", "metadata"}], "collection"}`.
+
+    Small uploads are ingested before the response; larger ones run as a background job
+    (202) whose progress is at `GET /ingest/{job_id}` (or its `/events` stream), unless
+    `?wait=true`. Each file's failure is reported in the job without failing the others.
+    """
+    _check_length(request, state.settings.max_upload_bytes)
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("application/json"):
+        return await _ingest_texts(request, state)
+    if not content_type.startswith("multipart/form-data"):
+        raise ApiError(415, "send files as multipart/form-data or documents as JSON")
+    upload_dir = state.settings.data_dir / "uploads" / uuid.uuid4().hex
+    paths, collection, size = await _save_uploads(request, upload_dir, state)
+    job = state.jobs.submit(paths, upload_dir, _ingest_fn(state, collection))
+    if not wait and size > state.settings.background_ingest_bytes:
+        return JSONResponse(_job_body(job), status_code=202)
+    await asyncio.to_thread(job.finished.wait)
+    return JSONResponse(_job_body(job))
+
+
+@router.get("/ingest/{job_id}")
+async def ingest_progress(job_id: str, request: Request, state: StateDep) -> Any:
+    """An ingestion job's state and report; with `Accept: text/event-stream`, a progress stream."""
+    job = _job(state, job_id)
+    if "text/event-stream" in request.headers.get("accept", ""):
+        return _progress_stream(job)
+    return _job_body(job)
+
+
+@router.get("/ingest/{job_id}/events")
+async def ingest_events(job_id: str, state: StateDep) -> StreamingResponse:
+    """Server-sent `progress` events until the job ends with a `done` event."""
+    return _progress_stream(_job(state, job_id))
+
+
+@router.get("/documents")
+async def list_documents(state: StateDep, collection: str | None = None) -> list[dict[str, Any]]:
+    """Every document (or one collection's): title, pages, chunks, status, error."""
+    documents = await asyncio.to_thread(state.rag.documents, collection)
+    return [_document_dict(d) for d in documents]
+
+
+@router.get("/documents/{document_id}")
+async def get_document(document_id: int, state: StateDep) -> dict[str, Any]:
+    """One document's description."""
+    return _document_dict(await asyncio.to_thread(state.rag.index.document, document_id))
+
+
+@router.get("/documents/{document_id}/file")
+async def get_document_file(document_id: int, state: StateDep) -> FileResponse:
+    """The original uploaded file, as it was uploaded."""
+    info = await asyncio.to_thread(state.rag.index.document, document_id)
+    path = await asyncio.to_thread(state.rag.index.original_file, document_id)
+    if path is None or not path.is_file():
+        raise ApiError(404, f"document {document_id} was given as text and has no file")
+    return FileResponse(path, media_type=info.mime_type, filename=info.source_name)
+
+
+@router.delete("/documents/{document_id}")
+async def delete_document(document_id: int, state: StateDep) -> dict[str, Any]:
+    """Remove a document from the database, every index and the file store."""
+    await asyncio.to_thread(state.rag.delete, document_id)
+    return {"deleted": document_id}
+
+
+@router.get("/collections")
+async def list_collections(state: StateDep) -> list[dict[str, Any]]:
+    """Collections with their document counts."""
+    documents = await asyncio.to_thread(state.rag.documents)
+    names = await asyncio.to_thread(state.rag.index.collections)
+    return [
+        {"name": name, "documents": sum(1 for d in documents if d.collection == name)}
+        for name in names
+    ]
+
+
+# -- helpers ------------------------------------------------------------------------------
+
+
+def _check_length(request: Request, limit: int) -> None:
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise ApiError(413, f"the upload is larger than the server's limit of {limit} bytes")
+
+
+async def _ingest_texts(request: Request, state: StateDep) -> JSONResponse:
+    try:
+        body = IngestTextsRequest.model_validate(json.loads(await request.body()))
+    except json.JSONDecodeError:
+        raise ApiError(400, "the request body is not valid JSON") from None
+    except ValueError as error:
+        raise ApiError(422, str(error)) from None
+    documents = [d.model_dump() for d in body.documents]
+    ids = await asyncio.to_thread(state.rag.ingest_texts, documents, body.collection)
+    state.metrics.ingested_documents.labels("text").inc(len(ids))
+    return JSONResponse({"job_id": None, "status": "done", "document_ids": ids})
+
+
+async def _save_uploads(
+    request: Request, upload_dir: Path, state: AppState
+) -> tuple[list[Path], str | None, int]:
+    """Write the uploaded files to `upload_dir`; returns paths, collection and total size."""
+    limit = state.settings.max_upload_bytes
+    form = await request.form(max_files=1000)
+    files = [value for _, value in form.multi_items() if isinstance(value, UploadFile)]
+    if not files:
+        raise ApiError(400, "no files in the upload (use the form field 'files')")
+    if not any(is_supported(Path(f.filename or "")) for f in files):
+        supported = ", ".join(sorted(SUPPORTED_SUFFIXES))
+        raise ApiError(415, f"unsupported file type; supported: {supported}")
+    collection = form.get("collection")
+    upload_dir.mkdir(parents=True, exist_ok=True)
+    paths: list[Path] = []
+    size = 0
+    for position, upload in enumerate(files):
+        path = upload_dir / _safe_name(upload.filename, position, paths)
+        with path.open("wb") as out:
+            while chunk := await upload.read(COPY_CHUNK):
+                size += len(chunk)
+                if size > limit:
+                    raise ApiError(
+                        413, f"the upload is larger than the server's limit of {limit} bytes"
+                    )
+                out.write(chunk)
+        paths.append(path)
+    return paths, collection if isinstance(collection, str) and collection else None, size
+
+
+def _safe_name(filename: str | None, position: int, taken: list[Path]) -> str:
+    name = (
+        re.sub(r"[^\w.\- ]", "_", Path(filename or f"upload-{position}").name).strip() or "upload"
+    )
+    if any(p.name == name for p in taken):
+        name = f"{position}-{name}"
+    return name
+
+
+def _ingest_fn(state: AppState, collection: str | None) -> Any:
+    def run(paths: list[Path], progress: Any) -> Any:
+        return state.rag.ingest(paths, collection, progress=progress)
+
+    return run
+
+
+def _job(state: AppState, job_id: str) -> IngestJob:
+    job = state.jobs.get(job_id)
+    if job is None:
+        raise ApiError(404, f"no ingestion job {job_id!r}")
+    return job
+
+
+def _job_body(job: IngestJob) -> dict[str, Any]:
+    return {**job.to_dict(), "progress_url": f"/ingest/{job.id}"}
+
+
+def _progress_stream(job: IngestJob) -> StreamingResponse:
+    async def events() -> AsyncIterator[str]:
+        seen = -1
+        while True:
+            if job.version != seen:
+                seen = job.version
+                finished = job.finished.is_set()
+                yield sse("done" if finished else "progress", _job_body(job))
+                if finished:
+                    return
+            await asyncio.sleep(PROGRESS_POLL_S)
+
+    return StreamingResponse(events(), media_type="text/event-stream")
+
+
+def _document_dict(info: Any) -> dict[str, Any]:
+    body = asdict(info)
+    body["created_at"] = info.created_at.isoformat()
+    body["file_url"] = f"/documents/{info.id}/file" if info.has_file else None
+    return body

@@ -1,0 +1,343 @@
+"""OpenAI-compatible routes: models, chat completions, completions and embeddings under `/v1`.
+
+Chat with `"rag": true` (or the model `pagedrag-rag`) is answered over the documents;
+the passages come back in the extension field `citations`.
+"""
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.server.deps import StateDep
+from api.server.disconnect import unless_disconnected
+from api.server.errors import ApiError
+from api.server.generation import Generation, chat_ids, drain, generate, primed, prompt_ids
+from api.server.routes.ask import final_answer, observed_events
+from api.server.schemas import AskRequest
+from api.server.state import AppState
+from api.server.streaming import SSE_HEADERS, sse
+from engine.sampling_params import SamplingParams
+from rag.answer import CitationsEvent, DoneEvent, TokenEvent
+
+router = APIRouter(prefix="/v1", tags=["openai"])
+RAG_MODEL = "pagedrag-rag"
+
+
+class StreamOptions(BaseModel):
+    include_usage: bool = False
+
+
+class _Sampling(BaseModel):
+    model_config = ConfigDict(extra="allow")  # unknown OpenAI fields are accepted and ignored
+
+    model: str | None = None
+    temperature: float = Field(1.0, ge=0, le=2)
+    top_p: float = Field(1.0, gt=0, le=1)
+    top_k: int = Field(-1, ge=-1)
+    max_tokens: int | None = Field(None, ge=1)
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    n: int = Field(1, ge=1, le=1, description="One choice per request.")
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+
+    def sampling(self, max_tokens: int | None, default_max: int) -> SamplingParams:
+        stop = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
+        return SamplingParams(
+            temperature=self.temperature,
+            top_p=self.top_p,
+            top_k=self.top_k,
+            max_tokens=max_tokens or default_max,
+            stop=tuple(stop),
+            seed=self.seed,
+        )
+
+
+class ChatRequest(_Sampling):
+    messages: list[dict[str, Any]] = Field(min_length=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    rag: bool = Field(False, description="Answer over the documents (PagedRAG extension).")
+    collection: str | None = Field(None, description="With rag: search only this collection.")
+
+
+class CompletionRequest(_Sampling):
+    prompt: str | list[str] | list[int] | list[list[int]]
+
+
+class EmbeddingRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    input: str | list[str]
+    model: str | None = None
+
+
+@router.get("/models")
+async def models(state: StateDep) -> dict[str, Any]:
+    """The generator, the RAG pseudo-model and the embedder."""
+    created = int(state.started_at)
+    names = [state.model_name, RAG_MODEL, state.rag.index.embedder.name]
+    return {
+        "object": "list",
+        "data": [
+            {"id": name, "object": "model", "created": created, "owned_by": "pagedrag"}
+            for name in names
+        ],
+    }
+
+
+@router.post("/chat/completions")
+async def chat_completions(body: ChatRequest, request: Request, state: StateDep) -> Any:
+    """Chat with the model; with `"rag": true` or model `pagedrag-rag`, over the documents."""
+    _check_model(state, body.model, allow_rag=True)
+    if body.rag or body.model == RAG_MODEL:
+        return await _rag_chat(body, request, state)
+    messages = [_text_message(m) for m in body.messages]
+    params = body.sampling(body.max_completion_tokens or body.max_tokens, 1024)
+    token_ids = chat_ids(state, messages)
+    reply = _Reply("chatcmpl", "chat.completion", state.model_name)
+    if body.stream:
+        generation = Generation(time.perf_counter())
+        deltas = await primed(generate(state, token_ids, params, generation))
+        stream = _chat_stream(reply, deltas, generation, _include_usage(body))
+        return StreamingResponse(stream, media_type="text/event-stream", headers=SSE_HEADERS)
+    generation = Generation(time.perf_counter())
+    await unless_disconnected(request, drain(generate(state, token_ids, params, generation)))
+    return reply.chat(generation.text, generation.finish_reason, _usage(generation))
+
+
+@router.post("/completions")
+async def completions(body: CompletionRequest, request: Request, state: StateDep) -> Any:
+    """Raw text completion, no chat template; a list of prompts is generated as one batch."""
+    _check_model(state, body.model)
+    prompts = _prompt_list(body.prompt)
+    params = body.sampling(body.max_tokens, 16)
+    reply = _Reply("cmpl", "text_completion", state.model_name)
+    token_lists = [prompt_ids(state, p) for p in prompts]
+    if body.stream:
+        if len(prompts) != 1:
+            raise ApiError(400, "stream one prompt at a time")
+        generation = Generation(time.perf_counter())
+        deltas = await primed(generate(state, token_lists[0], params, generation))
+        stream = _completion_stream(reply, deltas, generation, _include_usage(body))
+        return StreamingResponse(stream, media_type="text/event-stream", headers=SSE_HEADERS)
+    generations = [Generation(time.perf_counter()) for _ in prompts]
+    work = asyncio.gather(
+        *(
+            drain(generate(state, ids, params, g))
+            for ids, g in zip(token_lists, generations, strict=True)
+        )
+    )
+    await unless_disconnected(request, work)
+    return reply.completion(generations)
+
+
+@router.post("/embeddings")
+async def embeddings(body: EmbeddingRequest, state: StateDep) -> dict[str, Any]:
+    """Embeddings from the index's embedder (normalised, as the index stores them)."""
+    texts = [body.input] if isinstance(body.input, str) else body.input
+    if not texts or any(not t for t in texts):
+        raise ApiError(400, "input must be a non-empty string or list of non-empty strings")
+    embedder = state.rag.index.embedder
+    if body.model not in (None, embedder.name):
+        raise ApiError(404, f"the embedding model is {embedder.name!r}, not {body.model!r}")
+    vectors = await asyncio.to_thread(embedder.embed_documents, texts)
+    tokens = sum(await asyncio.to_thread(embedder.count_tokens, texts))
+    return {
+        "object": "list",
+        "data": [
+            {"object": "embedding", "index": i, "embedding": v.tolist()}
+            for i, v in enumerate(vectors)
+        ],
+        "model": embedder.name,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }
+
+
+# -- replies --------------------------------------------------------------------------------
+
+
+class _Reply:
+    """The id, timestamps and model name shared by one response's objects or chunks."""
+
+    def __init__(self, prefix: str, kind: str, model: str) -> None:
+        self.id = f"{prefix}-{uuid.uuid4().hex[:24]}"
+        self.kind = kind
+        self.model = model
+        self.created = int(time.time())
+
+    def base(self, kind: str | None = None) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "object": kind or self.kind,
+            "created": self.created,
+            "model": self.model,
+        }
+
+    def chat(
+        self, text: str, finish: str | None, usage: dict[str, Any], **extra: Any
+    ) -> dict[str, Any]:
+        choice = {
+            "index": 0,
+            "message": {"role": "assistant", "content": text},
+            "finish_reason": _finish(finish),
+            "logprobs": None,
+        }
+        return {**self.base(), "choices": [choice], "usage": usage, **extra}
+
+    def chat_chunk(self, delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
+        choice = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
+        return sse(None, {**self.base("chat.completion.chunk"), "choices": [choice], **extra})
+
+    def completion(self, generations: list[Generation]) -> dict[str, Any]:
+        choices = [
+            {
+                "index": i,
+                "text": g.text,
+                "finish_reason": _finish(g.finish_reason),
+                "logprobs": None,
+            }
+            for i, g in enumerate(generations)
+        ]
+        return {**self.base(), "choices": choices, "usage": _usage(*generations)}
+
+    def usage_chunk(self, kind: str, usage: dict[str, Any]) -> str:
+        return sse(None, {**self.base(kind), "choices": [], "usage": usage})
+
+
+async def _chat_stream(
+    reply: _Reply, deltas: AsyncIterator[str], generation: Generation, usage: bool
+) -> AsyncIterator[str]:
+    yield reply.chat_chunk({"role": "assistant", "content": ""})
+    async for delta in deltas:
+        yield reply.chat_chunk({"content": delta})
+    yield reply.chat_chunk({}, _finish(generation.finish_reason))
+    if usage:
+        yield reply.usage_chunk("chat.completion.chunk", _usage(generation))
+    yield sse(None, "[DONE]")
+
+
+async def _completion_stream(
+    reply: _Reply, deltas: AsyncIterator[str], generation: Generation, usage: bool
+) -> AsyncIterator[str]:
+    def chunk(text: str, finish: str | None) -> str:
+        choice = {"index": 0, "text": text, "finish_reason": finish, "logprobs": None}
+        return sse(None, {**reply.base(), "choices": [choice]})
+
+    async for delta in deltas:
+        yield chunk(delta, None)
+    yield chunk("", _finish(generation.finish_reason))
+    if usage:
+        yield reply.usage_chunk("text_completion", _usage(generation))
+    yield sse(None, "[DONE]")
+
+
+async def _rag_chat(body: ChatRequest, request: Request, state: StateDep) -> Any:
+    messages = [_text_message(m) for m in body.messages if m.get("role") != "system"]
+    if not messages or messages[-1]["role"] != "user":
+        raise ApiError(400, "the last message must come from the user")
+    ask = AskRequest.model_validate(
+        dict(
+            question=messages[-1]["content"],
+            collection=body.collection,
+            history=[m for m in messages[:-1] if m["role"] in ("user", "assistant")],
+            max_tokens=body.max_completion_tokens or body.max_tokens,
+            temperature=body.temperature,
+        )
+    )
+    reply = _Reply("chatcmpl", "chat.completion", RAG_MODEL)
+    events = observed_events(state, ask)
+    first = await anext(events)
+    citations = [c.to_dict() for c in first.citations] if isinstance(first, CitationsEvent) else []
+    if body.stream:
+        stream = _rag_stream(reply, citations, events, _include_usage(body))
+        return StreamingResponse(stream, media_type="text/event-stream", headers=SSE_HEADERS)
+    answer = await unless_disconnected(request, final_answer(events))
+    return reply.chat(
+        answer.answer, answer.finish_reason or "stop", _rag_usage(answer), citations=citations
+    )
+
+
+async def _rag_stream(
+    reply: _Reply, citations: list[dict[str, Any]], events: AsyncIterator[Any], usage: bool
+) -> AsyncIterator[str]:
+    yield reply.chat_chunk({"role": "assistant", "content": ""}, citations=citations)
+    async for event in events:
+        if isinstance(event, TokenEvent):
+            yield reply.chat_chunk({"content": event.delta})
+        elif isinstance(event, DoneEvent):
+            answer = event.answer
+            if not answer.found:
+                yield reply.chat_chunk({"content": answer.answer})
+            yield reply.chat_chunk({}, _finish(answer.finish_reason or "stop"))
+            if usage:
+                yield reply.usage_chunk("chat.completion.chunk", _rag_usage(answer))
+    yield sse(None, "[DONE]")
+
+
+# -- small helpers ----------------------------------------------------------------------------
+
+
+def _check_model(state: AppState, model: str | None, allow_rag: bool = False) -> None:
+    known = {state.model_name, state.engine.model_path.name} | ({RAG_MODEL} if allow_rag else set())
+    if model is not None and model not in known:
+        raise ApiError(
+            404, f"the model {model!r} does not exist; available: {', '.join(sorted(known))}"
+        )
+
+
+def _text_message(message: dict[str, Any]) -> dict[str, str]:
+    role, content = message.get("role"), message.get("content")
+    if role not in ("system", "user", "assistant"):
+        raise ApiError(400, f"unsupported message role {role!r}")
+    if isinstance(content, list):  # content parts: keep the text ones
+        content = "".join(
+            p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text"
+        )
+    if not isinstance(content, str):
+        raise ApiError(400, "message content must be a string or a list of text parts")
+    return {"role": role, "content": content}
+
+
+def _prompt_list(prompt: Any) -> list[str | list[int]]:
+    if isinstance(prompt, str):
+        return [prompt]
+    if prompt and all(isinstance(t, int) for t in prompt):
+        return [prompt]
+    if not prompt:
+        raise ApiError(400, "prompt must not be empty")
+    return list(prompt)
+
+
+def _include_usage(body: _Sampling) -> bool:
+    return bool(body.stream_options and body.stream_options.include_usage)
+
+
+def _finish(reason: str | None) -> str | None:
+    return "stop" if reason == "abort" else reason
+
+
+def _usage(*generations: Generation) -> dict[str, Any]:
+    prompt = sum(g.prompt_tokens for g in generations)
+    completion = sum(g.completion_tokens for g in generations)
+    cached = sum(g.cached_tokens for g in generations)
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": cached},
+    }
+
+
+def _rag_usage(answer: Any) -> dict[str, Any]:
+    usage = answer.usage
+    return {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.prompt_tokens + usage.completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": usage.cached_tokens},
+    }

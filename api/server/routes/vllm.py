@@ -1,0 +1,61 @@
+"""vLLM's simple `POST /generate`: `{"prompt", "max_tokens", "stream", ...}` -> `{"text": [...]}`.
+
+As vLLM's demo server does, `text` holds the prompt followed by the generated text, and
+a stream sends one such JSON object per update, each ended by a NUL byte.
+"""
+
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.server.deps import StateDep
+from api.server.disconnect import unless_disconnected
+from api.server.generation import Generation, drain, generate, primed, prompt_ids
+from engine.sampling_params import SamplingParams
+
+router = APIRouter(tags=["vllm"])
+
+
+class GenerateRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    prompt: str = Field(min_length=1)
+    max_tokens: int = Field(16, ge=1)
+    temperature: float = Field(1.0, ge=0, le=2)
+    top_p: float = Field(1.0, gt=0, le=1)
+    top_k: int = Field(-1, ge=-1)
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    stream: bool = False
+
+
+@router.post("/generate")
+async def generate_route(body: GenerateRequest, request: Request, state: StateDep) -> Any:
+    """Complete a raw prompt (no chat template)."""
+    stop = [body.stop] if isinstance(body.stop, str) else list(body.stop or [])
+    params = SamplingParams(
+        temperature=body.temperature,
+        top_p=body.top_p,
+        top_k=body.top_k,
+        max_tokens=body.max_tokens,
+        stop=tuple(stop),
+        seed=body.seed,
+    )
+    generation = Generation(time.perf_counter())
+    deltas = generate(state, prompt_ids(state, body.prompt), params, generation)
+    if not body.stream:
+        await unless_disconnected(request, drain(deltas))
+        return {"text": [body.prompt + generation.text], "finish_reason": generation.finish_reason}
+    deltas = await primed(deltas)
+
+    async def updates() -> AsyncIterator[bytes]:
+        text = body.prompt
+        async for delta in deltas:
+            text += delta
+            yield (json.dumps({"text": [text]}, ensure_ascii=False) + "\0").encode()
+
+    return StreamingResponse(updates(), media_type="application/json")

@@ -1,0 +1,34 @@
+"""Request bodies of PagedRAG's own routes (the compatible APIs keep theirs beside them)."""
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+
+class ChatMessage(BaseModel):
+    role: Literal["user", "assistant"]
+    content: str
+
+
+class AskRequest(BaseModel):
+    question: str = Field(min_length=1, max_length=4000, description="What to ask.")
+    collection: str | None = Field(None, description="Search only this collection.")
+    document_ids: list[int] | None = Field(None, description="Search only these documents.")
+    history: list[ChatMessage] = Field(
+        default_factory=list, description="Earlier turns; a follow-up is rewritten with them."
+    )
+    top_k: int | None = Field(None, ge=1, le=50, description="Passages given to the model.")
+    max_tokens: int | None = Field(None, ge=1, le=4096)
+    temperature: float | None = Field(None, ge=0, le=2)
+    stream: bool = Field(False, description="Server-sent events instead of one JSON answer.")
+
+
+class TextDocument(BaseModel):
+    text: str = Field(min_length=1)
+    title: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class IngestTextsRequest(BaseModel):
+    documents: list[TextDocument] = Field(min_length=1)
+    collection: str | None = None

@@ -1,0 +1,24 @@
+"""Server settings: what `pagedrag serve` flags (or a test) decide."""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+VERSION = "0.1.0"
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    data_dir: Path
+    model: str | None = None  # library name, HF directory or .gguf; None: the default model
+    embedder: str | None = None  # None: the index's own, else the default
+    max_upload_bytes: int = 100 << 20  # one POST /ingest; larger requests get 413
+    background_ingest_bytes: int = 2 << 20  # uploads above this run as a background job
+    max_prompt_chars: int = 200_000  # raw prompts above this get 400 before tokenizing
+    engine_options: dict[str, Any] = field(default_factory=dict)  # more EngineConfig fields
+
+    def __post_init__(self) -> None:
+        if self.max_upload_bytes < 1:
+            raise ValueError("max_upload_bytes must be positive")
+        if self.background_ingest_bytes < 0:
+            raise ValueError("background_ingest_bytes must not be negative")

@@ -1,0 +1,117 @@
+"""What `RAG.ask` hands back: the answer, its numbered sources, token usage and timings."""
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Citation:
+    """A passage the model was given, numbered as the prompt numbered it ([n])."""
+
+    n: int  # the number the answer cites it by
+    document_id: int
+    title: str
+    page: int | None  # 1-based page in the original file; None for pageless documents
+    chunk_id: int
+    text: str
+    score: float  # the retriever's score (RRF, cosine or BM25, by search mode)
+    char_start: int  # offsets of `text` in the document's extracted text (for highlighting)
+    char_end: int
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "n": self.n,
+            "document_id": self.document_id,
+            "title": self.title,
+            "page": self.page,
+            "chunk_id": self.chunk_id,
+            "text": self.text,
+            "score": self.score,
+            "char_start": self.char_start,
+            "char_end": self.char_end,
+            "metadata": self.metadata,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0  # prompt tokens whose KV came from the shared prefix cache
+
+    def to_dict(self) -> dict[str, int]:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "cached_tokens": self.cached_tokens,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Timings:
+    """Milliseconds from the moment the question arrived."""
+
+    rewrite_ms: float = 0.0  # turning a follow-up into a standalone question
+    retrieve_ms: float = 0.0  # search (and rerank)
+    ttft_ms: float | None = None  # first answer token; None when the model was not called
+    total_ms: float = 0.0
+
+    @property
+    def decode_ms(self) -> float:
+        return self.total_ms - self.ttft_ms if self.ttft_ms is not None else 0.0
+
+    def to_dict(self) -> dict[str, float | None]:
+        return {
+            "rewrite_ms": round(self.rewrite_ms, 2),
+            "retrieve_ms": round(self.retrieve_ms, 2),
+            "ttft_ms": None if self.ttft_ms is None else round(self.ttft_ms, 2),
+            "total_ms": round(self.total_ms, 2),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    question: str
+    standalone_question: str  # the question as retrieved for (rewritten from the history)
+    answer: str
+    citations: list[Citation]  # every passage the model saw, in prompt order
+    cited: list[int]  # the [n] the answer actually refers to, in order of first mention
+    found: bool  # False: nothing relevant was retrieved and the model was not asked
+    finish_reason: str | None
+    usage: Usage
+    timings: Timings
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "question": self.question,
+            "standalone_question": self.standalone_question,
+            "answer": self.answer,
+            "found": self.found,
+            "citations": [c.to_dict() for c in self.citations],
+            "cited": self.cited,
+            "finish_reason": self.finish_reason,
+            "usage": self.usage.to_dict(),
+            "timings": self.timings.to_dict(),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class CitationsEvent:
+    """First event of a streamed answer: the sources, before any token."""
+
+    citations: list[Citation]
+    standalone_question: str
+
+
+@dataclass(frozen=True, slots=True)
+class TokenEvent:
+    delta: str  # new answer text
+
+
+@dataclass(frozen=True, slots=True)
+class DoneEvent:
+    answer: Answer
+
+
+AnswerEvent = CitationsEvent | TokenEvent | DoneEvent

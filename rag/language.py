@@ -1,0 +1,45 @@
+"""The question's language decides the answer's: Chinese questions get Chinese answers."""
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+CHINESE_SHARE = 0.2  # of letters; mixed questions ("什么是 FAISS?") still count as Chinese
+
+
+class Language(StrEnum):
+    ENGLISH = "en"
+    CHINESE = "zh"
+
+
+@dataclass(frozen=True)
+class Phrases:
+    """Fixed texts shown to users in one language."""
+
+    not_found: str  # the answer when retrieval finds nothing relevant
+    answer_in: str  # the instruction that fixes the answer's language
+
+
+PHRASES = {
+    Language.ENGLISH: Phrases(
+        not_found="I could not find this in your documents.",
+        answer_in="Answer in English.",
+    ),
+    Language.CHINESE: Phrases(
+        not_found="在您的文档中没有找到相关内容。",
+        answer_in="请用中文回答。",
+    ),
+}
+
+
+def detect_language(text: str) -> Language:
+    """Chinese when enough of the letters are CJK ideographs, else English."""
+    letters = [ch for ch in text if ch.isalpha()]
+    if not letters:
+        return Language.ENGLISH
+    chinese = sum(1 for ch in letters if _is_cjk(ch))
+    return Language.CHINESE if chinese / len(letters) >= CHINESE_SHARE else Language.ENGLISH
+
+
+def _is_cjk(ch: str) -> bool:
+    code = ord(ch)
+    return 0x4E00 <= code <= 0x9FFF or 0x3400 <= code <= 0x4DBF or 0xF900 <= code <= 0xFAFF

@@ -1,0 +1,373 @@
+"""One question in, one grounded answer out: rewrite -> retrieve -> prompt -> generate -> cite.
+
+`RAG` is the Python API and what the HTTP server drives. Generation goes through the
+shared `AsyncLLMEngine`, so questions from the server, the CLI and Python code are
+batched together and reuse each other's cached passage prefixes.
+"""
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from engine.async_engine import AsyncLLMEngine
+from engine.config import EngineConfig
+from engine.outputs import RequestOutput
+from engine.sampling_params import SamplingParams
+from indexer.index import SEARCH_MODES, Index
+from indexer.paths import default_data_dir
+from indexer.records import DocumentInfo, IngestReport, SearchHit
+from indexer.rerank import NoReranker, Reranker
+from rag.answer import (
+    Answer,
+    AnswerEvent,
+    Citation,
+    CitationsEvent,
+    DoneEvent,
+    Timings,
+    TokenEvent,
+    Usage,
+)
+from rag.errors import InvalidQuestionError
+from rag.language import PHRASES, detect_language
+from rag.prompt import BuiltPrompt, PromptBuilder, canonical_order, cited_numbers
+from rag.rewrite import Turn, clean_rewrite, parse_history, rewrite_messages
+
+MAX_QUESTION_CHARS = 4000
+
+
+@dataclass(frozen=True)
+class RAGConfig:
+    top_k: int = 5  # passages given to the model: enough context, short enough prefill on CPU
+    candidates: int = 20  # retrieved before the reranker keeps top_k
+    search_mode: str = "hybrid"
+    max_tokens: int = 512
+    temperature: float = 0.0  # greedy: the same question over the same passages, the same answer
+    rewrite_max_tokens: int = 64
+
+    def __post_init__(self) -> None:
+        if self.search_mode not in SEARCH_MODES:
+            raise ValueError(f"search_mode must be one of {', '.join(SEARCH_MODES)}")
+        if not 1 <= self.top_k <= self.candidates:
+            raise ValueError("top_k must be at least 1 and at most candidates")
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """Everything decided before the answer is generated."""
+
+    question: str
+    standalone: str
+    prompt: BuiltPrompt | None  # None: nothing relevant was found
+    not_found: str  # the reply when `prompt` is None
+    params: SamplingParams
+    salt: str | None
+    started: float  # time.perf_counter() when the question arrived
+    rewrite_ms: float
+    retrieve_ms: float
+
+
+class RAG:
+    """Documents and a model, ready for questions.
+
+    Args:
+        data_dir: where the database, files and indexes live (default: the data dir).
+        model: a library name, HF directory or .gguf; None is the default model.
+        embedder: the embedder's name or folder; None is the index's own (or the default).
+        engine: an already running engine to share (the server passes its own).
+        engine_options: more `EngineConfig` fields (dtype, kv_cache_memory, ...).
+    """
+
+    def __init__(
+        self,
+        data_dir: str | Path | None = None,
+        model: str | None = None,
+        embedder: str | None = None,
+        *,
+        index: Index | None = None,
+        engine: AsyncLLMEngine | None = None,
+        reranker: Reranker | None = None,
+        config: RAGConfig | None = None,
+        **engine_options: Any,
+    ) -> None:
+        self.index = index or Index(data_dir or default_data_dir(), embedder)
+        self.config = config or RAGConfig()
+        self.reranker = reranker or NoReranker()
+        self._engine = engine
+        self._engine_config = EngineConfig(model=model, **engine_options)
+        self._builder: PromptBuilder | None = None
+
+    @property
+    def engine(self) -> AsyncLLMEngine:
+        """The generation engine, loaded on first use (listing documents needs no model)."""
+        if self._engine is None:
+            self._engine = AsyncLLMEngine.from_config(self._engine_config)
+        return self._engine
+
+    @property
+    def prompts(self) -> PromptBuilder:
+        if self._builder is None:
+            self._builder = PromptBuilder(self.engine.tokenizer)
+        return self._builder
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.shutdown()
+        self.index.close()
+
+    def __enter__(self) -> "RAG":
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    # -- documents ----------------------------------------------------------------------
+
+    def ingest(self, paths: Any, collection: str | None = None, **kwargs: Any) -> IngestReport:
+        """Ingest files and folders; the report lists new documents, duplicates and failures."""
+        return self.index.ingest_files(paths, collection, **kwargs)
+
+    def ingest_texts(self, documents: Sequence[dict[str, Any]], collection: str | None = None):
+        return self.index.ingest_texts(documents, collection)
+
+    def documents(self, collection: str | None = None) -> list[DocumentInfo]:
+        return self.index.documents(collection)
+
+    def delete(self, document_id: int) -> None:
+        self.index.delete(document_id)
+
+    # -- questions ----------------------------------------------------------------------
+
+    def ask(
+        self, question: str, *, stream: bool = False, **options: Any
+    ) -> Answer | Iterator[AnswerEvent]:
+        """Answer a question over the documents.
+
+        Options: collection, history ([{"role", "content"}]), top_k, max_tokens,
+        temperature, document_ids. With `stream=True`, returns an iterator of events: a
+        `CitationsEvent`, then `TokenEvent`s, then a `DoneEvent` with the whole `Answer`.
+        """
+        events = self._events(question, **options)
+        if stream:
+            return events
+        return _last_answer(events)
+
+    def _events(self, question: str, **options: Any) -> Iterator[AnswerEvent]:
+        started = time.perf_counter()
+        question, history, params, retrieval = self._validated(question, options)
+        standalone, rewrite_ms = question, 0.0
+        if history:
+            messages = rewrite_messages(history, question)
+            generated = _final(self.engine.stream(self.prompts.chat(messages), self._rewrite()))
+            standalone = clean_rewrite(generated.text, question)
+            rewrite_ms = _ms_since(started)
+        plan = self._plan(question, standalone, params, retrieval, started, rewrite_ms)
+        yield CitationsEvent(plan.prompt.citations if plan.prompt else [], plan.standalone)
+        if plan.prompt is None:
+            yield DoneEvent(_not_found(plan))
+            return
+        tracker = _Tracker(plan)
+        for output in self.engine.stream(plan.prompt.token_ids, plan.params, cache_salt=plan.salt):
+            if delta := tracker.add(output):
+                yield TokenEvent(delta)
+        yield DoneEvent(tracker.answer())
+
+    async def ask_events(self, question: str, **options: Any) -> AsyncIterator[AnswerEvent]:
+        """`ask(stream=True)` for asyncio callers (the server); cancelling aborts generation."""
+        started = time.perf_counter()
+        question, history, params, retrieval = self._validated(question, options)
+        standalone, rewrite_ms = question, 0.0
+        if history:
+            messages = rewrite_messages(history, question)
+            generated = await _afinal(
+                self.engine.generate(self.prompts.chat(messages), self._rewrite())
+            )
+            standalone = clean_rewrite(generated.text, question)
+            rewrite_ms = _ms_since(started)
+        plan = await asyncio.to_thread(
+            self._plan, question, standalone, params, retrieval, started, rewrite_ms
+        )
+        yield CitationsEvent(plan.prompt.citations if plan.prompt else [], plan.standalone)
+        if plan.prompt is None:
+            yield DoneEvent(_not_found(plan))
+            return
+        tracker = _Tracker(plan)
+        async for output in self.engine.generate(
+            plan.prompt.token_ids, plan.params, cache_salt=plan.salt
+        ):
+            if delta := tracker.add(output):
+                yield TokenEvent(delta)
+        yield DoneEvent(tracker.answer())
+
+    def retrieve(
+        self,
+        query: str,
+        *,
+        collection: str | None = None,
+        top_k: int | None = None,
+        document_ids: Sequence[int] | None = None,
+    ) -> list[SearchHit]:
+        """The relevant passages for a question, best first (at most top_k)."""
+        top_k = top_k or self.config.top_k
+        hits = self.index.search(
+            query,
+            k=max(self.config.candidates, top_k),
+            mode=self.config.search_mode,
+            collection=collection,
+            document_ids=document_ids,
+        )
+        relevant = [hit for hit in hits if hit.relevant]
+        return self.reranker.rerank(query, relevant, top_k)
+
+    # -- the steps ----------------------------------------------------------------------
+
+    def _validated(
+        self, question: str, options: dict[str, Any]
+    ) -> tuple[str, list[Turn], SamplingParams, dict[str, Any]]:
+        unknown = set(options) - {
+            "collection",
+            "history",
+            "top_k",
+            "max_tokens",
+            "temperature",
+            "document_ids",
+        }
+        if unknown:
+            raise TypeError(f"unknown ask options: {', '.join(sorted(unknown))}")
+        if not isinstance(question, str) or not question.strip():
+            raise InvalidQuestionError("the question is empty")
+        if len(question) > MAX_QUESTION_CHARS:
+            raise InvalidQuestionError(f"the question is longer than {MAX_QUESTION_CHARS} chars")
+        top_k = options.get("top_k")
+        if top_k is not None and not 1 <= top_k <= 50:
+            raise InvalidQuestionError(f"top_k must be between 1 and 50, got {top_k}")
+        try:
+            history = parse_history(options.get("history"))
+            params = SamplingParams(
+                temperature=_pick(options.get("temperature"), self.config.temperature),
+                max_tokens=_pick(options.get("max_tokens"), self.config.max_tokens),
+            )
+        except ValueError as error:
+            raise InvalidQuestionError(str(error)) from None
+        retrieval = {
+            "collection": options.get("collection"),
+            "top_k": top_k,
+            "document_ids": options.get("document_ids"),
+        }
+        return question.strip(), history, params, retrieval
+
+    def _rewrite(self) -> SamplingParams:
+        return SamplingParams(temperature=0, max_tokens=self.config.rewrite_max_tokens)
+
+    def _plan(
+        self,
+        question: str,
+        standalone: str,
+        params: SamplingParams,
+        retrieval: dict[str, Any],
+        started: float,
+        rewrite_ms: float,
+    ) -> _Plan:
+        hits = canonical_order(self.retrieve(standalone, **retrieval))
+        retrieve_ms = _ms_since(started) - rewrite_ms
+        language = detect_language(question)
+        prompt = self.prompts.build(hits, standalone, language) if hits else None
+        if prompt is not None and len(prompt.token_ids) >= self.engine.engine.max_model_len:
+            prompt = self.prompts.build(hits[:1], standalone, language)  # fit the context
+        return _Plan(
+            question=question,
+            standalone=standalone,
+            prompt=prompt,
+            not_found=PHRASES[language].not_found,
+            params=params,
+            salt=retrieval["collection"],
+            started=started,
+            rewrite_ms=rewrite_ms,
+            retrieve_ms=retrieve_ms,
+        )
+
+
+class _Tracker:
+    """Follows one generation: text deltas, time to first token, the final answer."""
+
+    def __init__(self, plan: _Plan) -> None:
+        self.plan = plan
+        self.shown = 0
+        self.ttft_ms: float | None = None
+        self.last: RequestOutput | None = None
+
+    def add(self, output: RequestOutput) -> str:
+        if self.ttft_ms is None:
+            self.ttft_ms = _ms_since(self.plan.started)
+        self.last = output
+        delta = output.text[self.shown :]
+        self.shown = len(output.text)
+        return delta
+
+    def answer(self) -> Answer:
+        plan, last = self.plan, self.last
+        if last is None or plan.prompt is None:
+            raise RuntimeError("the engine finished a request without producing a token")
+        citations: list[Citation] = plan.prompt.citations
+        return Answer(
+            question=plan.question,
+            standalone_question=plan.standalone,
+            answer=last.text.strip(),
+            citations=citations,
+            cited=cited_numbers(last.text, len(citations)),
+            found=True,
+            finish_reason=last.finish_reason,
+            usage=Usage(last.num_prompt_tokens, len(last.token_ids), last.num_cached_tokens),
+            timings=Timings(
+                plan.rewrite_ms, plan.retrieve_ms, self.ttft_ms, _ms_since(plan.started)
+            ),
+        )
+
+
+def _not_found(plan: _Plan) -> Answer:
+    return Answer(
+        question=plan.question,
+        standalone_question=plan.standalone,
+        answer=plan.not_found,
+        citations=[],
+        cited=[],
+        found=False,
+        finish_reason=None,
+        usage=Usage(),
+        timings=Timings(plan.rewrite_ms, plan.retrieve_ms, None, _ms_since(plan.started)),
+    )
+
+
+def _last_answer(events: Iterator[AnswerEvent]) -> Answer:
+    for event in events:
+        if isinstance(event, DoneEvent):
+            return event.answer
+    raise RuntimeError("the answer stream ended without a final answer")
+
+
+def _final(outputs: Iterator[RequestOutput]) -> RequestOutput:
+    last = None
+    for last in outputs:  # noqa: B007 - the final output is the one wanted
+        pass
+    if last is None:
+        raise RuntimeError("the engine finished a request without producing a token")
+    return last
+
+
+async def _afinal(outputs: AsyncIterator[RequestOutput]) -> RequestOutput:
+    last = None
+    async for last in outputs:  # noqa: B007
+        pass
+    if last is None:
+        raise RuntimeError("the engine finished a request without producing a token")
+    return last
+
+
+def _pick(value: Any, default: Any) -> Any:
+    return default if value is None else value
+
+
+def _ms_since(started: float) -> float:
+    return (time.perf_counter() - started) * 1000
