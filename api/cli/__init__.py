@@ -4,7 +4,7 @@ import argparse
 import os
 import sys
 
-from api.cli import documents, generate, models
+from api.cli import documents, generate, models, serve
 from engine.errors import PagedRAGError
 from indexer.errors import IndexerError
 
@@ -14,7 +14,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="pagedrag", description="Local RAG on a paged-attention engine."
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (models, generate, documents):
+    for module in (models, generate, documents, serve):
         module.add_parsers(subparsers)
     return parser
 
