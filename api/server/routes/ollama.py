@@ -273,7 +273,8 @@ def _check_model(state: AppState, model: str) -> None:
 
 
 def _family(state: AppState) -> str:
-    return str(getattr(state.engine.engine.runner.model.config, "architecture", "") or "")
+    config = state.engine.engine.runner.model.config
+    return "qwen2" if config.qkv_bias else "llama"
 
 
 def _ns(seconds: float) -> int:

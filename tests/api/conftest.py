@@ -1,0 +1,69 @@
+"""A live server on 127.0.0.1 with the small library model and the real default embedder."""
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+
+from api.server.app import create_app
+from api.server.settings import ServerSettings
+from engine.async_engine import AsyncLLMEngine
+from engine.config import EngineConfig
+from rag import RAG
+
+TEST_MODEL = "smollm2:135m-instruct"
+SAMPLES = Path(__file__).resolve().parents[2] / "data" / "samples"
+MAX_PENDING = 6  # small, so the overload test can reach it
+
+
+@dataclass
+class LiveServer:
+    url: str
+    rag: RAG
+    data_dir: Path
+
+    def client(self, **kwargs) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=120, **kwargs)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def live_server(tmp_path_factory) -> Iterator[LiveServer]:
+    data_dir = tmp_path_factory.mktemp("server-data")
+    engine = AsyncLLMEngine.from_config(
+        EngineConfig(model=TEST_MODEL, kv_cache_memory=256 << 20, max_model_len=4096),
+        max_pending_requests=MAX_PENDING,
+    )
+    rag = RAG(data_dir, engine=engine)
+    rag.ingest([SAMPLES])
+    settings = ServerSettings(
+        data_dir=data_dir, model=TEST_MODEL, max_upload_bytes=1 << 20, background_ingest_bytes=0
+    )
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings, rag), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the test server did not start")
+        time.sleep(0.05)
+    try:
+        yield LiveServer(f"http://127.0.0.1:{port}", rag, data_dir)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        rag.close()

@@ -1,0 +1,239 @@
+"""PagedRAG's own routes over real HTTP: ingest, ask (JSON and SSE), documents, errors, metrics."""
+
+import json
+import threading
+import time
+
+import httpx
+import pytest
+
+from tests.indexer.documents import make_pdf
+
+pytestmark = pytest.mark.slow
+QUESTION = "How does PagedRAG share KV cache blocks between prompts?"
+
+
+def sse_events(response: httpx.Response) -> list[tuple[str, dict]]:
+    events, name = [], None
+    for line in response.iter_lines():
+        if line.startswith("event: "):
+            name = line[len("event: ") :]
+        elif line.startswith("data: "):
+            events.append((name, json.loads(line[len("data: ") :])))
+    return events
+
+
+def test_health_names_the_model(live_server) -> None:
+    with live_server.client() as client:
+        body = client.get("/health").json()
+    assert body["status"] == "ok"
+    assert body["model"] == "smollm2:135m-instruct"
+    assert body["engine"]["kv_blocks_total"] > 0
+
+
+def test_ask_answers_with_citations_and_a_repeat_hits_the_prefix_cache(live_server) -> None:
+    request = {"question": QUESTION, "max_tokens": 8, "top_k": 3}
+    with live_server.client() as client:
+        first = client.post("/ask", json=request).json()
+        second = client.post("/ask", json={**request, "question": QUESTION + " Explain."}).json()
+    assert first["found"] is True
+    assert first["answer"]
+    assert [c["n"] for c in first["citations"]] == list(range(1, len(first["citations"]) + 1))
+    assert {"document_id", "title", "page", "chunk_id", "text", "score"} <= set(
+        first["citations"][0]
+    )
+    assert "How the PagedRAG engine reuses work" in {c["title"] for c in first["citations"]}
+    assert first["usage"]["completion_tokens"] == 8
+    assert set(first["timings"]) >= {"retrieve_ms", "ttft_ms", "total_ms"}
+    assert first["timings"]["total_ms"] >= first["timings"]["ttft_ms"] > 0
+    # The same passages: everything before the question comes from the cache.
+    assert second["citations"] == first["citations"]
+    assert second["usage"]["cached_tokens"] >= second["usage"]["prompt_tokens"] - 64
+
+
+def test_streamed_ask_sends_citations_then_tokens_then_done(live_server) -> None:
+    request = {"question": QUESTION, "max_tokens": 6, "stream": True}
+    with live_server.client() as client, client.stream("POST", "/ask", json=request) as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        events = sse_events(response)
+    names = [name for name, _ in events]
+    assert names[0] == "citations" and names[-1] == "done"
+    assert set(names[1:-1]) == {"token"}
+    done = events[-1][1]
+    assert "".join(data["delta"] for name, data in events if name == "token") == done["answer"]
+    assert events[0][1]["citations"] == done["citations"]
+    assert done["usage"]["completion_tokens"] == 6
+
+
+def test_nothing_relevant_is_not_found_without_calling_the_model(live_server) -> None:
+    with live_server.client() as client:
+        english = client.post("/ask", json={"question": "Who won the 1998 football world cup?"})
+        chinese = client.post("/ask", json={"question": "一九九八年世界杯冠军是哪个国家？"})
+    assert english.status_code == 200
+    body = english.json()
+    assert body["found"] is False
+    assert body["answer"] == "I could not find this in your documents."
+    assert body["citations"] == [] and body["usage"]["prompt_tokens"] == 0
+    assert body["timings"]["ttft_ms"] is None
+    assert chinese.json()["answer"] == "在您的文档中没有找到相关内容。"
+
+
+def test_upload_a_pdf_follow_its_job_read_the_file_and_delete_it(live_server, tmp_path) -> None:
+    pdf = make_pdf(
+        tmp_path / "zebras.pdf",
+        ["Intro page.", "Zebras in the Okavango delta migrate in the dry season."],
+    )
+    with live_server.client() as client:
+        files = [("files", ("zebras.pdf", pdf.read_bytes(), "application/pdf"))]
+        accepted = client.post("/ingest", files=files)
+        assert accepted.status_code == 202  # the test server runs every upload in the background
+        job_id = accepted.json()["job_id"]
+        with client.stream("GET", f"/ingest/{job_id}/events") as response:
+            events = sse_events(response)
+        assert events[-1][0] == "done"
+        job = client.get(f"/ingest/{job_id}").json()
+        assert job["status"] == "done" and job["report"]["pages"] == 2
+        (document_id,) = job["document_ids"]
+        info = client.get(f"/documents/{document_id}").json()
+        assert info["page_count"] == 2 and info["status"] == "ready"
+        original = client.get(f"/documents/{document_id}/file")
+        assert original.content == pdf.read_bytes()
+        assert original.headers["content-type"] == "application/pdf"
+        answer = client.post("/ask", json={"question": "When do zebras migrate?", "max_tokens": 4})
+        cited = [c for c in answer.json()["citations"] if c["document_id"] == document_id]
+        assert any(c["page"] == 2 and "Okavango" in c["text"] for c in cited)
+        assert client.delete(f"/documents/{document_id}").json() == {"deleted": document_id}
+        assert client.get(f"/documents/{document_id}").status_code == 404
+        after = client.post("/ask", json={"question": "When do zebras migrate?", "max_tokens": 4})
+        assert document_id not in {c["document_id"] for c in after.json()["citations"]}
+
+
+def test_json_texts_and_a_batch_with_one_bad_file(live_server, tmp_path) -> None:
+    with live_server.client() as client:
+        texts = client.post(
+            "/ingest",
+            json={
+                "documents": [
+                    {"title": "Owls", "text": "Owls hunt at night.", "metadata": {"k": 1}}
+                ],
+                "collection": "birds",
+            },
+        ).json()
+        assert len(texts["document_ids"]) == 1
+        assert {"name": "birds", "documents": 1} in client.get("/collections").json()
+        assert [d["title"] for d in client.get("/documents?collection=birds").json()] == ["Owls"]
+        assert client.get(f"/documents/{texts['document_ids'][0]}/file").status_code == 404
+        files = [
+            ("files", ("good.md", b"# Lynx\nLynxes have tufted ears.", "text/markdown")),
+            ("files", ("broken.pdf", b"%PDF-1.4 this is not a pdf", "application/pdf")),
+            ("files", ("movie.mp4", b"\x00\x01", "video/mp4")),
+        ]
+        job = client.post("/ingest?wait=true", files=files, data={"collection": "cats"}).json()
+    assert job["status"] == "done" and len(job["document_ids"]) == 1
+    failed = {f["file"] for f in job["report"]["failures"]}
+    assert "broken.pdf" in failed
+    assert "movie.mp4" in failed or "movie.mp4" in job["report"]["skipped_unsupported"]
+
+
+JSON = {"content-type": "application/json"}
+EXE = ("a.exe", b"MZ", "application/x-msdownload")
+BIG = ("big.txt", b"x" * (2 << 20), "text/plain")
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "kwargs", "status"),
+    [
+        (
+            "post",
+            "/ask",
+            {"content": b"{not json", "headers": JSON},
+            400,
+        ),
+        ("post", "/ask", {"json": {"question": ""}}, 422),
+        ("post", "/ask", {"json": {"question": "x", "top_k": 0}}, 422),
+        ("post", "/ask", {"json": {"question": "hi", "history": [{"role": "x"}]}}, 422),
+        ("get", "/documents/987654", {}, 404),
+        ("delete", "/documents/987654", {}, 404),
+        ("get", "/ingest/nope", {}, 404),
+        (
+            "post",
+            "/ingest",
+            {"files": [("files", EXE)]},
+            415,
+        ),
+        ("post", "/ingest", {"content": b"plain", "headers": {"content-type": "text/plain"}}, 415),
+        (
+            "post",
+            "/ingest",
+            {"files": [("files", BIG)]},
+            413,
+        ),
+        ("post", "/ingest", {"json": {"documents": []}}, 422),
+    ],
+)
+def test_bad_requests_get_json_errors(live_server, method, path, kwargs, status) -> None:
+    with live_server.client() as client:
+        response = getattr(client, method)(path, **kwargs)
+    assert response.status_code == status
+    message = response.json()["error"]["message"]
+    assert message and "Traceback" not in message
+
+
+def test_metrics_report_requests_latency_and_the_prefix_cache(live_server) -> None:
+    with live_server.client() as client:
+        client.post("/ask", json={"question": QUESTION, "max_tokens": 3})
+        client.get("/documents/987654")
+        text = client.get("/metrics").text
+    for name in (
+        'pagedrag_http_requests_total{method="POST",route="/ask",status="200"}',
+        'pagedrag_http_requests_total{method="GET",route="/documents/{document_id}",status="404"}',
+        "pagedrag_time_to_first_token_seconds_bucket",
+        "pagedrag_inter_token_latency_seconds_count",
+        "pagedrag_prompt_tokens_total",
+        "pagedrag_generation_tokens_total",
+        "pagedrag_kv_blocks_used",
+        "pagedrag_kv_blocks_total",
+        "pagedrag_prefix_cache_queries_tokens_total",
+        "pagedrag_prefix_cache_hits_tokens_total",
+        "pagedrag_running_requests",
+        "pagedrag_waiting_requests",
+        "pagedrag_ingested_documents_total",
+    ):
+        assert name in text, name
+    hits = [line for line in text.splitlines() if line.startswith("pagedrag_prefix_cache_hits")]
+    assert float(hits[0].split()[-1]) > 0
+
+
+def test_a_client_that_disconnects_mid_stream_frees_its_request(live_server) -> None:
+    engine = live_server.rag.engine
+    request = {"question": QUESTION, "max_tokens": 400, "stream": True}
+    with live_server.client() as client, client.stream("POST", "/ask", json=request) as response:
+        for line in response.iter_lines():
+            if line.startswith("event: token"):
+                break  # leave after the first token
+    deadline = time.monotonic() + 10
+    while engine.stats().num_running and time.monotonic() < deadline:
+        time.sleep(0.05)
+    stats = engine.stats()
+    assert stats.num_running == 0 and stats.num_waiting == 0
+    assert stats.num_aborted_requests >= 1
+
+
+def test_more_requests_than_the_engine_accepts_get_503(live_server) -> None:
+    from tests.api.conftest import MAX_PENDING
+
+    statuses: list[int] = []
+
+    def ask() -> None:
+        with live_server.client() as client:
+            body = {"prompt": "Count to one hundred:", "max_tokens": 60, "temperature": 0}
+            statuses.append(client.post("/generate", json=body).status_code)
+
+    threads = [threading.Thread(target=ask) for _ in range(MAX_PENDING + 3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert statuses.count(503) >= 1
+    assert statuses.count(200) >= MAX_PENDING - 1
+    assert set(statuses) <= {200, 503}
