@@ -14,6 +14,7 @@ from fastapi.responses import RedirectResponse
 
 from api.server.errors import install_error_handlers
 from api.server.jobs import IngestJob, IngestJobs
+from api.server.json_body import JsonBodyMiddleware
 from api.server.metrics import ServerMetrics
 from api.server.routes import ask, documents, ollama, openai, system, vllm
 from api.server.settings import VERSION, ServerSettings
@@ -59,6 +60,7 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    app.add_middleware(JsonBodyMiddleware)
     app.middleware("http")(_count_requests)
     for module in (system, documents, ask, openai, ollama, vllm):
         app.include_router(module.router)

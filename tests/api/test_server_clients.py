@@ -1,0 +1,185 @@
+"""The official `openai` and `ollama` Python packages against the live server."""
+
+import json
+
+import httpx
+import ollama
+import openai
+import pytest
+
+from tests.api.conftest import TEST_MODEL
+
+pytestmark = pytest.mark.slow
+QUESTION = "How does PagedRAG share KV cache blocks between prompts?"
+HELLO = [{"role": "user", "content": "Say hello to Ada."}]
+
+
+@pytest.fixture(scope="module")
+def oai(live_server) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{live_server.url}/v1", api_key="unused", max_retries=0)
+
+
+@pytest.fixture(scope="module")
+def oll(live_server) -> ollama.Client:
+    return ollama.Client(host=live_server.url)
+
+
+# -- OpenAI ------------------------------------------------------------------------------
+
+
+def test_openai_models_lists_the_generator_rag_and_embedder(oai) -> None:
+    assert [m.id for m in oai.models.list().data] == [
+        TEST_MODEL,
+        "pagedrag-rag",
+        "all-minilm-l6-v2",
+    ]
+
+
+def test_openai_chat_streamed_equals_unstreamed_and_reports_cached_tokens(oai) -> None:
+    whole = oai.chat.completions.create(
+        model=TEST_MODEL, messages=HELLO, max_tokens=12, temperature=0
+    )
+    chunks = list(
+        oai.chat.completions.create(
+            model=TEST_MODEL,
+            messages=HELLO,
+            max_tokens=12,
+            temperature=0,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == whole.choices[0].message.content
+    assert whole.choices[0].finish_reason == "length"
+    assert whole.usage.completion_tokens == 12
+    usage = chunks[-1].usage  # include_usage: a last chunk with no choices
+    assert chunks[-1].choices == [] and usage.completion_tokens == 12
+    # The second identical prompt is served from the prefix cache (all full blocks).
+    assert usage.prompt_tokens_details.cached_tokens >= usage.prompt_tokens - 16
+    assert usage.prompt_tokens_details.cached_tokens > 0
+
+
+def test_openai_stream_ends_with_done(live_server) -> None:
+    body = {"model": TEST_MODEL, "messages": HELLO, "max_tokens": 3, "stream": True}
+    with httpx.stream("POST", f"{live_server.url}/v1/chat/completions", json=body) as response:
+        lines = [line for line in response.iter_lines() if line]
+    assert lines[-1] == "data: [DONE]"
+    assert json.loads(lines[0][len("data: ") :])["choices"][0]["delta"]["role"] == "assistant"
+
+
+def test_openai_completions_batch_and_stop(oai) -> None:
+    reply = oai.completions.create(
+        model=TEST_MODEL,
+        prompt=["The capital of France is", "1, 2, 3,"],
+        max_tokens=6,
+        temperature=0,
+    )
+    assert [c.index for c in reply.choices] == [0, 1]
+    assert all(c.text for c in reply.choices)
+    stopped = oai.completions.create(
+        model=TEST_MODEL, prompt="1, 2, 3,", max_tokens=20, temperature=0, stop=["6"]
+    )
+    assert "6" not in stopped.choices[0].text and stopped.choices[0].finish_reason == "stop"
+
+
+def test_openai_rag_chat_answers_with_citations(oai) -> None:
+    reply = oai.chat.completions.create(
+        model="pagedrag-rag",
+        messages=[{"role": "user", "content": QUESTION}],
+        max_tokens=8,
+        temperature=0,
+    )
+    citations = reply.model_extra["citations"]
+    assert citations and {"n", "document_id", "title", "page", "chunk_id"} <= set(citations[0])
+    flagged = oai.chat.completions.create(
+        model=TEST_MODEL,
+        messages=[{"role": "user", "content": QUESTION}],
+        max_tokens=8,
+        temperature=0,
+        extra_body={"rag": True},
+    )
+    assert flagged.model_extra["citations"] == citations
+    assert flagged.choices[0].message.content == reply.choices[0].message.content
+
+
+def test_openai_embeddings_are_normalised(oai) -> None:
+    result = oai.embeddings.create(model="all-minilm-l6-v2", input=["paged attention", "KV cache"])
+    vectors = [d.embedding for d in result.data]
+    assert len(vectors) == 2 and len(vectors[0]) == 384
+    assert abs(sum(x * x for x in vectors[0]) - 1) < 1e-3
+
+
+def test_openai_errors(oai) -> None:
+    with pytest.raises(openai.NotFoundError, match="does not exist"):
+        oai.chat.completions.create(model="gpt-9", messages=HELLO)
+    with pytest.raises(openai.BadRequestError, match="prompt"):
+        oai.completions.create(model=TEST_MODEL, prompt="word " * 5000, max_tokens=1)
+    with pytest.raises(openai.UnprocessableEntityError):
+        oai.chat.completions.create(model=TEST_MODEL, messages=HELLO, temperature=5)
+
+
+# -- Ollama ------------------------------------------------------------------------------
+
+
+def test_ollama_tags_and_version(oll, live_server) -> None:
+    assert TEST_MODEL in [m.model for m in oll.list().models]
+    assert httpx.get(f"{live_server.url}/api/version").json() == {"version": "0.1.0"}
+
+
+def test_ollama_generate_streams_ndjson_and_ends_with_durations(oll) -> None:
+    options = {"num_predict": 10, "temperature": 0}
+    whole = oll.generate(
+        model=TEST_MODEL, prompt="Say hello to Ada.", options=options, stream=False
+    )
+    parts = list(
+        oll.generate(model=TEST_MODEL, prompt="Say hello to Ada.", options=options, stream=True)
+    )
+    assert "".join(p.response for p in parts) == whole.response
+    assert [p.done for p in parts][-1] is True and not any(p.done for p in parts[:-1])
+    final = parts[-1]
+    assert final.done_reason == "length" and final.eval_count == 10
+    assert final.total_duration >= final.prompt_eval_duration > 0
+    assert final.eval_duration > 0 and final.prompt_eval_count > 0
+
+
+def test_ollama_chat_and_embed(oll) -> None:
+    reply = oll.chat(
+        model=TEST_MODEL, messages=HELLO, options={"num_predict": 6, "temperature": 0}, stream=False
+    )
+    assert reply.message.role == "assistant" and reply.message.content and reply.done
+    rag = oll.chat(
+        model="pagedrag-rag",
+        messages=[{"role": "user", "content": QUESTION}],
+        options={"num_predict": 6},
+        stream=False,
+    )
+    assert rag.message.content and rag.done
+    assert len(oll.embed(model="all-minilm-l6-v2", input=["a", "b"]).embeddings) == 2
+
+
+def test_ollama_unknown_model_is_404(oll) -> None:
+    with pytest.raises(ollama.ResponseError) as raised:
+        oll.generate(model="llama9", prompt="hi", stream=False)
+    assert raised.value.status_code == 404 and "not found" in raised.value.error
+
+
+# -- vLLM --------------------------------------------------------------------------------
+
+
+def test_vllm_generate_returns_prompt_plus_text(live_server) -> None:
+    body = {"prompt": "The capital of France is", "max_tokens": 4, "temperature": 0}
+    whole = httpx.post(f"{live_server.url}/generate", json=body, timeout=60).json()
+    assert whole["text"][0].startswith("The capital of France is")
+    with httpx.stream("POST", f"{live_server.url}/generate", json={**body, "stream": True}) as r:
+        updates = [json.loads(part) for part in r.read().split(b"\0") if part]
+    assert updates[-1]["text"] == whole["text"]
+
+
+def test_curl_style_json_without_a_content_type_is_read_as_json(live_server) -> None:
+    body = json.dumps(
+        {"model": TEST_MODEL, "prompt": "hi", "stream": False, "options": {"num_predict": 2}}
+    )
+    form = {"content-type": "application/x-www-form-urlencoded"}  # what `curl -d` sends
+    reply = httpx.post(f"{live_server.url}/api/generate", content=body, headers=form, timeout=60)
+    assert reply.status_code == 200 and reply.json()["done"] is True
