@@ -4,51 +4,68 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PAGEDRAG := $(VENV)/bin/pagedrag
+# One stamp per set of extras, each redone when pyproject.toml changes: `serve` needs only
+# the runtime, `test` and `lint` add the dev tools, the benchmarks add their data package.
+RUNTIME := $(VENV)/.installed-runtime
+DEV := $(VENV)/.installed-dev
+BENCH := $(VENV)/.installed-bench
 DEFAULT_MODEL := qwen2.5-coder:0.5b-instruct
 TEST_MODEL := smollm2:135m-instruct
+HOST ?= 127.0.0.1
+PORT ?= 8000
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install models serve test lint unit bench bench-engine bench-retrieval clean
+.PHONY: install install-dev models serve test lint unit bench bench-engine bench-retrieval clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
 
 # NOTE: torch is pinned in the same pip call as everything that depends on it, so pip
 # takes the CPU wheel here and the CUDA build on a CUDA machine, never a surprise.
-$(VENV)/.installed: pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
+$(RUNTIME): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet torch==2.13.0 -e .
+	touch $@
+
+$(DEV): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet torch==2.13.0 -e ".[dev]"
 	touch $@
 
-install: $(VENV)/.installed
+$(BENCH): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet torch==2.13.0 -e ".[bench]"
+	touch $@
 
-models: install
+install: $(RUNTIME)
+
+install-dev: $(DEV)
+
+models: $(RUNTIME)
 	$(PAGEDRAG) pull $(DEFAULT_MODEL)
 	$(PAGEDRAG) pull $(TEST_MODEL)
 
-# Until the HTTP server lands, `serve` ingests the sample documents (duplicates are
-# skipped, so a second run is quick) and ends by running the default model on a prompt.
-serve: install
+# The sample documents are ingested once (unchanged files are recognised by their SHA-256
+# and skipped), so a second `make serve` starts in seconds.
+serve: $(RUNTIME)
 	$(PAGEDRAG) pull $(DEFAULT_MODEL)
-	$(PAGEDRAG) ingest data/samples
-	$(PAGEDRAG) search --mode hybrid -k 2 "How does PagedRAG share work between prompts?"
-	$(PAGEDRAG) generate --max-tokens 64 "In one sentence: what is retrieval-augmented generation?"
+	$(PAGEDRAG) ingest --quiet data/samples
+	$(PAGEDRAG) serve --host $(HOST) --port $(PORT)
 
-lint: install
+lint: $(DEV)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-test: models lint
+test: $(DEV) models lint
 	$(VENV)/bin/pytest -q
 
 # Each writes bench/results/*.json and prints the tables docs/benchmarks.md reports.
 bench: bench-engine bench-retrieval
 
-bench-engine: models
+bench-engine: models $(BENCH)
 	$(PY) -m bench.engine_throughput
 
-bench-retrieval: install
-	$(PY) -m pip install --quiet torch==2.13.0 -e ".[bench]"
+bench-retrieval: $(BENCH)
 	$(PY) -m bench.retrieval_beir
 	$(PY) -m bench.retrieval_faq
 	$(PY) -m bench.ingest_speed

@@ -1,6 +1,6 @@
 """Engine throughput on a RAG workload: prefix sharing on vs off vs transformers.
 
-    python -m bench.engine_throughput [--rounds 3] [--model NAME] [--hf-batch-sizes 16,64]
+    python -m bench.engine_throughput [--rounds 3] [--model NAME] [--hf-batch-sizes 8,16,32,64]
 
 Runs (a) our engine with prefix sharing, (b) without, (c) Hugging Face `generate`
 with static batching, interleaved round after round so that a busy machine slows
@@ -20,8 +20,9 @@ from pathlib import Path
 import torch
 
 from bench.hf_baseline import run_hf_static
+from bench.kv_accounting import excess_blocks
 from bench.run_result import RunResult
-from bench.workload import DEFAULT_CORPUS_DIR, Workload, build_workload
+from bench.workload import DEFAULT_CORPUS_DIR, SOURCES, Workload, build_workload, load_source
 from engine import LLM, SamplingParams
 from engine.library import resolve_model
 
@@ -46,7 +47,7 @@ def run_engine(llm: LLM, workload: Workload, name: str) -> RunResult:
                 cached[output.request_id] = output.num_cached_tokens
                 output_tokens += len(output.token_ids)
         peak = max(peak, engine.block_manager.num_used_blocks)
-        excess = max(excess, _excess_blocks(llm))
+        excess = max(excess, excess_blocks(engine.block_manager, engine.scheduler.running))
     total = time.perf_counter() - start
     return RunResult(
         name,
@@ -57,17 +58,6 @@ def run_engine(llm: LLM, workload: Workload, name: str) -> RunResult:
         sum(cached.values()),
         excess,
     )
-
-
-def _excess_blocks(llm: LLM) -> int:
-    """Blocks held beyond the unique full blocks plus one partial block per running sequence."""
-    engine = llm.engine
-    block_size = engine.config.block_size
-    running = engine.scheduler.running
-    unique_full = {
-        key for seq in running for key in seq.block_hashes[: seq.num_computed_tokens // block_size]
-    }
-    return engine.block_manager.num_used_blocks - len(unique_full) - len(running)
 
 
 def ttft_cold_vs_cached(llm: LLM, prompt: list[int]) -> tuple[float, float]:
@@ -137,8 +127,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None, help="library name or path (default model)")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--hf-batch-sizes", default="16,64", help="tried in round 1; best kept")
+    parser.add_argument(
+        "--hf-batch-sizes", default="8,16,32,64", help="tried in round 1; the fastest is kept"
+    )
     parser.add_argument("--corpus-dir", type=Path, default=DEFAULT_CORPUS_DIR)
+    parser.add_argument(
+        "--source",
+        choices=SOURCES,
+        default="auto",
+        help="passages and questions: SciFact from --corpus-dir when it is there (auto), "
+        "else the zaragoza-construction-faq package",
+    )
     parser.add_argument("--kv-cache-memory", type=int, default=4 << 30)
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -154,11 +153,13 @@ def main() -> None:
         kv_cache_memory=args.kv_cache_memory,
         enable_prefix_caching=False,
     )
-    workload = build_workload(on.tokenizer, args.corpus_dir)
+    workload = build_workload(on.tokenizer, load_source(args.corpus_dir, args.source))
+    report["workload_source"] = workload.source
     prompt_lens = [len(p) for p in workload.prompts]
     print(
-        f"workload: {len(workload.prompts)} prompts, {min(prompt_lens)}-{max(prompt_lens)} tokens,"
-        f" shared prefixes {workload.shared_prefix_tokens}, {OUTPUT_TOKENS} output tokens each"
+        f"workload from {workload.source}: {len(workload.prompts)} prompts, "
+        f"{min(prompt_lens)}-{max(prompt_lens)} tokens, shared prefixes "
+        f"{workload.shared_prefix_tokens}, {OUTPUT_TOKENS} output tokens each"
     )
 
     batch_sizes = [int(b) for b in args.hf_batch_sizes.split(",")]
@@ -202,7 +203,7 @@ def main() -> None:
 
 
 def _print_table(rounds: list[dict], report: dict) -> None:
-    print(f"\nmedian (min-max) over {len(rounds)} rounds\n")
+    print(f"\nworkload: {report['workload_source']}; median (min-max) over {len(rounds)} rounds\n")
     print("| figure | (a) prefix sharing on | (b) prefix sharing off | (c) transformers |")
     print("| --- | --- | --- | --- |")
     for key, label in [
@@ -224,7 +225,8 @@ def _print_table(rounds: list[dict], report: dict) -> None:
     ]:
         print(f"{label}: {spread([r[key] for r in rounds])}")
     print(
-        f"excess KV blocks over unique tokens + 1 partial per sequence (a): "
+        "excess KV blocks (worst sequence over its tokens' need, plus leaks and duplicates), "
+        f"(a): "
         f"max {max(r['a']['excess_blocks'] for r in rounds)}"
     )
     d = report["decode"]

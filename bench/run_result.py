@@ -12,7 +12,7 @@ class RunResult:
     ttft_s: list[float] = field(repr=False)
     peak_kv_blocks: int = 0
     cached_prompt_tokens: int = 0
-    excess_blocks: int = 0  # peak of (blocks held - unique full blocks - one partial per sequence)
+    excess_blocks: int = 0  # peak of `kv_accounting.excess_blocks`: 0 means KV is as tight as asked
 
     @property
     def tokens_per_s(self) -> float:

@@ -27,8 +27,9 @@ def hash_block(parent: BlockHash | None, token_ids: tuple[int, ...], salt: str |
     """The key of a full block: it names the whole prefix ending with this block.
 
     NOTE: 128-bit BLAKE2b rather than Python's `hash()`: it is stable across
-    processes and collisions are negligible. A hit is still checked against the
-    block's token ids, so even a collision could not serve wrong KV.
+    processes and collisions are negligible. A hit is still checked against
+    everything the key stands for (the block's token ids, its parent's key and
+    the salt), so even a collision could not serve another prefix's or tenant's KV.
     """
     digest = hashlib.blake2b(digest_size=16)
     digest.update(parent or b"\x00")
@@ -44,7 +45,10 @@ class KVBlock:
     block_id: int  # index into dimension 0 of every layer's K and V cache tensors
     ref_count: int = 0  # how many block tables hold this block; 0 means it is in the free queue
     block_hash: BlockHash | None = None  # set once the block is full and registered in the cache
-    token_ids: tuple[int, ...] = ()  # the tokens whose KV it holds, compared on every cache hit
+    # What the key was made of, compared on every cache hit (None/() while unregistered):
+    parent_hash: BlockHash | None = None  # key of the block before it; None for a first block
+    token_ids: tuple[int, ...] = ()  # the tokens whose KV it holds
+    salt: str | None = None  # the cache namespace of the sequence that computed it
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,8 +185,7 @@ class BlockManager:
     def reset_prefix_cache(self) -> None:
         """Forget every cached key (for example after the weights change)."""
         for block_id in self._cached.values():
-            self.blocks[block_id].block_hash = None
-            self.blocks[block_id].token_ids = ()
+            _forget_key(self.blocks[block_id])
         self._cached.clear()
 
     # ---- internals -----------------------------------------------------------------
@@ -215,8 +218,7 @@ class BlockManager:
         block = self.blocks[block_id]
         if block.block_hash is not None:
             del self._cached[block.block_hash]
-            block.block_hash = None
-            block.token_ids = ()
+            _forget_key(block)
         block.ref_count = 1
         return block_id
 
@@ -232,7 +234,9 @@ class BlockManager:
             # admitted in one step), this one stays unkeyed and is recycled when freed.
             if block.block_hash is None and hashes[index] not in self._cached:
                 block.block_hash = hashes[index]
+                block.parent_hash = hashes[index - 1] if index else None
                 block.token_ids = self._block_tokens(seq, index)
+                block.salt = seq.cache_salt
                 self._cached[hashes[index]] = block.block_id
         seq.num_registered_blocks = max(seq.num_registered_blocks, num_full)
 
@@ -246,9 +250,27 @@ class BlockManager:
         return hashes[:num_blocks]
 
     def _holds(self, block_id: int, seq: Sequence, index: int) -> bool:
-        """Whether a cached block really holds the sequence's `index`-th block of tokens."""
-        return self.blocks[block_id].token_ids == self._block_tokens(seq, index)
+        """Whether a cached block really holds the KV of the sequence's `index`-th block.
+
+        The key alone is not trusted: the block must hold the same tokens, after the
+        same parent (whose own hit was checked the same way) and in the same namespace.
+        """
+        block = self.blocks[block_id]
+        parent = seq.block_hashes[index - 1] if index else None
+        return (
+            block.token_ids == self._block_tokens(seq, index)
+            and block.parent_hash == parent
+            and block.salt == seq.cache_salt
+        )
 
     def _block_tokens(self, seq: Sequence, index: int) -> tuple[int, ...]:
         start = index * self.block_size
         return tuple(seq.token_ids[start : start + self.block_size])
+
+
+def _forget_key(block: KVBlock) -> None:
+    """Unregister a block: its contents will be overwritten and no longer match the key."""
+    block.block_hash = None
+    block.parent_hash = None
+    block.token_ids = ()
+    block.salt = None

@@ -2,6 +2,8 @@
 
 from dataclasses import dataclass
 
+from engine.errors import EngineConfigError
+
 
 @dataclass(frozen=True)
 class EngineConfig:
@@ -23,10 +25,21 @@ class EngineConfig:
 
     def __post_init__(self) -> None:
         if self.block_size < 1:
-            raise ValueError(f"block_size must be positive, got {self.block_size}")
+            raise EngineConfigError(f"block_size must be a positive number, got {self.block_size}")
         if self.kv_cache_memory is not None and self.kv_cache_memory <= 0:
-            raise ValueError("kv_cache_memory must be a positive number of bytes")
+            raise EngineConfigError(
+                f"kv_cache_memory must be a positive number of bytes, got {self.kv_cache_memory}; "
+                "give the KV pool room (for example --kv-cache-memory 512M) or leave it unset "
+                "to use a fraction of free memory"
+            )
         if not 0 < self.kv_cache_memory_fraction <= 1:
-            raise ValueError("kv_cache_memory_fraction must be in (0, 1]")
+            raise EngineConfigError(
+                f"kv_cache_memory_fraction must be in (0, 1], got {self.kv_cache_memory_fraction}"
+            )
+        if self.max_num_batched_tokens < 1 or self.max_num_seqs < 1:
+            raise EngineConfigError("max_num_batched_tokens and max_num_seqs must be positive")
         if self.max_model_len is not None and self.max_model_len < 2:
-            raise ValueError("max_model_len must be at least 2")
+            raise EngineConfigError(
+                f"max_model_len must be at least 2 (a prompt token and an output token), "
+                f"got {self.max_model_len}"
+            )

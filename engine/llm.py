@@ -59,6 +59,11 @@ class LLM:
         return self.engine.model_path
 
     @property
+    def max_model_len(self) -> int:
+        """Most tokens a sequence may hold, prompt and output together."""
+        return self.engine.max_model_len
+
+    @property
     def tokenizer(self) -> Any:
         return self.engine.tokenizer
 

@@ -10,22 +10,23 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from transformers import AutoTokenizer, GenerationConfig, PreTrainedTokenizerBase
+from transformers import GenerationConfig, PreTrainedTokenizerBase
 
 from engine.block_manager import BlockManager
 from engine.config import EngineConfig
 from engine.detokenizer import IncrementalDetokenizer
 from engine.device import default_device, resolve_dtype
-from engine.errors import PromptTooLongError
+from engine.errors import EngineConfigError, PromptTooLongError
 from engine.kv_cache import KVCacheSpec, allocate_kv_cache, default_kv_budget
 from engine.library import resolve_model
 from engine.model_runner import ModelRunner
-from engine.models.loader import load_model
+from engine.models.loader import load_model, read_decoder_config
 from engine.outputs import RequestOutput
 from engine.sampler import sample
 from engine.sampling_params import SamplingParams
 from engine.scheduler import Scheduler, SchedulerConfig
 from engine.sequence import FinishReason, Sequence
+from engine.tokenizer import load_tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -44,17 +45,15 @@ class LLMEngine:
         self.model_path: Path = resolve_model(config.model)
         self.device = torch.device(config.device) if config.device else default_device()
         self.dtype = resolve_dtype(config.dtype, self.device)
-        self.tokenizer: PreTrainedTokenizerBase = AutoTokenizer.from_pretrained(self.model_path)
+        # NOTE: config.json and the tokenizer are checked before the weights are read, so a
+        # broken model folder fails in a second rather than after a long load.
+        read_decoder_config(self.model_path)
+        self.tokenizer: PreTrainedTokenizerBase = load_tokenizer(self.model_path)
         self.eos_token_ids = self._eos_token_ids()
         model = load_model(self.model_path, self.dtype, self.device)
         c = model.config
         spec = KVCacheSpec(c.num_layers, c.num_kv_heads, c.head_dim, config.block_size, self.dtype)
-        budget = config.kv_cache_memory or default_kv_budget(
-            self.device, config.kv_cache_memory_fraction
-        )
-        num_blocks = spec.num_blocks_for(budget)
-        if num_blocks < 2:
-            raise ValueError(f"kv_cache_memory {budget} bytes holds fewer than 2 KV blocks")
+        num_blocks = self._num_kv_blocks(spec)
         # NOTE: a sequence must always fit alone in the pool, or preemption could loop forever.
         self.max_model_len = min(
             config.max_model_len or c.max_position_embeddings,
@@ -177,6 +176,27 @@ class LLMEngine:
         vocab = self.runner.model.config.vocab_size
         if min(token_ids) < 0 or max(token_ids) >= vocab:
             raise ValueError(f"prompt token ids must be in [0, {vocab})")
+
+    def _num_kv_blocks(self, spec: KVCacheSpec) -> int:
+        """How many blocks the KV budget holds; at least 2, or the engine could not run."""
+        config = self.config
+        budget = config.kv_cache_memory or default_kv_budget(
+            self.device, config.kv_cache_memory_fraction
+        )
+        num_blocks = spec.num_blocks_for(budget)
+        if num_blocks >= 2:
+            return num_blocks
+        pool = (
+            f"kv_cache_memory {budget:,} bytes"
+            if config.kv_cache_memory
+            else f"the default KV cache ({config.kv_cache_memory_fraction:.0%} of free memory, "
+            f"{budget:,} bytes)"
+        )
+        raise EngineConfigError(
+            f"{pool} holds {num_blocks} KV blocks of {config.block_size} tokens for "
+            f"{self.model_path.name}; at least 2 ({2 * spec.bytes_per_block:,} bytes) are "
+            "needed: give it more, e.g. --kv-cache-memory 512M"
+        )
 
     def _eos_token_ids(self) -> frozenset[int]:
         ids: set[int] = set()

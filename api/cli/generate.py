@@ -4,6 +4,7 @@ import argparse
 import sys
 from typing import Any
 
+from engine.errors import PromptTooLongError
 from engine.llm import LLM
 from engine.sampling_params import SamplingParams
 
@@ -93,7 +94,9 @@ def run_chat(args: argparse.Namespace) -> int:
     params = _params(args)
     llm = _load(args.model_name, args)
     print(f"Chatting with {llm.model_path.name}. Type {BYE} to leave.", file=sys.stderr)
+    max_prompt_tokens = _max_prompt_tokens(llm, params)
     history: list[dict[str, str]] = []
+    told_about_trimming = False
     while True:
         try:
             line = input(">>> ")
@@ -105,9 +108,54 @@ def run_chat(args: argparse.Namespace) -> int:
         if not line.strip():
             continue
         history.append({"role": "user", "content": line})
-        reply = []
-        for piece in llm.stream(llm.encode_chat(history), params):
-            reply.append(piece)
-            print(piece, end="", flush=True)
-        print("\n")
-        history.append({"role": "assistant", "content": "".join(reply)})
+        prompt, dropped = fit_history(llm, history, max_prompt_tokens)
+        if dropped and len(prompt) < llm.max_model_len and not told_about_trimming:
+            print(
+                f"(the conversation outgrew the model's {llm.max_model_len}-token context: "
+                "the oldest turns are dropped from now on)",
+                file=sys.stderr,
+            )
+            told_about_trimming = True
+        try:
+            reply = _stream_reply(llm, prompt, params)
+        except PromptTooLongError as error:
+            print(f"pagedrag: error: {error}; send a shorter message", file=sys.stderr)
+            history.pop()  # the session goes on, without the message and with all turns kept
+            continue
+        del history[:dropped]
+        history.append({"role": "assistant", "content": reply})
+
+
+def fit_history(
+    llm: LLM, history: list[dict[str, str]], max_prompt_tokens: int
+) -> tuple[list[int], int]:
+    """The prompt for the longest tail of the conversation that fits in `max_prompt_tokens`.
+
+    Whole turns (a user message and its reply) are dropped from the front, but never
+    the last message: if that alone is too long, its prompt is returned as it is and
+    the engine refuses it.
+
+    Returns:
+        The prompt's token ids, and how many messages were dropped from the front.
+    """
+    dropped = 0
+    prompt = llm.encode_chat(history)
+    while len(prompt) > max_prompt_tokens and len(history) - dropped > 2:
+        dropped += 2
+        prompt = llm.encode_chat(history[dropped:])
+    return prompt, dropped
+
+
+def _max_prompt_tokens(llm: LLM, params: SamplingParams) -> int:
+    """Prompt tokens that leave room for the reply (up to half the context for it)."""
+    room = min(params.max_tokens or 0, llm.max_model_len // 2)
+    return llm.max_model_len - 1 - room
+
+
+def _stream_reply(llm: LLM, prompt: list[int], params: SamplingParams) -> str:
+    reply = []
+    for piece in llm.stream(prompt, params):
+        reply.append(piece)
+        print(piece, end="", flush=True)
+    print("\n")
+    return "".join(reply)

@@ -6,7 +6,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-MANIFEST = "pagedrag.json"  # written last by a conversion: its presence means "complete"
+# Written last by a conversion, so a readable manifest naming the model and its
+# architecture means "complete"; a missing or damaged one means "pull again".
+MANIFEST = "pagedrag.json"
 
 
 def default_home() -> Path:
@@ -26,7 +28,7 @@ class InstalledModel:
 
 @dataclass(frozen=True)
 class ModelStore:
-    """Where converted models live; a directory is installed once its manifest exists."""
+    """Where converted models live; a directory is installed once its manifest is valid."""
 
     root: Path  # <home>/models
 
@@ -39,7 +41,8 @@ class ModelStore:
         return self.root / re.sub(r"[^A-Za-z0-9._-]", "--", name)
 
     def is_installed(self, name: str) -> bool:
-        return (self.path_for(name) / MANIFEST).is_file()
+        """Whether the model's directory has a valid manifest; if not, `pull` rebuilds it."""
+        return _read_manifest(self.path_for(name) / MANIFEST) is not None
 
     def installed(self) -> list[InstalledModel]:
         """Every complete model, sorted by directory; damaged entries are left out."""
@@ -47,15 +50,24 @@ class ModelStore:
             return []
         models = []
         for manifest_path in sorted(self.root.glob(f"*/{MANIFEST}")):
-            try:
-                manifest = json.loads(manifest_path.read_text())
-                name, architecture = str(manifest["name"]), str(manifest["architecture"])
-            except (OSError, ValueError, KeyError, TypeError):
+            manifest = _read_manifest(manifest_path)
+            if manifest is None:
                 continue  # a damaged entry is not listed; `pull` rebuilds it
             directory = manifest_path.parent
             size = sum(f.stat().st_size for f in directory.iterdir() if f.is_file())
-            models.append(InstalledModel(name, directory, size, architecture))
+            models.append(
+                InstalledModel(manifest["name"], directory, size, manifest["architecture"])
+            )
         return models
+
+
+def _read_manifest(path: Path) -> dict[str, str] | None:
+    """The manifest's name and architecture; None if it is missing, unreadable or incomplete."""
+    try:
+        manifest = json.loads(path.read_text())
+        return {"name": str(manifest["name"]), "architecture": str(manifest["architecture"])}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def list_models(*, home: Path | None = None) -> list[InstalledModel]:

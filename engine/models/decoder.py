@@ -1,6 +1,6 @@
 """The Llama/Qwen2 decoder family over a paged KV cache.
 
-Pre-norm transformer: RMSNorm, rotary position embeddings, grouped-query attention
+Pre-norm transformer: RMSNorm, rotary position embeddings (`rope.py`), grouped-query attention
 (optionally with QKV bias), SwiGLU MLP, tied or untied LM head. The projections
 that read the same input are fused (q|k|v and gate|up) so a step runs fewer, larger
 matmuls; `load_weights` splits Hugging Face checkpoints into them.
@@ -14,6 +14,7 @@ from torch import nn
 
 import kernels
 from engine.models.config import DecoderConfig
+from engine.models.rope import RotaryEmbedding
 from kernels import PagedAttentionMetadata
 
 KVCache = tuple[torch.Tensor, torch.Tensor]  # K and V: [num_blocks, block_size, kv_heads, head_dim]
@@ -31,44 +32,6 @@ class RMSNorm(nn.Module):
         x32 = x.float()
         x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
         return self.weight * x32.to(x.dtype)
-
-
-class RotaryEmbedding(nn.Module):
-    """Rotates query and key halves by position-dependent angles (non-interleaved layout)."""
-
-    cos: torch.Tensor  # [max_positions, head_dim] float32
-    sin: torch.Tensor
-
-    def __init__(self, head_dim: int, max_positions: int, theta: float) -> None:
-        super().__init__()
-        self.head_dim, self.max_positions, self.theta = head_dim, max_positions, theta
-        self.register_buffer("cos", torch.empty(max_positions, head_dim), persistent=False)
-        self.register_buffer("sin", torch.empty(max_positions, head_dim), persistent=False)
-        self.reset_tables()
-
-    def reset_tables(self) -> None:
-        """Fill the cos/sin tables (again after the module was built on the meta device)."""
-        if self.cos.is_meta:
-            return
-        d = self.head_dim
-        inv_freq = 1.0 / self.theta ** (torch.arange(0, d, 2, dtype=torch.int64).float() / d)
-        positions = torch.arange(self.max_positions, dtype=torch.float32)
-        angles = positions[:, None] * inv_freq[None, :]  # [P, head_dim/2]
-        angles = torch.cat([angles, angles], dim=-1).to(self.cos.device)  # [P, head_dim]
-        self.cos = angles.cos()
-        self.sin = angles.sin()
-
-    def forward(
-        self, positions: torch.Tensor, query: torch.Tensor, key: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        cos = self.cos[positions].to(query.dtype)[:, None, :]  # [T, 1, head_dim]
-        sin = self.sin[positions].to(query.dtype)[:, None, :]
-        return query * cos + _rotate_half(query) * sin, key * cos + _rotate_half(key) * sin
-
-
-def _rotate_half(x: torch.Tensor) -> torch.Tensor:
-    first, second = x.chunk(2, dim=-1)
-    return torch.cat([-second, first], dim=-1)
 
 
 class Attention(nn.Module):
@@ -139,7 +102,12 @@ class DecoderModel(nn.Module):
     def __init__(self, config: DecoderConfig) -> None:
         super().__init__()
         self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
-        rotary = RotaryEmbedding(config.head_dim, config.max_position_embeddings, config.rope_theta)
+        rotary = RotaryEmbedding(
+            config.head_dim,
+            config.max_position_embeddings,
+            config.rope_theta,
+            config.rope_scaling,
+        )
         self.layers = nn.ModuleList(DecoderLayer(config, rotary) for _ in range(config.num_layers))
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
 

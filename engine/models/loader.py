@@ -10,7 +10,8 @@ from safetensors import safe_open
 from engine.errors import ModelIntegrityError, ModelNotFoundError, UnsupportedModelError
 from engine.models import MODEL_CLASSES
 from engine.models.config import DecoderConfig
-from engine.models.decoder import DecoderForCausalLM, RotaryEmbedding
+from engine.models.decoder import DecoderForCausalLM
+from engine.models.rope import RotaryEmbedding
 
 
 def read_hf_config(model_dir: Path) -> dict:
@@ -25,15 +26,16 @@ def read_hf_config(model_dir: Path) -> dict:
         raise ModelIntegrityError(f"{path} is not valid JSON: {error}") from error
 
 
+def read_decoder_config(model_dir: Path) -> DecoderConfig:
+    """The decoder's settings from `config.json`, refusing a model the engine cannot run."""
+    return _decoder_config(read_hf_config(model_dir), model_dir)
+
+
 def load_model(model_dir: Path, dtype: torch.dtype, device: torch.device) -> DecoderForCausalLM:
     """The decoder with its weights, in `dtype` on `device`, ready for inference."""
     hf_config = read_hf_config(model_dir)
-    model_type = hf_config.get("model_type")
-    if model_type not in MODEL_CLASSES:
-        raise UnsupportedModelError(
-            f"model type {model_type!r} is not supported (supported: {', '.join(MODEL_CLASSES)})"
-        )
-    config = DecoderConfig.from_hf(hf_config)
+    config = _decoder_config(hf_config, model_dir)
+    model_type = hf_config["model_type"]
     # NOTE: built on the meta device so no time goes into random initialisation of
     # weights that are overwritten at once.
     with torch.device("meta"):
@@ -49,6 +51,16 @@ def load_model(model_dir: Path, dtype: torch.dtype, device: torch.device) -> Dec
             f"weights in {model_dir} do not fit the config: {error}"
         ) from error
     return model.eval()
+
+
+def _decoder_config(hf_config: dict, model_dir: Path) -> DecoderConfig:
+    model_type = hf_config.get("model_type")
+    if model_type not in MODEL_CLASSES:
+        raise UnsupportedModelError(
+            f"{model_dir} holds a {model_type!r} model; PagedRAG runs "
+            f"{', '.join(MODEL_CLASSES)}: pick a model of one of those"
+        )
+    return DecoderConfig.from_hf(hf_config, source=str(model_dir / "config.json"))
 
 
 def _read_safetensors(model_dir: Path) -> Iterator[tuple[str, torch.Tensor]]:

@@ -1,5 +1,6 @@
 """The `pagedrag` command as a user runs it: real subprocesses, one-line errors."""
 
+import io
 import json
 import os
 import subprocess
@@ -8,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from api.cli import main
 from engine.library import ModelStore
 from engine.library.store import MANIFEST
+from tests.tiny_model import save_tiny_llama
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -84,6 +87,61 @@ def test_generate_with_a_corrupt_gguf(tmp_path: Path) -> None:
     (tmp_path / "random.gguf").write_bytes(bytes(range(256)) * 64)
     result = pagedrag("generate", "--model", str(tmp_path / "random.gguf"), "hi", home=tmp_path)
     assert_one_line_error(result, "is not a valid GGUF file")
+
+
+def test_generate_with_a_model_folder_without_a_tokenizer(tmp_path: Path) -> None:
+    model = save_tiny_llama(tmp_path / "no-tokenizer", tokenizer=False)
+    result = pagedrag("generate", "--model", str(model), "hi", home=tmp_path)
+    assert_one_line_error(result, f"{model} has no tokenizer")
+    assert "tokenizer.save_pretrained()" in result.stderr
+
+
+def test_generate_with_a_corrupt_tokenizer(tmp_path: Path) -> None:
+    model = save_tiny_llama(tmp_path / "bad-tokenizer")
+    (model / "tokenizer.json").write_text("{")
+    result = pagedrag("generate", "--model", str(model), "hi", home=tmp_path)
+    assert_one_line_error(result, f"the tokenizer in {model} is corrupt")
+
+
+def test_generate_with_a_config_missing_required_keys(tmp_path: Path) -> None:
+    model = save_tiny_llama(tmp_path / "terse")
+    config = json.loads((model / "config.json").read_text())
+    del config["hidden_size"], config["vocab_size"]
+    (model / "config.json").write_text(json.dumps(config))
+    result = pagedrag("generate", "--model", str(model), "hi", home=tmp_path)
+    assert_one_line_error(result, f"{model / 'config.json'} lacks vocab_size, hidden_size")
+
+
+def test_generate_with_no_kv_cache_memory(tmp_path: Path) -> None:
+    result = pagedrag("generate", "--kv-cache-memory", "0", "hi", home=tmp_path)
+    assert_one_line_error(result, "kv_cache_memory must be a positive number of bytes, got 0")
+
+
+def test_generate_with_a_kv_cache_too_small_for_two_blocks(tmp_path: Path) -> None:
+    model = save_tiny_llama(tmp_path / "tiny")
+    result = pagedrag(
+        "generate", "--model", str(model), "--kv-cache-memory", "1K", "hi", home=tmp_path
+    )
+    assert_one_line_error(result, "kv_cache_memory 1,024 bytes holds 0 KV blocks of 16 tokens")
+    assert "--kv-cache-memory 512M" in result.stderr
+
+
+def test_run_drops_old_turns_and_survives_a_message_too_long(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A 128-token context: the third turn no longer fits beside the first two.
+    model = save_tiny_llama(tmp_path / "tiny", max_position_embeddings=128)
+    turn = "Tell me about the rivers of Europe, the Rhine and the Danube in particular."
+    lines = [turn, turn, turn, turn, "word " * 300, "And the Rhone?", "/bye"]
+    monkeypatch.setattr(sys, "stdin", io.StringIO("\n".join(lines) + "\n"))
+    argv = ["run", str(model), "--max-tokens", "8", "--dtype", "float32"]
+    assert main([*argv, "--kv-cache-memory", "1M"]) == 0
+    out, err = capsys.readouterr()
+    assert out.count(">>> ") == len(lines)
+    assert err.count("the oldest turns are dropped") == 1  # said once, though trimmed often
+    [too_long] = [line for line in err.splitlines() if line.startswith("pagedrag: error:")]
+    assert "the prompt has" in too_long and too_long.endswith("send a shorter message")
+    assert "Traceback" not in err
 
 
 def test_models_on_an_empty_store_says_how_to_pull(tmp_path: Path) -> None:

@@ -116,6 +116,40 @@ def test_hit_is_checked_against_token_ids_not_just_the_hash() -> None:
     assert manager.match_prefix(make_seq([1, 2, 3, 4, 5], "b")).num_tokens == 0
 
 
+def collide_every_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make every block key the same: only the checks on a hit stand between tenants."""
+    monkeypatch.setattr("engine.block_manager.hash_block", lambda *args: b"\x01" * 16)
+
+
+def test_a_colliding_key_never_serves_another_tenants_block(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    collide_every_key(monkeypatch)
+    manager = BlockManager(num_blocks=8, block_size=BLOCK)
+    admit(manager, make_seq([1, 2, 3, 4, 5], "a", salt="tenant-a"))
+    other = make_seq([1, 2, 3, 4, 5], "b", salt="tenant-b")  # same tokens, same (forced) key
+    assert manager.match_prefix(other).block_ids == ()
+    assert admit(manager, other) == 0
+    assert other.block_table == [2, 3]  # computed afresh in blocks of its own
+    assert manager.match_prefix(make_seq([1, 2, 3, 4, 5], "c", salt="tenant-a")).block_ids == (0,)
+
+
+def test_a_colliding_key_never_serves_a_block_computed_after_another_prefix(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    collide_every_key(monkeypatch)
+    manager = BlockManager(num_blocks=8, block_size=BLOCK)
+    # Block 0 holds (7, 7, 7, 7) at the start of a prompt and owns the only key there is.
+    admit(manager, make_seq([7, 7, 7, 7, 1], "a"))
+    # The same tokens as a second block, after another first block: same key, same
+    # tokens, but its KV must be computed after (7, 7, 7, 7), so block 0 will not do.
+    seq = make_seq([7, 7, 7, 7, 7, 7, 7, 7, 2], "b")
+    assert manager.match_prefix(seq).block_ids == (0,)  # its first block is a true hit
+    assert admit(manager, seq) == 4
+    assert seq.block_table == [0, 2, 3]  # block 0 once, then blocks of its own
+    assert manager.match_prefix(make_seq([9, 9, 9, 9, 7, 7, 7, 7, 2], "c")).block_ids == ()
+
+
 def test_salt_isolates_tenants() -> None:
     manager = BlockManager(num_blocks=8, block_size=BLOCK)
     admit(manager, make_seq(list(range(9)), "a", salt="tenant-a"))

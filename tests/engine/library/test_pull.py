@@ -1,6 +1,8 @@
 """`pull` really installs, verifies and converts, once; a bad checksum leaves nothing behind."""
 
 import dataclasses
+import hashlib
+import importlib
 import json
 import time
 from pathlib import Path
@@ -74,3 +76,34 @@ def test_checksum_mismatch_is_refused_and_leaves_nothing(home: Path) -> None:
     assert not store.is_installed(SMOLLM2.name)
     assert list(store.root.iterdir()) == []  # no build folder, no half model
     assert list_models(home=home) == []
+
+
+def test_pull_rebuilds_an_entry_whose_manifest_is_damaged(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = ModelStore.default(home)
+    damaged = store.path_for(SMOLLM2.name)
+    damaged.mkdir(parents=True)
+    (damaged / "model.safetensors").write_bytes(b"half")
+    (damaged / MANIFEST).write_text('{"name": "smollm2:135m-instruct"')  # cut off mid-write
+    # The packages and the conversion are faked (a real pull is another test's job):
+    # what counts here is that `pull` does not take the damaged entry as installed.
+    part = tmp_path / "part.bin"
+    part.write_bytes(b"GGUF" * 256)
+    entry = dataclasses.replace(
+        SMOLLM2, sha256=hashlib.sha256(part.read_bytes()).hexdigest(), size=1024
+    )
+    # NOTE: by module object: `engine.library.pull` the attribute is the function.
+    pull_module = importlib.import_module("engine.library.pull")
+    monkeypatch.setattr(pull_module, "ensure_parts", lambda parts, progress: [part])
+
+    def fake_convert(gguf: Path, out_dir: Path, manifest: dict, **kwargs: object) -> None:
+        out_dir.mkdir()
+        (out_dir / "model.safetensors").write_bytes(b"whole")
+        (out_dir / MANIFEST).write_text(json.dumps({**manifest, "architecture": "llama"}))
+
+    monkeypatch.setattr(pull_module, "convert_gguf", fake_convert)
+    assert pull(entry, store=store, progress=False) == damaged
+    assert store.is_installed(SMOLLM2.name)
+    assert (damaged / "model.safetensors").read_bytes() == b"whole"
+    assert [m.name for m in list_models(home=home)] == [SMOLLM2.name]

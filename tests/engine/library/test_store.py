@@ -50,6 +50,21 @@ def test_only_complete_entries_are_installed(home: Path) -> None:
     assert not store.is_installed("half:1")
 
 
+@pytest.mark.parametrize(
+    "manifest", ["{", "[]", '"x"', '{"name": "a:1"}', '{"architecture": "llama"}', None]
+)
+def test_a_damaged_manifest_is_not_installed(home: Path, manifest: str | None) -> None:
+    store = ModelStore.default(home)
+    path = install_fake(store, "a:1", "llama", 5)
+    if manifest is None:
+        (path / MANIFEST).unlink()
+        (path / MANIFEST).mkdir()  # not even a file
+    else:
+        (path / MANIFEST).write_text(manifest)
+    assert not store.is_installed("a:1")
+    assert list_models(home=home) == []
+
+
 def test_empty_store(home: Path) -> None:
     assert list_models(home=home) == []
 

@@ -1,0 +1,78 @@
+"""Rotary position embeddings, with the frequency scalings Llama checkpoints use."""
+
+import math
+
+import torch
+from torch import nn
+
+from engine.models.config import RopeScaling
+
+
+class RotaryEmbedding(nn.Module):
+    """Rotates query and key halves by position-dependent angles (non-interleaved layout)."""
+
+    cos: torch.Tensor  # [max_positions, head_dim] float32
+    sin: torch.Tensor
+
+    def __init__(
+        self, head_dim: int, max_positions: int, theta: float, scaling: RopeScaling | None = None
+    ) -> None:
+        super().__init__()
+        self.head_dim, self.max_positions, self.theta = head_dim, max_positions, theta
+        self.scaling = scaling
+        self.register_buffer("cos", torch.empty(max_positions, head_dim), persistent=False)
+        self.register_buffer("sin", torch.empty(max_positions, head_dim), persistent=False)
+        self.reset_tables()
+
+    def reset_tables(self) -> None:
+        """Fill the cos/sin tables (again after the module was built on the meta device)."""
+        if self.cos.is_meta:
+            return
+        inv_freq = rope_inv_freq(self.head_dim, self.theta, self.scaling)  # [head_dim/2]
+        positions = torch.arange(self.max_positions, dtype=torch.float32)
+        angles = positions[:, None] * inv_freq[None, :]  # [P, head_dim/2]
+        angles = torch.cat([angles, angles], dim=-1).to(self.cos.device)  # [P, head_dim]
+        self.cos = angles.cos()
+        self.sin = angles.sin()
+
+    def forward(
+        self, positions: torch.Tensor, query: torch.Tensor, key: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        cos = self.cos[positions].to(query.dtype)[:, None, :]  # [T, 1, head_dim]
+        sin = self.sin[positions].to(query.dtype)[:, None, :]
+        return query * cos + _rotate_half(query) * sin, key * cos + _rotate_half(key) * sin
+
+
+def rope_inv_freq(head_dim: int, theta: float, scaling: RopeScaling | None) -> torch.Tensor:
+    """The rotation frequency of each pair of dimensions, [head_dim/2] float32.
+
+    NOTE: computed exactly as Hugging Face does (int64 arange, then float32), so that
+    fp32 outputs agree token for token.
+    """
+    exponents = torch.arange(0, head_dim, 2, dtype=torch.int64).float() / head_dim
+    inv_freq = 1.0 / theta**exponents  # [head_dim/2]
+    if scaling is None:
+        return inv_freq
+    if scaling.rope_type == "linear":
+        return inv_freq / scaling.factor
+    return _llama3_inv_freq(inv_freq, scaling)
+
+
+def _llama3_inv_freq(inv_freq: torch.Tensor, scaling: RopeScaling) -> torch.Tensor:
+    """Llama 3.1: long wavelengths divided by `factor`, short ones kept, a blend between."""
+    original_len = scaling.original_max_position_embeddings
+    low_freq_wavelen = original_len / scaling.low_freq_factor  # longer than this: scaled
+    high_freq_wavelen = original_len / scaling.high_freq_factor  # shorter than this: kept
+    wavelen = 2 * math.pi / inv_freq  # [head_dim/2]
+    scaled = torch.where(wavelen > low_freq_wavelen, inv_freq / scaling.factor, inv_freq)
+    smooth = (original_len / wavelen - scaling.low_freq_factor) / (
+        scaling.high_freq_factor - scaling.low_freq_factor
+    )  # 0 at the low-frequency edge, 1 at the high-frequency edge
+    blended = (1 - smooth) * scaled / scaling.factor + smooth * scaled
+    is_medium = (wavelen >= high_freq_wavelen) & (wavelen <= low_freq_wavelen)
+    return torch.where(is_medium, blended, scaled)
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    first, second = x.chunk(2, dim=-1)
+    return torch.cat([-second, first], dim=-1)
