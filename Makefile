@@ -48,8 +48,7 @@ models: $(RUNTIME)
 # and skipped), so a second `make serve` starts in seconds.
 serve: $(RUNTIME)
 	$(PAGEDRAG) pull $(DEFAULT_MODEL)
-	$(PAGEDRAG) ingest --quiet data/samples
-	$(PAGEDRAG) serve --host $(HOST) --port $(PORT)
+	$(PAGEDRAG) serve --host $(HOST) --port $(PORT) --ingest data/samples
 
 lint: $(DEV)
 	$(VENV)/bin/ruff check .

@@ -1,11 +1,14 @@
 """`pagedrag ingest`, `documents`, `delete`, `search` and `reindex`: the indexer from a shell."""
 
 import argparse
+import os
 import sys
 from typing import Any
 
 from api.cli.models import format_table, human_size
 from indexer.paths import default_data_dir
+
+DATABASE_URL_VARIABLE = "PAGEDRAG_DATABASE_URL"  # read here, at the edge, never by indexer/
 
 
 def add_parsers(subparsers: Any) -> None:
@@ -16,6 +19,7 @@ def add_parsers(subparsers: Any) -> None:
     ingest.add_argument("--collection", help="collection to add to (default: 'default')")
     ingest.add_argument("--quiet", action="store_true", help="no progress bars")
     _index_options(ingest)
+    _chunk_options(ingest)
     ingest.set_defaults(handler=run_ingest)
 
     documents = subparsers.add_parser("documents", help="list the indexed documents")
@@ -41,6 +45,7 @@ def add_parsers(subparsers: Any) -> None:
     )
     reindex.add_argument("--quiet", action="store_true", help="no progress bars")
     _index_options(reindex)
+    _chunk_options(reindex)
     reindex.set_defaults(handler=run_reindex)
 
 
@@ -53,12 +58,58 @@ def _index_options(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="all-minilm-l6-v2 (default), multilingual-e5-small, or a sentence-transformers folder",
     )
+    parser.add_argument(
+        "--database-url",
+        default=None,
+        help="SQLAlchemy URL of the database, e.g. postgresql+psycopg://user@host/db "
+        f"(default: ${DATABASE_URL_VARIABLE}, else SQLite in the data directory)",
+    )
+
+
+def _chunk_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--chunk-tokens",
+        type=int,
+        default=None,
+        help="tokens per chunk (default: the index's setting, else 200; "
+        "changing it needs `reindex`)",
+    )
+    parser.add_argument(
+        "--chunk-overlap",
+        type=int,
+        default=None,
+        help="tokens shared by consecutive chunks (default: a fifth of --chunk-tokens)",
+    )
 
 
 def _open(args: argparse.Namespace) -> Any:
-    from indexer import Index
+    from indexer import Index, IndexConfig
 
-    return Index(args.data_dir or default_data_dir(), embedder=args.embedder)
+    database_url = args.database_url or os.environ.get(DATABASE_URL_VARIABLE) or None
+    config = IndexConfig(chunking=_chunking(args))
+    return Index(
+        args.data_dir or default_data_dir(),
+        embedder=args.embedder,
+        database_url=database_url,
+        config=config,
+    )
+
+
+def _chunking(args: argparse.Namespace) -> Any:
+    """The chunking asked for on the command line; None: the index's own."""
+    from indexer import ChunkingConfig
+    from indexer.errors import IndexerError
+
+    tokens, overlap = getattr(args, "chunk_tokens", None), getattr(args, "chunk_overlap", None)
+    if tokens is None and overlap is None:
+        return None
+    if tokens is None:
+        tokens = ChunkingConfig().max_tokens or 0  # the default size
+    overlap = tokens // 5 if overlap is None else overlap
+    try:
+        return ChunkingConfig(max_tokens=tokens, overlap_tokens=overlap)
+    except ValueError as error:
+        raise IndexerError(f"{error} (--chunk-tokens, --chunk-overlap)") from None
 
 
 def run_ingest(args: argparse.Namespace) -> int:

@@ -27,6 +27,14 @@ def add_parsers(subparsers: Any) -> None:
         metavar="BYTES",
         help="largest POST /ingest, e.g. 100M (default); larger gets 413",
     )
+    serve.add_argument(
+        "--ingest",
+        nargs="+",
+        type=Path,
+        default=(),
+        metavar="PATH",
+        help="files or folders to ingest before serving (unchanged ones are skipped)",
+    )
     _pipeline_options(serve)
     serve.set_defaults(handler=run_serve)
 
@@ -62,6 +70,11 @@ def _pipeline_options(parser: argparse.ArgumentParser) -> None:
         help="KV pool size, e.g. 2G (default: a fraction of free memory)",
     )
     parser.add_argument("--max-tokens", type=int, default=None, help="longest answer, in tokens")
+    parser.add_argument(
+        "--no-prefix-caching",
+        action="store_true",
+        help="recompute every prompt instead of reusing cached prefixes (for benchmarks)",
+    )
 
 
 def _engine_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -70,6 +83,8 @@ def _engine_options(args: argparse.Namespace) -> dict[str, Any]:
         options["dtype"] = args.dtype
     if args.kv_cache_memory:
         options["kv_cache_memory"] = args.kv_cache_memory
+    if args.no_prefix_caching:
+        options["enable_prefix_caching"] = False
     return options
 
 
@@ -87,6 +102,7 @@ def run_serve(args: argparse.Namespace) -> int:
         embedder=args.embedder,
         max_upload_bytes=args.max_upload,
         engine_options=_engine_options(args),
+        ingest_paths=tuple(args.ingest),
     )
     url = f"http://{args.host}:{args.port}"
     app = create_app(settings, on_ready=lambda: _print_ready(url))

@@ -40,6 +40,8 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pipeline = rag or _build_rag(settings)
         pipeline.engine  # noqa: B018 - load the model now, not on the first question
+        if settings.ingest_paths:
+            _ingest_at_start(pipeline, settings.ingest_paths)
         state = _state(settings, pipeline)
         app.state.pagedrag = state
         logger.info("serving %s over %s", state.model_name, settings.data_dir)
@@ -74,6 +76,19 @@ def create_app(
 
 def _build_rag(settings: ServerSettings) -> RAG:
     return RAG(settings.data_dir, settings.model, settings.embedder, **settings.engine_options)
+
+
+def _ingest_at_start(pipeline: RAG, paths: tuple[Path, ...]) -> None:
+    report = pipeline.ingest(list(paths))
+    logger.info(
+        "ingested %s: %d new documents, %d unchanged, %d failed",
+        ", ".join(str(p) for p in paths),
+        report.new_documents,
+        report.duplicates,
+        len(report.failures),
+    )
+    for failure in report.failures:
+        logger.warning("could not ingest %s: %s", failure.source, failure.error)
 
 
 def _state(settings: ServerSettings, pipeline: RAG) -> AppState:

@@ -16,6 +16,7 @@ class ServerSettings:
     background_ingest_bytes: int = 2 << 20  # uploads above this run as a background job
     max_prompt_chars: int = 200_000  # raw prompts above this get 400 before tokenizing
     engine_options: dict[str, Any] = field(default_factory=dict)  # more EngineConfig fields
+    ingest_paths: tuple[Path, ...] = ()  # ingested at start-up; unchanged files are skipped
 
     def __post_init__(self) -> None:
         if self.max_upload_bytes < 1:
