@@ -1,0 +1,57 @@
+"""`pagedrag ask`, `chat` and `serve` as a user runs them (real subprocesses, small model)."""
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from rag import RAG
+from tests.api.test_cli import assert_one_line_error, pagedrag
+
+pytestmark = pytest.mark.slow
+SAMPLES = Path(__file__).resolve().parents[2] / "data" / "samples"
+MODEL = ("--model", "smollm2:135m-instruct", "--kv-cache-memory", "128M")
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("cli-data")
+    with RAG(folder) as rag:
+        rag.ingest([SAMPLES])
+    return folder
+
+
+def test_ask_streams_an_answer_and_lists_numbered_sources(data_dir) -> None:
+    question = "How does PagedRAG share KV cache blocks between prompts?"
+    result = pagedrag("ask", question, "--data-dir", str(data_dir), "--max-tokens", "8", *MODEL)
+    assert result.returncode == 0, result.stderr
+    answer, _, sources = result.stdout.partition("Sources:")
+    assert answer.strip()
+    lines = [line.strip(" *") for line in sources.strip().splitlines()]
+    assert lines[0].startswith("[1] ") and "How the PagedRAG engine reuses work" in sources
+
+
+def test_ask_says_not_found_for_an_off_topic_question(data_dir) -> None:
+    result = pagedrag("ask", "Who won the 1998 world cup?", "--data-dir", str(data_dir), *MODEL)
+    assert result.returncode == 0
+    assert result.stdout.strip() == "I could not find this in your documents."
+
+
+def test_chat_keeps_the_conversation_until_bye(data_dir) -> None:
+    turns = "What is a KV cache block?\nAnd how big is it?\n/bye\n"
+    result = pagedrag("chat", "--data-dir", str(data_dir), "--max-tokens", "6", *MODEL, stdin=turns)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("Sources:") == 2
+
+
+def test_ask_refuses_an_empty_question(data_dir) -> None:
+    assert_one_line_error(pagedrag("ask", "  ", "--data-dir", str(data_dir), *MODEL), "empty")
+
+
+def test_serve_refuses_a_port_in_use(data_dir) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        result = pagedrag("serve", "--port", port, "--data-dir", str(data_dir), *MODEL)
+    assert_one_line_error(result, "--port")
