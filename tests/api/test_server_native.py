@@ -237,3 +237,35 @@ def test_more_requests_than_the_engine_accepts_get_503(live_server) -> None:
     assert statuses.count(503) >= 1
     assert statuses.count(200) >= MAX_PENDING - 1
     assert set(statuses) <= {200, 503}
+
+
+def test_the_openapi_schema_describes_every_route(live_server) -> None:
+    with live_server.client() as client:
+        paths = client.get("/openapi.json").json()["paths"]
+        assert client.get("/docs").status_code == 200
+    expected = {
+        "/ingest": {"post"},
+        "/ingest/{job_id}": {"get"},
+        "/ask": {"post"},
+        "/documents": {"get"},
+        "/documents/{document_id}": {"get", "delete"},
+        "/documents/{document_id}/file": {"get"},
+        "/collections": {"get"},
+        "/health": {"get"},
+        "/metrics": {"get"},
+        "/v1/models": {"get"},
+        "/v1/chat/completions": {"post"},
+        "/v1/completions": {"post"},
+        "/v1/embeddings": {"post"},
+        "/api/generate": {"post"},
+        "/api/chat": {"post"},
+        "/api/embed": {"post"},
+        "/api/tags": {"get"},
+        "/api/version": {"get"},
+        "/generate": {"post"},
+    }
+    for path, methods in expected.items():
+        assert methods <= set(paths[path]), path
+        for method in methods:
+            assert paths[path][method].get("description") or paths[path][method].get("summary")
+    assert "multipart/form-data" in paths["/ingest"]["post"]["requestBody"]["content"]
