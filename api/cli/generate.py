@@ -4,11 +4,11 @@ import argparse
 import sys
 from typing import Any
 
+from api.cli.options import size_argument
+from api.cli.repl import BYE, user_lines
 from engine.errors import PromptTooLongError
 from engine.llm import LLM
 from engine.sampling_params import SamplingParams
-
-BYE = "/bye"
 
 
 def add_parsers(subparsers: Any) -> None:
@@ -43,21 +43,11 @@ def _add_model_options(parser: argparse.ArgumentParser, with_model: bool = True)
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument(
         "--kv-cache-memory",
-        type=_size,
+        type=size_argument,
         default=None,
         metavar="BYTES",
         help="KV pool size, e.g. 512M or 2G (default: a fraction of free memory)",
     )
-
-
-def _size(text: str) -> int:
-    units = {"K": 2**10, "M": 2**20, "G": 2**30}
-    try:
-        if text[-1:].upper() in units:
-            return int(float(text[:-1]) * units[text[-1].upper()])
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a size: {text!r} (try 512M or 2G)") from None
 
 
 def _params(args: argparse.Namespace) -> SamplingParams:
@@ -97,16 +87,7 @@ def run_chat(args: argparse.Namespace) -> int:
     max_prompt_tokens = _max_prompt_tokens(llm, params)
     history: list[dict[str, str]] = []
     told_about_trimming = False
-    while True:
-        try:
-            line = input(">>> ")
-        except EOFError:
-            print()
-            return 0
-        if line.strip() == BYE:
-            return 0
-        if not line.strip():
-            continue
+    for line in user_lines():
         history.append({"role": "user", "content": line})
         prompt, dropped = fit_history(llm, history, max_prompt_tokens)
         if dropped and len(prompt) < llm.max_model_len and not told_about_trimming:
@@ -124,6 +105,7 @@ def run_chat(args: argparse.Namespace) -> int:
             continue
         del history[:dropped]
         history.append({"role": "assistant", "content": reply})
+    return 0
 
 
 def fit_history(

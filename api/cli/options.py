@@ -9,11 +9,7 @@ def size_argument(text: str) -> int:
     """A byte count such as 512M or 2G (argparse type)."""
     try:
         if text[-1:].upper() in UNITS:
-            value = int(float(text[:-1]) * UNITS[text[-1].upper()])
-        else:
-            value = int(text)
+            return int(float(text[:-1]) * UNITS[text[-1].upper()])
+        return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a size: {text!r} (try 512M or 2G)") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"the size must be positive, got {text!r}")
-    return value

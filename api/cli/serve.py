@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from api.cli.generate import BYE
 from api.cli.options import size_argument
+from api.cli.repl import BYE, user_lines
 from indexer.paths import default_data_dir
 
 EXAMPLE_QUESTION = "How does PagedRAG share work between prompts?"
@@ -148,18 +148,10 @@ def run_chat(args: argparse.Namespace) -> int:
     with _open_rag(args) as rag:
         print(f"Ask about your documents. Type {BYE} to leave.", file=sys.stderr)
         history: list[dict[str, str]] = []
-        while True:
-            try:
-                line = input(">>> ")
-            except EOFError:
-                print()
-                return 0
-            if line.strip() == BYE:
-                return 0
-            if not line.strip():
-                continue
+        for line in user_lines():
             reply = _answer(rag, line, history, args)
             history += [{"role": "user", "content": line}, {"role": "assistant", "content": reply}]
+    return 0
 
 
 def _answer(

@@ -3,6 +3,7 @@
 OpenAI, Ollama and vLLM routes differ only in how they wrap the same stream of deltas.
 """
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -57,6 +58,17 @@ def chat_ids(state: AppState, messages: list[dict[str, str]]) -> list[int]:
     if sum(len(m["content"]) for m in messages) > state.settings.max_prompt_chars:
         raise ApiError(400, f"the messages are longer than {state.settings.max_prompt_chars} chars")
     return state.rag.prompts.chat(messages)
+
+
+async def embed_texts(state: AppState, texts: str | list[str]) -> tuple[list[list[float]], int]:
+    """Vectors of `texts` from the index's embedder, and how many tokens they took."""
+    batch = [texts] if isinstance(texts, str) else texts
+    if not batch or any(not t for t in batch):
+        raise ApiError(400, "input must be a non-empty string or list of non-empty strings")
+    embedder = state.rag.index.embedder
+    vectors = await asyncio.to_thread(embedder.embed_documents, batch)
+    tokens = sum(await asyncio.to_thread(embedder.count_tokens, batch))
+    return [v.tolist() for v in vectors], tokens
 
 
 async def generate(

@@ -5,7 +5,6 @@ has `done: true`, `done_reason` and durations in nanoseconds. The model `pagedra
 on `/api/chat` answers over the documents.
 """
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -18,7 +17,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.server.deps import StateDep
 from api.server.disconnect import unless_disconnected
 from api.server.errors import ApiError
-from api.server.generation import Generation, chat_ids, drain, generate, primed, prompt_ids
+from api.server.generation import (
+    Generation,
+    chat_ids,
+    drain,
+    embed_texts,
+    generate,
+    primed,
+    prompt_ids,
+)
 from api.server.routes.ask import final_answer, observed_events
 from api.server.routes.openai import RAG_MODEL
 from api.server.schemas import AskRequest
@@ -140,16 +147,11 @@ async def chat_route(body: ChatRequest, request: Request, state: StateDep) -> An
 @router.post("/embed")
 async def embed(body: EmbedRequest, state: StateDep) -> dict[str, Any]:
     """Embeddings from the index's embedder, one per input."""
-    texts = [body.input] if isinstance(body.input, str) else body.input
-    if not texts or any(not t for t in texts):
-        raise ApiError(400, "input must be a non-empty string or list of non-empty strings")
-    embedder = state.rag.index.embedder
     started = time.perf_counter()
-    vectors = await asyncio.to_thread(embedder.embed_documents, texts)
-    tokens = sum(await asyncio.to_thread(embedder.count_tokens, texts))
+    vectors, tokens = await embed_texts(state, body.input)
     return {
         "model": body.model,
-        "embeddings": [v.tolist() for v in vectors],
+        "embeddings": vectors,
         "total_duration": _ns(time.perf_counter() - started),
         "load_duration": 0,
         "prompt_eval_count": tokens,

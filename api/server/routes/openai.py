@@ -17,7 +17,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.server.deps import StateDep
 from api.server.disconnect import unless_disconnected
 from api.server.errors import ApiError
-from api.server.generation import Generation, chat_ids, drain, generate, primed, prompt_ids
+from api.server.generation import (
+    Generation,
+    chat_ids,
+    drain,
+    embed_texts,
+    generate,
+    primed,
+    prompt_ids,
+)
 from api.server.routes.ask import final_answer, observed_events
 from api.server.schemas import AskRequest
 from api.server.state import AppState
@@ -139,19 +147,14 @@ async def completions(body: CompletionRequest, request: Request, state: StateDep
 @router.post("/embeddings")
 async def embeddings(body: EmbeddingRequest, state: StateDep) -> dict[str, Any]:
     """Embeddings from the index's embedder (normalised, as the index stores them)."""
-    texts = [body.input] if isinstance(body.input, str) else body.input
-    if not texts or any(not t for t in texts):
-        raise ApiError(400, "input must be a non-empty string or list of non-empty strings")
     embedder = state.rag.index.embedder
     if body.model not in (None, embedder.name):
         raise ApiError(404, f"the embedding model is {embedder.name!r}, not {body.model!r}")
-    vectors = await asyncio.to_thread(embedder.embed_documents, texts)
-    tokens = sum(await asyncio.to_thread(embedder.count_tokens, texts))
+    vectors, tokens = await embed_texts(state, body.input)
     return {
         "object": "list",
         "data": [
-            {"object": "embedding", "index": i, "embedding": v.tolist()}
-            for i, v in enumerate(vectors)
+            {"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)
         ],
         "model": embedder.name,
         "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
