@@ -11,7 +11,7 @@ import asyncio
 import queue
 import threading
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, Callable, Generator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -101,7 +101,7 @@ class AsyncLLMEngine:
         *,
         request_id: str | None = None,
         cache_salt: str | None = None,
-    ) -> AsyncIterator[RequestOutput]:
+    ) -> AsyncGenerator[RequestOutput, None]:
         """Stream one request: an output each step it gets a token, the last one `finished`.
 
         Leaving early (`aclose()`, cancellation, or `break` once the generator is
@@ -136,7 +136,7 @@ class AsyncLLMEngine:
         *,
         request_id: str | None = None,
         cache_salt: str | None = None,
-    ) -> Iterator[RequestOutput]:
+    ) -> Generator[RequestOutput, None, None]:
         """`generate` for synchronous callers; closing the iterator early aborts."""
         items: queue.SimpleQueue[Item] = queue.SimpleQueue()
         sink = items.put  # NOTE: one bound method, so the abort below can name this request

@@ -7,7 +7,8 @@ batched together and reuse each other's cached passage prefixes.
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncGenerator, Iterator, Sequence
+from contextlib import aclosing, closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -176,12 +177,14 @@ class RAG:
             yield DoneEvent(_not_found(plan))
             return
         tracker = _Tracker(plan)
-        for output in self.engine.stream(plan.prompt.token_ids, plan.params, cache_salt=plan.salt):
-            if delta := tracker.add(output):
-                yield TokenEvent(delta)
+        outputs = self.engine.stream(plan.prompt.token_ids, plan.params, cache_salt=plan.salt)
+        with closing(outputs):  # a consumer that stops reading aborts the generation now
+            for output in outputs:
+                if delta := tracker.add(output):
+                    yield TokenEvent(delta)
         yield DoneEvent(tracker.answer())
 
-    async def ask_events(self, question: str, **options: Any) -> AsyncIterator[AnswerEvent]:
+    async def ask_events(self, question: str, **options: Any) -> AsyncGenerator[AnswerEvent, None]:
         """`ask(stream=True)` for asyncio callers (the server); cancelling aborts generation."""
         started = time.perf_counter()
         question, history, params, retrieval = self._validated(question, options)
@@ -201,11 +204,11 @@ class RAG:
             yield DoneEvent(_not_found(plan))
             return
         tracker = _Tracker(plan)
-        async for output in self.engine.generate(
-            plan.prompt.token_ids, plan.params, cache_salt=plan.salt
-        ):
-            if delta := tracker.add(output):
-                yield TokenEvent(delta)
+        outputs = self.engine.generate(plan.prompt.token_ids, plan.params, cache_salt=plan.salt)
+        async with aclosing(outputs):  # cancelled or closed: the generation is aborted now
+            async for output in outputs:
+                if delta := tracker.add(output):
+                    yield TokenEvent(delta)
         yield DoneEvent(tracker.answer())
 
     def retrieve(
@@ -288,9 +291,7 @@ class RAG:
         hits = canonical_order(self.retrieve(standalone, **retrieval))
         retrieve_ms = _ms_since(started) - rewrite_ms
         language = detect_language(question)
-        prompt = self.prompts.build(hits, standalone, language) if hits else None
-        if prompt is not None and len(prompt.token_ids) >= self.engine.engine.max_model_len:
-            prompt = self.prompts.build(hits[:1], standalone, language)  # fit the context
+        prompt = self._fitting_prompt(hits, standalone, language)
         return _Plan(
             question=question,
             standalone=standalone,
@@ -302,6 +303,18 @@ class RAG:
             rewrite_ms=rewrite_ms,
             retrieve_ms=retrieve_ms,
         )
+
+    def _fitting_prompt(
+        self, hits: list[SearchHit], question: str, language: Language
+    ) -> BuiltPrompt | None:
+        """The prompt over as many passages as the context holds (None: no passages)."""
+        limit = self.engine.engine.max_model_len - 1
+        while hits:
+            prompt = self.prompts.build(hits, question, language)
+            if len(prompt.token_ids) <= limit or len(hits) == 1:
+                return prompt  # one passage too long alone: the engine's error says so
+            hits = hits[:-1]
+        return None
 
 
 class _Tracker:
@@ -371,10 +384,11 @@ def _final(outputs: Iterator[RequestOutput]) -> RequestOutput:
     return last
 
 
-async def _afinal(outputs: AsyncIterator[RequestOutput]) -> RequestOutput:
+async def _afinal(outputs: AsyncGenerator[RequestOutput, None]) -> RequestOutput:
     last = None
-    async for last in outputs:  # noqa: B007
-        pass
+    async with aclosing(outputs):
+        async for last in outputs:  # noqa: B007
+            pass
     if last is None:
         raise RuntimeError("the engine finished a request without producing a token")
     return last

@@ -5,7 +5,8 @@ OpenAI, Ollama and vLLM routes differ only in how they wrap the same stream of d
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
 from dataclasses import dataclass
 
 from api.server.errors import ApiError
@@ -73,12 +74,14 @@ async def embed_texts(state: AppState, texts: str | list[str]) -> tuple[list[lis
 
 async def generate(
     state: AppState, token_ids: list[int], params: SamplingParams, generation: Generation
-) -> AsyncIterator[str]:
+) -> AsyncGenerator[str, None]:
     """Yield text deltas; `generation` holds the totals once the iterator is exhausted."""
-    async for output in state.engine.generate(token_ids, params):
-        delta = _record(state, generation, output)
-        if delta:
-            yield delta
+    outputs = state.engine.generate(token_ids, params)
+    async with aclosing(outputs):  # a client that leaves aborts the request at once
+        async for output in outputs:
+            delta = _record(state, generation, output)
+            if delta:
+                yield delta
 
 
 def _record(state: AppState, generation: Generation, output: RequestOutput) -> str:
@@ -107,7 +110,7 @@ async def drain(deltas: AsyncIterator[str]) -> None:
         pass
 
 
-async def primed(deltas: AsyncIterator[str]) -> AsyncIterator[str]:
+async def primed(deltas: AsyncGenerator[str, None]) -> AsyncIterator[str]:
     """Start `deltas` now, so that a refused request (too long, overloaded) is an HTTP error.
 
     Returns an iterator that yields the first delta again, then the rest.
@@ -119,10 +122,11 @@ async def primed(deltas: AsyncIterator[str]) -> AsyncIterator[str]:
     return _chain(first, deltas)
 
 
-async def _chain(first: str, rest: AsyncIterator[str]) -> AsyncIterator[str]:
+async def _chain(first: str, rest: AsyncGenerator[str, None]) -> AsyncIterator[str]:
     yield first
-    async for delta in rest:
-        yield delta
+    async with aclosing(rest):
+        async for delta in rest:
+            yield delta
 
 
 async def _empty() -> AsyncIterator[str]:

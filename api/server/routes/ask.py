@@ -3,6 +3,7 @@
 import logging
 import time
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -44,7 +45,7 @@ async def observed_events(state: AppState, body: AskRequest) -> AsyncIterator[An
     """The pipeline's events for one request, feeding TTFT and token metrics on the way."""
     started = last = time.perf_counter()
     first_token = True
-    async for event in state.rag.ask_events(
+    events = state.rag.ask_events(
         body.question,
         collection=body.collection,
         history=[m.model_dump() for m in body.history],
@@ -52,19 +53,21 @@ async def observed_events(state: AppState, body: AskRequest) -> AsyncIterator[An
         max_tokens=body.max_tokens,
         temperature=body.temperature,
         document_ids=body.document_ids,
-    ):
-        now = time.perf_counter()
-        if isinstance(event, TokenEvent):
-            if first_token:
-                state.metrics.ttft.observe(now - started)
-                first_token = False
-            else:
-                state.metrics.inter_token.observe(now - last)
-            last = now
-        elif isinstance(event, DoneEvent):
-            state.metrics.prompt_tokens.inc(event.answer.usage.prompt_tokens)
-            state.metrics.generation_tokens.inc(event.answer.usage.completion_tokens)
-        yield event
+    )
+    async with aclosing(events):  # closed early (client gone): the generation is aborted
+        async for event in events:
+            now = time.perf_counter()
+            if isinstance(event, TokenEvent):
+                if first_token:
+                    state.metrics.ttft.observe(now - started)
+                    first_token = False
+                else:
+                    state.metrics.inter_token.observe(now - last)
+                last = now
+            elif isinstance(event, DoneEvent):
+                state.metrics.prompt_tokens.inc(event.answer.usage.prompt_tokens)
+                state.metrics.generation_tokens.inc(event.answer.usage.completion_tokens)
+            yield event
 
 
 async def final_answer(events: AsyncIterator[AnswerEvent]) -> Answer:

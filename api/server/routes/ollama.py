@@ -173,10 +173,10 @@ async def _respond(
     if not body.stream:
         await unless_disconnected(request, drain(deltas))
         return _final(state, body.model, generation, piece(generation.text))
-    deltas = await primed(deltas)
+    stream = await primed(deltas)
 
     async def lines() -> AsyncIterator[str]:
-        async for delta in deltas:
+        async for delta in stream:
             yield ndjson({**_head(body.model), **piece(delta), "done": False})
         yield ndjson(_final(state, body.model, generation, piece("")))
 

@@ -50,11 +50,11 @@ async def generate_route(body: GenerateRequest, request: Request, state: StateDe
     if not body.stream:
         await unless_disconnected(request, drain(deltas))
         return {"text": [body.prompt + generation.text], "finish_reason": generation.finish_reason}
-    deltas = await primed(deltas)
+    stream = await primed(deltas)
 
     async def updates() -> AsyncIterator[bytes]:
         text = body.prompt
-        async for delta in deltas:
+        async for delta in stream:
             text += delta
             yield (json.dumps({"text": [text]}, ensure_ascii=False) + "\0").encode()
 
