@@ -109,3 +109,13 @@ def test_nothing_relevant_never_reaches_the_model(english) -> None:
 def test_bad_questions_are_refused_with_a_message(english, question, options, message) -> None:
     with pytest.raises(InvalidQuestionError, match=message):
         english.ask(question, **options)
+
+
+def test_passages_are_dropped_until_the_prompt_fits_the_context(english, monkeypatch) -> None:
+    question = "What is the Zorblat festival and what is Rust?"
+    full = english.ask(question, max_tokens=1)
+    assert len(full.citations) == 2
+    monkeypatch.setattr(english.engine.engine, "max_model_len", full.usage.prompt_tokens - 5)
+    fitted = english.ask(question, max_tokens=1)
+    assert len(fitted.citations) == 1
+    assert fitted.usage.prompt_tokens < full.usage.prompt_tokens - 5
