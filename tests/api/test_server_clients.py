@@ -183,3 +183,22 @@ def test_curl_style_json_without_a_content_type_is_read_as_json(live_server) -> 
     form = {"content-type": "application/x-www-form-urlencoded"}  # what `curl -d` sends
     reply = httpx.post(f"{live_server.url}/api/generate", content=body, headers=form, timeout=60)
     assert reply.status_code == 200 and reply.json()["done"] is True
+
+
+def test_openai_rag_chat_streams_citations_first(oai) -> None:
+    chunks = list(
+        oai.chat.completions.create(
+            model="pagedrag-rag",
+            messages=[{"role": "user", "content": QUESTION}],
+            max_tokens=6,
+            temperature=0,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    assert chunks[0].model_extra["citations"]
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert chunks[-2].choices[0].finish_reason in ("stop", "length")
+    usage = chunks[-1].usage
+    assert usage.completion_tokens == 6
+    assert 0 <= usage.prompt_tokens_details.cached_tokens <= usage.prompt_tokens

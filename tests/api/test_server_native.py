@@ -269,3 +269,13 @@ def test_the_openapi_schema_describes_every_route(live_server) -> None:
         for method in methods:
             assert paths[path][method].get("description") or paths[path][method].get("summary")
     assert "multipart/form-data" in paths["/ingest"]["post"]["requestBody"]["content"]
+
+
+def test_ask_searches_only_the_chosen_documents(live_server) -> None:
+    with live_server.client() as client:
+        documents = client.get("/documents").json()
+        guide = next(d["id"] for d in documents if d["title"] == "PagedRAG user guide")
+        body = {"question": QUESTION, "max_tokens": 2, "document_ids": [guide]}
+        answer = client.post("/ask", json=body).json()
+    assert answer["citations"]
+    assert {c["document_id"] for c in answer["citations"]} == {guide}
