@@ -9,6 +9,11 @@ PAGEDRAG := $(VENV)/bin/pagedrag
 RUNTIME := $(VENV)/.installed-runtime
 DEV := $(VENV)/.installed-dev
 BENCH := $(VENV)/.installed-bench
+# The web page's pdf.js comes from npm (never committed); the browser tests drive Debian's
+# Chromium, since Playwright's own browser download cannot work here.
+NODE_MODULES := node_modules/.package-lock.json
+CHROMIUM := /usr/bin/chromium
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 DEFAULT_MODEL := qwen2.5-coder:0.5b-instruct
 TEST_MODEL := smollm2:135m-instruct
 HOST ?= 127.0.0.1
@@ -16,7 +21,7 @@ PORT ?= 8000
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install install-dev models serve test lint unit bench bench-engine bench-retrieval clean
+.PHONY: install install-dev models serve test lint unit bench bench-engine bench-retrieval bench-serve clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +41,14 @@ $(BENCH): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet torch==2.13.0 -e ".[bench]"
 	touch $@
 
+$(NODE_MODULES): package.json package-lock.json
+	command -v npm >/dev/null || ($(SUDO) apt-get update && $(SUDO) apt-get install -y nodejs npm)
+	npm ci --omit=optional --no-audit --no-fund
+	touch $@
+
+$(CHROMIUM):
+	$(SUDO) apt-get update && $(SUDO) apt-get install -y chromium fonts-wqy-zenhei
+
 install: $(RUNTIME)
 
 install-dev: $(DEV)
@@ -46,7 +59,7 @@ models: $(RUNTIME)
 
 # The sample documents are ingested once (unchanged files are recognised by their SHA-256
 # and skipped), so a second `make serve` starts in seconds.
-serve: $(RUNTIME)
+serve: $(RUNTIME) $(NODE_MODULES)
 	$(PAGEDRAG) pull $(DEFAULT_MODEL)
 	$(PAGEDRAG) serve --host $(HOST) --port $(PORT) --ingest data/samples
 
@@ -55,11 +68,11 @@ lint: $(DEV)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-test: $(DEV) models lint
+test: $(DEV) models lint $(NODE_MODULES) $(CHROMIUM)
 	$(VENV)/bin/pytest -q
 
 # Each writes bench/results/*.json and prints the tables docs/benchmarks.md reports.
-bench: bench-engine bench-retrieval
+bench: bench-engine bench-retrieval bench-serve
 
 bench-engine: models $(BENCH)
 	$(PY) -m bench.engine_throughput
@@ -69,6 +82,11 @@ bench-retrieval: $(BENCH)
 	$(PY) -m bench.retrieval_faq
 	$(PY) -m bench.ingest_speed
 	$(PY) -m bench.search_latency
+
+# Both read the Debian reference PDF; one temporary index serves the two.
+bench-serve: models
+	index=$$(mktemp -d) && $(PY) -m bench.serve_load --index-dir $$index \
+		&& $(PY) -m bench.prompt_order --index-dir $$index; status=$$?; rm -rf $$index; exit $$status
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -10,13 +10,13 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI, Request, Response
-from fastapi.responses import RedirectResponse
 
+from api.server.conversations import ConversationStore
 from api.server.errors import install_error_handlers
 from api.server.jobs import IngestJob, IngestJobs
 from api.server.json_body import JsonBodyMiddleware
 from api.server.metrics import ServerMetrics
-from api.server.routes import ask, documents, ollama, openai, system, vllm
+from api.server.routes import ask, conversations, documents, ollama, openai, system, vllm, web
 from api.server.settings import VERSION, ServerSettings
 from api.server.state import AppState
 from engine.library import DEFAULT_MODEL
@@ -44,6 +44,7 @@ def create_app(
             _ingest_at_start(pipeline, settings.ingest_paths)
         state = _state(settings, pipeline)
         app.state.pagedrag = state
+        app.state.conversations = ConversationStore(settings.data_dir)
         logger.info("serving %s over %s", state.model_name, settings.data_dir)
         if on_ready is not None:
             on_ready()
@@ -51,6 +52,7 @@ def create_app(
             yield
         finally:
             state.jobs.close()
+            app.state.conversations.close()
             if rag is None:  # a RAG passed in belongs to the caller
                 pipeline.close()
 
@@ -64,13 +66,9 @@ def create_app(
     install_error_handlers(app)
     app.add_middleware(JsonBodyMiddleware)
     app.middleware("http")(_count_requests)
-    for module in (system, documents, ask, openai, ollama, vllm):
+    for module in (system, documents, ask, conversations, openai, ollama, vllm):
         app.include_router(module.router)
-
-    @app.get("/", include_in_schema=False)
-    async def home() -> RedirectResponse:
-        return RedirectResponse("/docs")
-
+    web.install(app)
     return app
 
 

@@ -1,0 +1,49 @@
+"""The web page at `/`: its static files, the pdf.js build, and starter questions.
+
+pdf.js comes from `node_modules/pdfjs-dist` (installed by `npm ci` from the registry,
+never committed); without it the page still works and shows PDFs as their passages.
+"""
+
+import asyncio
+import mimetypes
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+
+from api.server.deps import StateDep
+from api.server.suggestions import starter_questions
+
+WEB_DIR = Path(__file__).resolve().parents[1] / "web"
+PDFJS_DIR = Path(__file__).resolve().parents[3] / "node_modules" / "pdfjs-dist"
+OPENING_PASSAGES = 4  # the first chunks a document's starter questions are drawn from
+
+router = APIRouter(tags=["web"])
+mimetypes.add_type("text/javascript", ".mjs")  # pdf.js ships ES modules as .mjs
+
+
+@router.get("/", include_in_schema=False)
+async def home() -> FileResponse:
+    return FileResponse(WEB_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/documents/{document_id}/suggestions")
+async def suggestions(document_id: int, state: StateDep) -> dict[str, Any]:
+    """Starter questions for one document, drawn from its title and first passages."""
+    info = await asyncio.to_thread(state.rag.index.document, document_id)
+    hits = await asyncio.to_thread(
+        state.rag.index.search, info.title, OPENING_PASSAGES * 4, "hybrid",
+        document_ids=[document_id],
+    )  # fmt: skip
+    opening = sorted(hits, key=lambda hit: hit.char_start)[:OPENING_PASSAGES]
+    return {"questions": starter_questions(info.title, [hit.text for hit in opening])}
+
+
+def install(app: FastAPI) -> None:
+    """Serve the page's assets at /static and pdf.js (when installed) at /vendor/pdfjs."""
+    app.include_router(router)
+    app.mount("/static", StaticFiles(directory=WEB_DIR), name="web")
+    if PDFJS_DIR.is_dir():
+        app.mount("/vendor/pdfjs", StaticFiles(directory=PDFJS_DIR), name="pdfjs")

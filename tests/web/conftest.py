@@ -1,0 +1,85 @@
+"""A live server with the small model, and headless Debian Chromium driven by Playwright."""
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import uvicorn
+
+from api.server.app import create_app
+from api.server.settings import ServerSettings
+from engine.async_engine import AsyncLLMEngine
+from engine.config import EngineConfig
+from rag import RAG
+from tests.api.conftest import TEST_MODEL, LiveServer, free_port
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--headless",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+DESKTOP = {"width": 1440, "height": 900}
+MOBILE = {"width": 390, "height": 844}
+
+
+@pytest.fixture(scope="session")
+def web_server(tmp_path_factory) -> Iterator[LiveServer]:
+    data_dir = tmp_path_factory.mktemp("web-data")
+    engine = AsyncLLMEngine.from_config(
+        EngineConfig(model=TEST_MODEL, kv_cache_memory=256 << 20, max_model_len=4096)
+    )
+    rag = RAG(data_dir, engine=engine)
+    settings = ServerSettings(data_dir=data_dir, model=TEST_MODEL, background_ingest_bytes=0)
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings, rag), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the test server did not start")
+        time.sleep(0.05)
+    try:
+        yield LiveServer(f"http://127.0.0.1:{port}", rag, data_dir)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        rag.close()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[object]:
+    if not CHROMIUM.exists():
+        pytest.skip("needs /usr/bin/chromium (make test installs it)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, web_server) -> Iterator[object]:
+    context = browser.new_context(viewport=DESKTOP, base_url=web_server.url)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.errors = errors
+    yield page
+    context.close()
+
+
+def screenshot(page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=False)
