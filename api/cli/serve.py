@@ -122,7 +122,9 @@ def _check_port_free(host: str, port: int) -> None:
 
 
 def _print_ready(url: str) -> None:
-    print(f"\nPagedRAG is serving on {url}  (API docs: {url}/docs)", flush=True)
+    print(
+        f"\nPagedRAG is serving on {url}  (open it in a browser; API docs: {url}/docs)", flush=True
+    )
     print("Try:", flush=True)
     print(
         f"  curl -s {url}/ask -H 'Content-Type: application/json' "
