@@ -24,6 +24,7 @@ import statistics
 import time
 from collections import Counter
 from collections.abc import Callable
+from functools import cache
 
 import numpy as np
 
@@ -92,16 +93,22 @@ def vector_round(size: int, queries: np.ndarray) -> dict:
     return result
 
 
-def synthetic_chunks(count: int, rng: np.random.Generator) -> list[str]:
-    """Chunks of words drawn with SciFact's word frequencies (a Zipf-like vocabulary)."""
+@cache
+def scifact_vocabulary() -> tuple[np.ndarray, np.ndarray]:
+    """SciFact's words and their frequencies (a Zipf-like vocabulary)."""
     counts = Counter(
         word
         for document in load_beir(DEFAULT_DIR).corpus
         for word in re.findall(r"[a-z]+", document.text.lower())
     )
-    words = np.array(list(counts))
     weights = np.array(list(counts.values()), dtype=np.float64)
-    drawn = rng.choice(words, size=(count, WORDS_PER_CHUNK), p=weights / weights.sum())
+    return np.array(list(counts)), weights / weights.sum()
+
+
+def synthetic_chunks(count: int, rng: np.random.Generator) -> list[str]:
+    """Chunks of words drawn with SciFact's word frequencies."""
+    words, p = scifact_vocabulary()
+    drawn = rng.choice(words, size=(count, WORDS_PER_CHUNK), p=p)
     return [" ".join(row) for row in drawn]
 
 

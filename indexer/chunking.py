@@ -8,6 +8,10 @@ half, and the next chunk starts up to `overlap_tokens` earlier, again at the str
 boundary available. Chinese words have no spaces, so a piece is only ever split between
 characters when one sentence alone exceeds the budget. Chunks never cross pages, so each
 one cites exactly one page.
+
+`max_tokens=None` does not split at all: one chunk per page (or per text), and the
+embedder reads only its first tokens, as BEIR embeds its corpora. That setting exists to
+reproduce published figures; it hides the rest of a long page from dense search.
 """
 
 import itertools
@@ -33,10 +37,16 @@ _STRENGTH = {"paragraph": PARAGRAPH, "sentence": SENTENCE, "clause": CLAUSE}
 
 @dataclass(frozen=True)
 class ChunkingConfig:
-    max_tokens: int = 200
-    overlap_tokens: int = 40
+    # Tokens of the embedder's tokenizer per chunk; at most what the embedder reads
+    # (checked by `Index`). None: one chunk per page or text, truncated by the embedder.
+    max_tokens: int | None = 200
+    overlap_tokens: int = 40  # repeated from the end of the previous chunk
 
     def __post_init__(self) -> None:
+        if self.max_tokens is None:
+            if self.overlap_tokens:
+                raise ValueError("chunk overlap needs a chunk size; use 0 with max_tokens=None")
+            return
         if self.max_tokens < 16:
             raise ValueError(f"chunk size must be at least 16 tokens, got {self.max_tokens}")
         if not 0 <= self.overlap_tokens <= self.max_tokens // 2:
@@ -44,6 +54,11 @@ class ChunkingConfig:
                 "chunk overlap must be between 0 and half the chunk size, "
                 f"got {self.overlap_tokens}"
             )
+
+    @classmethod
+    def whole(cls) -> "ChunkingConfig":
+        """No splitting: one chunk per page or text (BEIR's setting)."""
+        return cls(max_tokens=None, overlap_tokens=0)
 
 
 @dataclass(frozen=True)
@@ -77,8 +92,12 @@ def chunk_text(
 ) -> list[TextChunk]:
     spans: list[tuple[int, int, int | None]] = []
     for region in regions:
+        if config.max_tokens is None:
+            spans.append((region.start, region.end, region.page))
+            continue
         pieces = _pieces(text, region.start, region.end, count_tokens, config.max_tokens)
-        spans.extend((start, end, region.page) for start, end in _pack(pieces, config))
+        packed = _pack(pieces, config.max_tokens, config.overlap_tokens)
+        spans.extend((start, end, region.page) for start, end in packed)
     stripped = [_strip(text, start, end) for start, end, _ in spans]
     kept = [(s, e, page) for (s, e), (_, _, page) in zip(stripped, spans, strict=True) if e > s]
     counts = count_tokens([text[s:e] for s, e, _ in kept])
@@ -119,21 +138,21 @@ def _words(
     ]
 
 
-def _pack(pieces: list[_Piece], config: ChunkingConfig) -> list[tuple[int, int]]:
+def _pack(pieces: list[_Piece], max_tokens: int, overlap_tokens: int) -> list[tuple[int, int]]:
     chunks: list[tuple[int, int]] = []
     first = 0
     while first < len(pieces):
         total, stop = 0, first
-        while stop < len(pieces) and total + pieces[stop].tokens <= config.max_tokens:
+        while stop < len(pieces) and total + pieces[stop].tokens <= max_tokens:
             total += pieces[stop].tokens
             stop += 1
         if stop == len(pieces):
             chunks.append((pieces[first].start, pieces[-1].end))
             break
         stop = max(stop, first + 1)  # a single over-long word still makes progress
-        cut = _best_cut(pieces, first, stop, config.max_tokens // 2)
+        cut = _best_cut(pieces, first, stop, max_tokens // 2)
         chunks.append((pieces[first].start, pieces[cut - 1].end))
-        first = _overlap_start(pieces, first, cut, config.overlap_tokens)
+        first = _overlap_start(pieces, first, cut, overlap_tokens)
     return chunks
 
 

@@ -3,10 +3,14 @@
 Both are caches of the database: on disk they carry the collection `generation` they were
 saved at (`state.json`, written last). If that differs from the database's, something
 happened in between (a crash, another process), and `reconcile` compares chunk ids to
-remove what the database no longer has and add what it has that they lack.
+remove what the database no longer has and add what it has that they lack. A file that
+cannot be read (damaged or truncated on disk) is treated as missing, with a warning: the
+generation becomes unknown, so `reconcile` rebuilds that index from the database.
 """
 
 import json
+import logging
+import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +22,9 @@ from indexer.keyword_index import KeywordIndex
 from indexer.vector_index import VectorIndex, VectorIndexConfig
 
 EmbedTexts = Callable[[Sequence[str]], np.ndarray]
+logger = logging.getLogger(__name__)
+# What FAISS, NumPy and json raise on a damaged or truncated file.
+_UNREADABLE = (RuntimeError, ValueError, KeyError, EOFError, OSError, zipfile.BadZipFile)
 
 
 @dataclass
@@ -35,15 +42,36 @@ class CollectionIndexes:
 
     @classmethod
     def load(cls, directory: Path, config: VectorIndexConfig) -> "CollectionIndexes":
+        """What is on disk; a part that cannot be read is left empty, to be rebuilt."""
         indexes = cls(directory, config)
         state_path = directory / "state.json"
-        if state_path.exists():
-            state = json.loads(state_path.read_text())
-            indexes.generation, indexes.embedder = state["generation"], state["embedder"]
-        if indexes._vector_path.exists():
-            indexes.vectors = VectorIndex.load(indexes._vector_path, config)
-        indexes.keywords = KeywordIndex.load(directory / "keywords")
+        damaged = False
+        try:
+            if state_path.exists():
+                state = json.loads(state_path.read_text())
+                indexes.generation, indexes.embedder = state["generation"], state["embedder"]
+        except (*_UNREADABLE, TypeError) as error:
+            damaged = _warn(state_path, error)
+        try:
+            if indexes._vector_path.exists():
+                indexes.vectors = VectorIndex.load(indexes._vector_path, config)
+        except _UNREADABLE as error:
+            damaged = _warn(indexes._vector_path, error)
+        try:
+            indexes.keywords = KeywordIndex.load(directory / "keywords")
+        except _UNREADABLE as error:
+            damaged = _warn(directory / "keywords", error)
+        if damaged:
+            indexes.generation = -1  # unknown: the next reconcile compares every chunk id
         return indexes
+
+    @staticmethod
+    def saved_generation(directory: Path) -> int | None:
+        """The generation the files in `directory` were saved at; None if unknown."""
+        try:
+            return int(json.loads((directory / "state.json").read_text())["generation"])
+        except (*_UNREADABLE, TypeError):
+            return None
 
     def save(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -98,3 +126,8 @@ class CollectionIndexes:
             self.keywords.add(missing_keywords, [to_index[row[i]] for i in missing_keywords])
         changed = len(stale_vectors) + len(stale_keywords)
         return changed + len(missing_vectors) + len(missing_keywords)
+
+
+def _warn(path: Path, error: Exception) -> bool:
+    logger.warning("%s cannot be read (%s); rebuilding it from the database", path, error)
+    return True

@@ -5,7 +5,9 @@ transaction that marks it ready, so a document is either fully there or not at a
 FAISS and BM25 indexes are caches of the database, saved atomically and brought back in
 line (`CollectionIndexes.reconcile`) when a crash or another process left them behind.
 Documents still `pending` when the writer lock is next taken were interrupted: they are
-marked failed and retried when the same file is ingested again.
+marked failed and retried when the same file is ingested again. Opening an index never
+waits for another process's writer: a reader then skips that recovery (the writer did it
+when it took the lock) and sees only what the database says is ready.
 """
 
 import json
@@ -32,6 +34,7 @@ from indexer.errors import (
 )
 from indexer.file_lock import exclusive
 from indexer.parsers import PageSpan, ParsedDocument, mime_type_for, parse_file
+from indexer.paths import make_data_dir
 from indexer.records import (
     DocumentInfo,
     IngestFailure,
@@ -42,7 +45,7 @@ from indexer.records import (
 from indexer.retrieval import fuse, rank_by_score
 from indexer.sources import expand, keep_original, sha256_of
 from indexer.store import Chunk, Collection, Database, Document, DocumentStatus
-from indexer.vector_index import VectorIndexConfig
+from indexer.vector_index import VectorIndex, VectorIndexConfig
 
 DEFAULT_COLLECTION = "default"
 SEARCH_MODES = ("hybrid", "dense", "bm25")
@@ -53,7 +56,9 @@ INTERRUPTED = "ingestion was interrupted; ingest the file again to retry"
 
 @dataclass(frozen=True)
 class IndexConfig:
-    chunking: ChunkingConfig = field(default_factory=ChunkingConfig)
+    # None: the chunking the index was built with (remembered at its first ingest), else
+    # the default; another value is refused by ingest and applied by `reindex`.
+    chunking: ChunkingConfig | None = None
     vectors: VectorIndexConfig = field(default_factory=VectorIndexConfig)
     relevance_threshold: float | None = None  # None: the embedder's own
     candidates: int = 100  # fetched from each retriever before fusion
@@ -79,13 +84,13 @@ class Index:
         database_url: str | None = None,
         config: IndexConfig | None = None,
     ) -> None:
-        self.data_dir = Path(data_dir).expanduser()
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir = make_data_dir(Path(data_dir).expanduser())
         self.config = config or IndexConfig()
         self.database = (
             Database(database_url) if database_url else Database.sqlite_in(self.data_dir)
         )
         self.built_with = self.database.get_setting("embedder")
+        self.chunking = self.config.chunking or _stored_chunking(self.database) or ChunkingConfig()
         if isinstance(embedder, Embedder):
             self.embedder = embedder
         else:
@@ -96,8 +101,9 @@ class Index:
         self._writer_lock = threading.Lock()  # one writer per process ...
         self._lock_path = self.data_dir / ".writer.lock"  # ... and one across processes
         self._writer_thread: int | None = None  # the thread of this process now writing
-        with self._writing():
-            self._recover()
+        with self._writing(wait=False) as writing:
+            if writing:  # else another process writes: it recovered when it took the lock
+                self._recover()
 
     @property
     def relevance_threshold(self) -> float:
@@ -138,6 +144,7 @@ class Index:
         report.failures.extend(IngestFailure(str(p), message) for p, message in sources.problems)
         with self._writing():
             self._check_embedder()
+            self._check_chunking(rechunking=False)
             collection_id = self._collection_id(collection, create=True)
             order: list[int] = []
             work: list[_Work] = []
@@ -163,6 +170,7 @@ class Index:
         report = IngestReport()
         with self._writing():
             self._check_embedder()
+            self._check_chunking(rechunking=False)
             collection_id = self._collection_id(collection, create=True)
             order, work = self._register_texts(items, collection_id, report)
             _report(progress, "parse", len(items), len(items))
@@ -271,7 +279,7 @@ class Index:
                 item.parsed.text,
                 _regions(item.parsed),
                 self.embedder.count_tokens,
-                self.config.chunking,
+                self.chunking,
             )
             if item.chunks:
                 chunkable.append(item)
@@ -372,7 +380,8 @@ class Index:
         stored text first, since chunk sizes are counted in the embedder's tokens.
         """
         with self._writing():
-            chunking = json.dumps(self.config.chunking.__dict__)
+            self._check_chunking(rechunking=True)
+            chunking = _chunking_json(self.chunking)
             rechunk = (
                 self.database.get_setting("embedder") != self.embedder.name
                 or self.database.get_setting("chunking") != chunking
@@ -401,7 +410,7 @@ class Index:
             for done, document in enumerate(documents, 1):
                 parsed = _parsed_from_store(document)
                 chunks = chunk_text(
-                    parsed.text, _regions(parsed), self.embedder.count_tokens, self.config.chunking
+                    parsed.text, _regions(parsed), self.embedder.count_tokens, self.chunking
                 )
                 session.execute(delete(Chunk).where(Chunk.document_id == document.id))
                 session.add_all(_chunk_records(document.id, chunks))
@@ -434,7 +443,11 @@ class Index:
             self._check_embedder()
         collection_ids = self._search_scope(collection)
         allowed = self._chunk_ids_of(document_ids) if document_ids is not None else None
-        query_vector = self.embedder.embed_queries([query])[0] if mode != "bm25" else None
+        # NOTE: BM25 mode embeds the query too, for the relevance check alone: BM25 scores
+        # have no scale on which "nothing relevant" could be read. It cannot when another
+        # embedder built the index; its hits are then never `relevant`.
+        can_embed = mode != "bm25" or self.built_with == self.embedder.name
+        query_vector = self.embedder.embed_queries([query])[0] if can_embed else None
         depth = max(self.config.candidates, k)
         dense: list[tuple[float, int]] = []
         keyword: list[tuple[float, int]] = []
@@ -443,7 +456,7 @@ class Index:
             indexes = self._collection_indexes(collection_id)
             found: list[int] = []
             with self._memory_lock:
-                if query_vector is not None and indexes.vectors is not None:
+                if mode != "bm25" and query_vector is not None and indexes.vectors is not None:
                     scores, ids = indexes.vectors.search(query_vector, depth, allowed)
                     dense.extend(zip(scores.tolist(), ids.tolist(), strict=True))
                     found.extend(ids.tolist())
@@ -457,35 +470,44 @@ class Index:
             ranked = fuse([dense_rank, keyword_rank])
         else:
             ranked = dense_rank if mode == "dense" else keyword_rank
-        dense_scores = dict((i, s) for s, i in dense)
         keyword_scores = dict((i, s) for s, i in keyword)
         hits = self._hydrate(ranked, k)
-        out = []
-        for score, chunk_id, row in hits:
-            similarity = dense_scores.get(chunk_id)
-            if similarity is None and query_vector is not None:
-                with self._memory_lock:
-                    vectors = owner[chunk_id].vectors
-                    if vectors is not None:
-                        similarity = float(vectors.vectors(np.array([chunk_id]))[0] @ query_vector)
-            relevant = similarity is None or similarity >= self.relevance_threshold
-            out.append(
-                SearchHit(
-                    chunk_id=chunk_id,
-                    document_id=row["document_id"],
-                    title=row["title"],
-                    page=row["page"],
-                    text=row["text"],
-                    score=score,
-                    metadata=row["metadata"] or {},
-                    collection=row["collection"],
-                    char_start=row["char_start"],
-                    char_end=row["char_end"],
-                    dense_score=similarity,
-                    bm25_score=keyword_scores.get(chunk_id),
-                    relevant=relevant,
-                )
+        similarity = dict((i, s) for s, i in dense)
+        if query_vector is not None:
+            missing = [chunk_id for _, chunk_id, _ in hits if chunk_id not in similarity]
+            similarity.update(self._similarities(missing, owner, query_vector))
+        return [
+            SearchHit(
+                chunk_id=chunk_id,
+                document_id=row["document_id"],
+                title=row["title"],
+                page=row["page"],
+                text=row["text"],
+                score=score,
+                metadata=row["metadata"] or {},
+                collection=row["collection"],
+                char_start=row["char_start"],
+                char_end=row["char_end"],
+                dense_score=similarity.get(chunk_id),
+                bm25_score=keyword_scores.get(chunk_id),
+                relevant=similarity.get(chunk_id, -1.0) >= self.relevance_threshold,
             )
+            for score, chunk_id, row in hits
+        ]
+
+    def _similarities(
+        self, chunk_ids: list[int], owner: dict[int, CollectionIndexes], query: np.ndarray
+    ) -> dict[int, float]:
+        """Cosine similarity to the query of chunks the dense search did not return."""
+        groups: dict[int, tuple[CollectionIndexes, list[int]]] = {}
+        for chunk_id in chunk_ids:
+            groups.setdefault(id(owner[chunk_id]), (owner[chunk_id], []))[1].append(chunk_id)
+        out: dict[int, float] = {}
+        with self._memory_lock:
+            for indexes, ids in groups.values():
+                if indexes.vectors is None:
+                    continue
+                out.update(_cosines(indexes.vectors, ids, query))
         return out
 
     def _hydrate(
@@ -512,10 +534,12 @@ class Index:
     # -- documents and collections ------------------------------------------------------
 
     def documents(self, collection: str | None = None) -> list[DocumentInfo]:
+        """Every document, or those of one collection (IndexerError if it does not exist)."""
+        query = select(Document, Collection.name).join(Collection).order_by(Document.id)
+        if collection is not None:
+            collection_id = self._collection_id(collection, create=False)
+            query = query.where(Document.collection_id == collection_id)
         with self.database.session() as session:
-            query = select(Document, Collection.name).join(Collection).order_by(Document.id)
-            if collection is not None:
-                query = query.where(Collection.name == collection)
             return [_info(document, name) for document, name in session.execute(query)]
 
     def document(self, document_id: int) -> DocumentInfo:
@@ -543,13 +567,23 @@ class Index:
     # -- keeping the indexes in line with the database -----------------------------------
 
     @contextmanager
-    def _writing(self) -> Iterator[None]:
-        with self._writer_lock, exclusive(self._lock_path):
-            self._writer_thread = threading.get_ident()
-            try:
-                yield
-            finally:
-                self._writer_thread = None
+    def _writing(self, *, wait: bool = True) -> Iterator[bool]:
+        """Be this data directory's one writer; without `wait`, yields False if busy."""
+        if not self._writer_lock.acquire(blocking=wait):
+            yield False
+            return
+        try:
+            with exclusive(self._lock_path, wait=wait) as acquired:
+                if not acquired:
+                    yield False
+                    return
+                self._writer_thread = threading.get_ident()
+                try:
+                    yield True
+                finally:
+                    self._writer_thread = None
+        finally:
+            self._writer_lock.release()
 
     def _recover(self) -> None:
         """Fail interrupted documents, then bring every collection's indexes up to date."""
@@ -584,8 +618,16 @@ class Index:
             indexes = self._indexes.get(collection_id)
             if indexes is not None and (indexes.generation == generation or another_thread_writes):
                 return indexes
-            indexes = CollectionIndexes.load(self._index_dir(collection_id), self.config.vectors)
-            self._indexes[collection_id] = indexes
+            directory = self._index_dir(collection_id)
+            # NOTE: while another process writes, the database runs ahead of the files it
+            # saves every SAVE_INTERVAL_S; reloading the same files for every search until
+            # then would cost a whole index read per query.
+            if (
+                indexes is None
+                or CollectionIndexes.saved_generation(directory) != indexes.generation
+            ):
+                indexes = CollectionIndexes.load(directory, self.config.vectors)
+                self._indexes[collection_id] = indexes
         if indexes.generation != generation and reconcile:
             self._reconcile_if_possible(collection_id, indexes)
         return indexes
@@ -598,15 +640,10 @@ class Index:
             self._save_dirty()
             return
         # Never wait for a writer: its hits are filtered by the database meanwhile.
-        if not self._writer_lock.acquire(blocking=False):
-            return
-        try:
-            with exclusive(self._lock_path, wait=False) as acquired:
-                if acquired:
-                    self._reconcile(collection_id, indexes, None)
-                    self._save_dirty()
-        finally:
-            self._writer_lock.release()
+        with self._writing(wait=False) as writing:
+            if writing:
+                self._reconcile(collection_id, indexes, None)
+                self._save_dirty()
 
     def _reconcile(
         self, collection_id: int, indexes: CollectionIndexes, progress: Progress | None
@@ -646,13 +683,31 @@ class Index:
         stored = self.database.get_setting("embedder")
         if stored is None:
             self.database.set_setting("embedder", self.embedder.name)
-            self.database.set_setting("chunking", json.dumps(self.config.chunking.__dict__))
+            self.database.set_setting("chunking", _chunking_json(self.chunking))
             self.built_with = self.embedder.name
         elif stored != self.embedder.name:
             raise EmbedderMismatchError(
                 f"this index was built with the embedder {stored!r}, not {self.embedder.name!r}; "
                 f"open it with {stored!r}, or re-embed everything with "
                 f"`pagedrag reindex --embedder {self.embedder.name}` (Index.reindex())"
+            )
+
+    def _check_chunking(self, *, rechunking: bool) -> None:
+        """Refuse chunks the embedder would cut short, and (unless re-chunking everything)
+        a chunk size other than the one the index was built with."""
+        size, readable = self.chunking.max_tokens, self.embedder.max_tokens
+        if size is not None and size > readable:
+            raise IndexerError(
+                f"chunks of {size} tokens are longer than the embedder {self.embedder.name!r} "
+                f"reads ({readable} tokens): the rest of every chunk would be ignored; "
+                f"use a chunk size of at most {readable} tokens"
+            )
+        stored = _stored_chunking(self.database)
+        if not rechunking and stored is not None and stored != self.chunking:
+            raise IndexerError(
+                f"this index was chunked with {_describe(stored)}, not {_describe(self.chunking)}; "
+                "ingest with its setting (leave the chunk options out), or re-chunk everything "
+                "with `pagedrag reindex --chunk-tokens N --chunk-overlap M` (Index.reindex())"
             )
 
     def _index_dir(self, collection_id: int) -> Path:
@@ -704,14 +759,55 @@ def _report(progress: Progress | None, phase: str, done: int, total: int) -> Non
 
 
 def _embedding_input(title: str, text: str) -> str:
-    """The title goes with every chunk, as BEIR does for its corpora: it names the topic.
+    """Title + " " + text, as BEIR embeds its corpora: the title names the topic.
 
-    Not when the chunk's first line already holds it (an untitled text is titled by its
-    first line): embedding it twice would double short texts and skew them to that line.
+    Not when the chunk's first line is the title (an untitled text is titled by its first
+    line, a Markdown file by its "# " heading): embedding it twice would double short
+    texts and skew them to that line.
     """
-    if not title or title in text.split("\n", 1)[0]:
+    line = text.split("\n", 1)[0].strip()
+    if not title or title in (line, line.lstrip("#").strip()):
         return text
-    return f"{title}\n{text}"
+    if len(title) == 200 and line.startswith(title):  # an untitled text's first line, cut
+        return text
+    return f"{title} {text}"
+
+
+def _cosines(vectors: VectorIndex, chunk_ids: list[int], query: np.ndarray) -> dict[int, float]:
+    """Similarity of stored vectors to the query; ids not (yet) in the index are left out."""
+    try:
+        scores = vectors.vectors(np.asarray(chunk_ids, dtype=np.int64)) @ query  # [len(ids)]
+        return dict(zip(chunk_ids, scores.tolist(), strict=True))
+    except RuntimeError:  # some id is missing: another process is still adding it
+        pass
+    out = {}
+    for chunk_id in chunk_ids:
+        try:
+            out[chunk_id] = float(vectors.vectors(np.array([chunk_id]))[0] @ query)
+        except RuntimeError:
+            continue
+    return out
+
+
+def _chunking_json(chunking: ChunkingConfig) -> str:
+    settings = {"max_tokens": chunking.max_tokens, "overlap_tokens": chunking.overlap_tokens}
+    return json.dumps(settings)
+
+
+def _stored_chunking(database: Database) -> ChunkingConfig | None:
+    stored = database.get_setting("chunking")
+    if stored is None:
+        return None
+    try:
+        return ChunkingConfig(**json.loads(stored))
+    except (TypeError, ValueError):
+        return None  # unreadable: re-chunking with the configured setting repairs it
+
+
+def _describe(chunking: ChunkingConfig) -> str:
+    if chunking.max_tokens is None:
+        return "one chunk per page or text"
+    return f"{chunking.max_tokens}-token chunks overlapping by {chunking.overlap_tokens}"
 
 
 def _regions(parsed: ParsedDocument) -> list[Region]:

@@ -1,8 +1,13 @@
 """BM25 over chunks, kept as immutable segments so that adding a batch never rewrites the rest.
 
 Each ingest batch becomes one segment: a term -> postings table in compressed-sparse-row
-form. Deletes only clear a chunk's bit in its segment's `alive` mask; segments are merged
-(dropping the dead) when there are too many or too much of them is dead, as Lucene does.
+form. Deletes only clear a chunk's bit in its segment's `alive` mask. Segments are merged
+(dropping the dead) by size tier, as Lucene's log merge policy does: once MERGE_FACTOR
+segments hold a similar number of chunks (the same power of MERGE_FACTOR), they become one
+of the next tier. So each chunk is merged about log(n / batch) times, not once per batch
+(merging everything whenever a few batches had arrived cost time quadratic in the index
+size: hours at a million chunks), and a million chunks in batches of 512 sit in at most
+about 30 segments. When too much of the index is dead, everything is merged.
 On disk: one immutable `.npz` + vocabulary `.json` per segment, and a `manifest.json`
 replaced atomically last, so a crash leaves the previous manifest and its segments intact.
 """
@@ -24,7 +29,7 @@ from indexer.text_analysis import analyze
 
 K1 = 1.2
 B = 0.75
-MAX_SEGMENTS = 8
+MERGE_FACTOR = 8  # segments of one size tier merged together
 MAX_DEAD_FRACTION = 0.3
 
 
@@ -143,17 +148,29 @@ class KeywordIndex:
 
     def _maybe_merge(self) -> None:
         total = sum(len(s.chunk_ids) for s in self._segments)
-        dead = total - len(self._where)
-        if len(self._segments) <= MAX_SEGMENTS and dead <= MAX_DEAD_FRACTION * max(total, 1):
+        if total - len(self._where) > MAX_DEAD_FRACTION * max(total, 1):
+            self._merge(list(self._segments))
             return
-        self._merge()
+        while (group := self._full_tier()) is not None:
+            self._merge(group)
 
-    def _merge(self) -> None:
-        """Rebuild one segment from the live postings, without re-analysing any text."""
+    def _full_tier(self) -> list[_Segment] | None:
+        """MERGE_FACTOR segments of the smallest size tier that has that many, if any."""
+        tiers: dict[int, list[_Segment]] = {}
+        for segment in self._segments:
+            live = max(int(segment.alive.sum()), 1)
+            tiers.setdefault(int(math.log(live, MERGE_FACTOR) + 1e-9), []).append(segment)
+        for tier in sorted(tiers):
+            if len(tiers[tier]) >= MERGE_FACTOR:
+                return tiers[tier][:MERGE_FACTOR]
+        return None
+
+    def _merge(self, group: list[_Segment]) -> None:
+        """Rebuild these segments as one from their live postings, without re-analysing."""
         vocabulary: dict[str, int] = {}
         terms, rows, counts, ids, lengths = [], [], [], [], []
         offset = 0
-        for segment in self._segments:
+        for segment in group:
             new_row = offset + np.cumsum(segment.alive) - 1  # old row -> merged row
             local_terms = np.repeat(np.arange(len(segment.vocabulary)), np.diff(segment.indptr))
             to_global = np.fromiter(
@@ -168,7 +185,8 @@ class KeywordIndex:
             ids.append(segment.chunk_ids[segment.alive])
             lengths.append(segment.lengths[segment.alive])
             offset += int(segment.alive.sum())
-        self._segments, self._where = [], {}
+        merged = {id(segment) for segment in group}
+        self._segments = [s for s in self._segments if id(s) not in merged]
         if offset == 0:
             return
         term_array = np.concatenate(terms)

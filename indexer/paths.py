@@ -1,7 +1,9 @@
-"""Where an index lives when the user does not say."""
+"""Where an index lives when the user does not say, and making sure it can live there."""
 
 import os
 from pathlib import Path
+
+from indexer.errors import IndexerError
 
 
 def default_data_dir() -> Path:
@@ -10,3 +12,36 @@ def default_data_dir() -> Path:
         return Path(os.environ["PAGEDRAG_DATA_DIR"]).expanduser()
     home = os.environ.get("PAGEDRAG_HOME") or Path.home() / ".cache" / "pagedrag"
     return Path(home).expanduser() / "data"
+
+
+def make_data_dir(path: Path) -> Path:
+    """Create the data directory (and its parents) if needed.
+
+    Raises:
+        IndexerError: the path is a file, lies under a file, or cannot be created.
+    """
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise IndexerError(
+            f"the data directory {path} is a file, not a directory; choose another data "
+            "directory (--data-dir)"
+        ) from None
+    except NotADirectoryError:
+        raise IndexerError(
+            f"the data directory {path} cannot be created: {_file_above(path)} is a file, "
+            "not a directory; choose another data directory (--data-dir)"
+        ) from None
+    except OSError as error:
+        raise IndexerError(
+            f"the data directory {path} cannot be created: {error.strerror}; choose another "
+            "data directory (--data-dir)"
+        ) from None
+    return path
+
+
+def _file_above(path: Path) -> Path:
+    for parent in path.parents:
+        if parent.exists() and not parent.is_dir():
+            return parent
+    return path

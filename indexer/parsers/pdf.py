@@ -1,6 +1,7 @@
 """PDF text, page by page, with pdfium (Apache/BSD licensed; keeps the spaces between words)."""
 
 import os
+import re
 import threading
 from pathlib import Path
 
@@ -17,9 +18,14 @@ PAGE_SEPARATOR = "\n\n"
 # NOTE: pdfium is not thread-safe, and ingestion may run in worker threads (FastAPI runs
 # sync routes in a thread pool), so every call into it holds this lock.
 _PDFIUM_LOCK = threading.Lock()
-# NOTE: pdfium joins a word hyphenated across lines and marks the hyphen with U+FFFE;
-# put back what the page shows, so citations read as the page does.
+# NOTE: pdfium joins a word hyphenated across lines and marks the hyphen with U+FFFE
+# ("man\ufffeagement"). It becomes "-\n", as the page shows it; then a hyphen at a line
+# end between letters is dropped when the next line starts lower-case, so "man-\nagement"
+# is indexed and searched as "management" (a compound such as "well-\nknown" becomes
+# "wellknown": the rarer loss), and inside a capitalised word ("OP-\nTIONAL"). Otherwise
+# ("Challenge-\nResponse", "UTF-\n32") the hyphen and the break stay.
 _HYPHEN_MARK = "\ufffe"
+_LINE_END_HYPHEN = re.compile(r"(?<=[^\W\d_])-\n(?=[^\W\d_])")
 _OPEN_ERRORS = {
     pdfium_c.FPDF_ERR_PASSWORD: "encrypted PDF (password required); decrypt it and ingest again",
     pdfium_c.FPDF_ERR_SECURITY: "encrypted PDF (unsupported security handler); "
@@ -69,7 +75,19 @@ def _page_text(document: pdfium.PdfDocument, index: int) -> str:
             textpage.close()
     finally:
         page.close()
-    return tidy(raw_text.replace(_HYPHEN_MARK, "-\n"))
+    return join_hyphenated(tidy(raw_text.replace(_HYPHEN_MARK, "-\n")))
+
+
+def join_hyphenated(text: str) -> str:
+    """Join words hyphenated across line ends when the next line starts lower-case
+    (or both halves are capitals)."""
+
+    def join(match: re.Match[str]) -> str:
+        before, after = text[match.start() - 1], text[match.end() : match.end() + 2]
+        capitals = before.isupper() and len(after) == 2 and after.isupper()
+        return "" if after[0].islower() or capitals else match.group()
+
+    return _LINE_END_HYPHEN.sub(join, text)
 
 
 def _no_text_reason(path: Path, document: pdfium.PdfDocument) -> str:

@@ -75,7 +75,8 @@ def test_a_sentence_longer_than_a_chunk_is_split_between_words():
     chunks = chunk_text(text, [Region(0, len(text))], count_tokens, ChunkingConfig(30, 0))
     assert len(chunks) == 4
     assert all(chunk.token_count <= 30 for chunk in chunks)
-    assert all(not chunk.text.startswith(" ") and " w" not in chunk.text[:1] for chunk in chunks)
+    # Each chunk is whole words: it starts at a word's start and ends at a word's end.
+    assert all(re.fullmatch(r"w\d+( w\d+)*\.?", chunk.text) for chunk in chunks), chunks
     assert " ".join(chunk.text for chunk in chunks) == text
 
 
@@ -87,7 +88,16 @@ def test_chunks_never_cross_pages_and_keep_their_page_number():
     assert [(chunk.page, chunk.text) for chunk in chunks] == [(1, page_one), (2, page_two)]
 
 
-@pytest.mark.parametrize(("size", "overlap"), [(8, 0), (100, 60), (100, -1)])
+def test_whole_chunking_keeps_one_chunk_per_page_however_long():
+    page_one, page_two = sentences(50), sentences(2)
+    text = f"{page_one}\n\n{page_two}  "
+    regions = [Region(0, len(page_one), 1), Region(len(page_one) + 2, len(text), 2)]
+    chunks = chunk_text(text, regions, count_tokens, ChunkingConfig.whole())
+    assert [(chunk.page, chunk.text) for chunk in chunks] == [(1, page_one), (2, page_two)]
+    assert chunks[0].token_count == count_tokens([page_one])[0] > 200
+
+
+@pytest.mark.parametrize(("size", "overlap"), [(8, 0), (100, 60), (100, -1), (None, 40)])
 def test_bad_chunking_settings_are_refused(size, overlap):
     with pytest.raises(ValueError, match="chunk"):
         ChunkingConfig(size, overlap)

@@ -1,16 +1,24 @@
-"""Killing a real `pagedrag ingest` at any moment leaves database and indexes consistent."""
+"""Killing a real `pagedrag ingest` at any moment leaves database and indexes consistent.
+
+Each kill waits until the ingest is seen (by reading its SQLite database, as any other
+reader may) to be at a given point, so the test does not depend on how fast the machine is.
+"""
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from indexer import Index
 from tests.indexer.conftest import assert_consistent
 
 TOPICS = ["glaciers", "volcanoes", "tides", "comets", "forests", "deserts", "rivers", "storms"]
+NOTES = 700  # one chunk each: two embedding groups (512 + 188), two commits
+Statuses = dict[str, int]  # document status -> how many
 
 
 def write_corpus(folder: Path, count: int) -> None:
@@ -34,23 +42,57 @@ def start_ingest(folder: Path, data_dir: Path) -> subprocess.Popen:
     )
 
 
+def statuses(database: Path) -> Statuses:
+    """Documents by status, read the way any other process would; {} before the schema."""
+    try:
+        with sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=5) as connection:
+            rows = connection.execute("SELECT status, count(*) FROM documents GROUP BY status")
+            return dict(rows.fetchall())
+    except sqlite3.OperationalError:  # no database or no table yet
+        return {}
+
+
+def kill_when(process: subprocess.Popen, database: Path, point: Callable[[Statuses], bool]) -> None:
+    """SIGKILL the ingest as soon as its database shows `point`; fail if it never does."""
+    deadline = time.monotonic() + 600
+    while process.poll() is None and time.monotonic() < deadline:
+        if point(statuses(database)):
+            process.send_signal(signal.SIGKILL)
+            process.wait(timeout=60)
+            return
+        time.sleep(0.02)
+    process.kill()
+    raise AssertionError(f"the ingest ended before the kill point; last seen {statuses(database)}")
+
+
+def mid_parse(seen: Statuses) -> bool:
+    """Some files registered (pending), others not yet read, nothing embedded."""
+    return 50 <= seen.get("pending", 0) < NOTES - 100 and not seen.get("ready")
+
+
+def all_parsed_none_committed(seen: Statuses) -> bool:
+    """Every file registered; chunking or embedding the first group under way."""
+    return seen.get("pending", 0) == NOTES
+
+
+def between_commits(seen: Statuses) -> bool:
+    """The first group committed (ready), the second still being embedded."""
+    return seen.get("ready", 0) > 0 and seen.get("pending", 0) > 0
+
+
 def test_killing_an_ingest_never_leaves_half_a_document(tmp_path):
     folder, data_dir = tmp_path / "notes", tmp_path / "data"
-    write_corpus(folder, 700)
-    seen_states = set()
-    for delay in (6.0, 9.0, 12.0):  # into parsing, chunking, embedding or saving
-        process = start_ingest(folder, data_dir)
-        time.sleep(delay)
-        if process.poll() is None:
-            process.send_signal(signal.SIGKILL)
-        process.wait(timeout=60)
+    write_corpus(folder, NOTES)
+    for point in (mid_parse, all_parsed_none_committed, between_commits):
+        kill_when(start_ingest(folder, data_dir), data_dir / "pagedrag.db", point)
         with Index(data_dir) as index:
             assert_consistent(index)
-            statuses = [d.status for d in index.documents()]
-            seen_states.add((statuses.count("ready"), statuses.count("failed")))
-            interrupted = [d for d in index.documents() if d.status == "failed"]
+            documents = index.documents()
+            interrupted = [d for d in documents if d.status == "failed"]
+            assert interrupted, f"killed {point.__name__}, yet no document was interrupted"
             assert all("interrupted" in (d.error or "") for d in interrupted)
-    assert any(failed for _, failed in seen_states), "no kill landed mid-ingest"
+            if point is between_commits:
+                assert any(d.status == "ready" for d in documents)
 
     process = start_ingest(folder, data_dir)
     _, stderr = process.communicate(timeout=600)
@@ -58,6 +100,6 @@ def test_killing_an_ingest_never_leaves_half_a_document(tmp_path):
     with Index(data_dir) as index:
         assert_consistent(index)
         documents = index.documents()
-        assert len(documents) == 700 and {d.status for d in documents} == {"ready"}
+        assert len(documents) == NOTES and {d.status for d in documents} == {"ready"}
         hit = index.search("Observation 123 year 2023", k=1, mode="bm25")[0]
         assert hit.title == "Note 123 on comets"

@@ -4,7 +4,7 @@ import shutil
 
 import pytest
 
-from indexer import Index
+from indexer import ChunkingConfig, Index, IndexConfig
 from indexer.errors import DocumentNotFoundError, EmbedderMismatchError, IndexerError
 from tests.indexer.conftest import FACTS, assert_consistent
 from tests.indexer.documents import make_docx, make_pdf
@@ -31,6 +31,18 @@ def test_hits_carry_metadata_and_a_relevance_flag(index):
     assert top.relevant
     off_topic = index.search("how do I compile a kernel module", k=2, mode="dense")
     assert not any(hit.relevant for hit in off_topic)
+
+
+def test_bm25_hits_are_judged_relevant_by_meaning_too(index):
+    ids = index.ingest_texts(FACTS)
+    on_topic = index.search("capital of France", k=1, mode="bm25")[0]
+    assert on_topic.document_id == ids[0] and on_topic.relevant
+    dense = index.search("capital of France", k=1, mode="dense")[0]
+    assert on_topic.dense_score == pytest.approx(dense.dense_score, abs=1e-5)
+    # Shares a word ("memory") with the Rust fact, but not its meaning.
+    word_match = index.search("memory of my grandmother cooking", k=3, mode="bm25")
+    assert [hit.title for hit in word_match] == ["Rust"]
+    assert word_match[0].bm25_score and not word_match[0].relevant
 
 
 def test_the_same_content_is_not_indexed_twice(index):
@@ -98,6 +110,9 @@ def test_collections_scope_the_search(index):
     assert {h.title for h in index.search("capital of France", k=5)} >= {"Paris"}
     with pytest.raises(IndexerError, match="no collection named 'nope'"):
         index.search("anything", collection="nope")
+    with pytest.raises(IndexerError, match="no collection named 'nope'"):
+        index.documents("nope")
+    assert [d.title for d in index.documents("travel")] == ["Paris", "Cats"]
 
 
 def test_search_within_chosen_documents(index):
@@ -184,7 +199,45 @@ def test_titles_go_with_each_chunk_but_never_twice(index):
     index.ingest_texts(
         [{"text": "Concrete needs 28 days to cure."}, {"title": "Steel", "text": "Rebar rusts."}]
     )
-    assert recorder.seen == ["Concrete needs 28 days to cure.", "Steel\nRebar rusts."]
+    assert recorder.seen == ["Concrete needs 28 days to cure.", "Steel Rebar rusts."]
+
+
+def test_a_data_dir_that_cannot_be_a_directory_is_one_clear_error(tmp_path):
+    (tmp_path / "file").write_text("not a directory")
+    with pytest.raises(IndexerError, match="is a file, not a directory"):
+        Index(tmp_path / "file")
+    with pytest.raises(IndexerError, match=f"{tmp_path / 'file'} is a file"):
+        Index(tmp_path / "file" / "below")
+
+
+def test_chunks_longer_than_the_embedder_reads_are_refused(tmp_path):
+    config = IndexConfig(chunking=ChunkingConfig(max_tokens=300, overlap_tokens=40))
+    with Index(tmp_path, config=config) as index:
+        with pytest.raises(IndexerError, match=r"longer than .* reads \(254 tokens\)"):
+            index.ingest_texts(FACTS)
+        with pytest.raises(IndexerError, match="at most 254 tokens"):
+            index.reindex()
+        assert index.documents() == []
+
+
+TIDES = {"title": "Tides", "text": " ".join(f"Table {i} lists high water." for i in range(30))}
+
+
+def test_an_index_keeps_its_chunking_until_reindexed_with_another(tmp_path):
+    with Index(tmp_path, config=IndexConfig(chunking=ChunkingConfig(32, 8))) as index:
+        index.ingest_texts([TIDES])
+        small = index.documents()[0].num_chunks
+    with Index(tmp_path) as index:  # no chunking given: the index's own
+        assert index.chunking == ChunkingConfig(32, 8)
+        index.ingest_texts([FACTS[0]])
+    with Index(tmp_path, config=IndexConfig(chunking=ChunkingConfig(128, 16))) as index:
+        with pytest.raises(IndexerError, match="pagedrag reindex --chunk-tokens"):
+            index.ingest_texts([FACTS[1]])
+        index.reindex()
+        assert 1 <= index.documents()[0].num_chunks < small
+        assert_consistent(index)
+    with Index(tmp_path) as index:
+        assert index.chunking == ChunkingConfig(128, 16)
 
 
 def test_searches_from_other_threads_during_an_ingest_see_consistent_results(index):

@@ -5,7 +5,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from indexer.keyword_index import KeywordIndex
+from indexer import keyword_index
+from indexer.keyword_index import MERGE_FACTOR, KeywordIndex
 from indexer.text_analysis import analyze
 
 DOCS = {
@@ -78,6 +79,30 @@ def test_saving_again_removes_files_of_merged_segments(tmp_path):
     listed = {p.name for p in tmp_path.iterdir()}
     segment_files = [name for name in listed if name.endswith(".npz")]
     assert len(segment_files) == len(index._segments) < 12
+
+
+def test_merges_go_by_size_tier_so_each_chunk_is_merged_a_few_times(monkeypatch):
+    merged_rows = []
+    merge = KeywordIndex._merge
+
+    def counting(self, group):
+        merged_rows.append(sum(len(segment.chunk_ids) for segment in group))
+        merge(self, group)
+
+    monkeypatch.setattr(keyword_index.KeywordIndex, "_merge", counting)
+    index = KeywordIndex()
+    batches, size = 600, 4
+    for batch in range(batches):
+        ids = list(range(batch * size, (batch + 1) * size))
+        index.add(ids, [f"note {i} about tides" for i in ids])
+    chunks = batches * size
+    # 4 -> 32 -> 256 -> 2048 chunks: each chunk merged at most 3 times (all-at-once
+    # merging would have merged the index every few batches: ~chunks² / 64 rows).
+    assert sum(merged_rows) <= 3 * chunks
+    assert len(index._segments) <= (MERGE_FACTOR - 1) * 4
+    assert len(index) == chunks
+    _, ids = index.search("note 1234", 3)
+    assert ids[0] == 1234
 
 
 WORDS = ["cat", "dog", "bird", "fish", "tree", "blue", "red", "fast"]

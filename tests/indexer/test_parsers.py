@@ -19,6 +19,7 @@ from indexer.parsers import (
     parse_file,
 )
 from indexer.parsers import text as text_parser
+from indexer.parsers.pdf import join_hyphenated
 from tests.indexer.documents import make_docx, make_html, make_pdf, make_scanned_pdf
 
 CHINESE = "检索增强生成。它很有用！"
@@ -94,13 +95,32 @@ def test_pdf_wrapped_line_keeps_words(tmp_path: Path) -> None:
     assert "retrieval augmented generation" in document.text
 
 
-def test_pdf_line_end_hyphen_reads_as_on_the_page(tmp_path: Path) -> None:
-    path = make_pdf(tmp_path / "hyphen.pdf", ["a long infor-\nmation line"])
+def test_pdf_word_hyphenated_across_lines_is_joined(tmp_path: Path) -> None:
+    pages = ["a long infor-\nmation line", "OP-\nTIONAL fields", "the Challenge-\nResponse step"]
+    path = make_pdf(tmp_path / "hyphen.pdf", pages)
 
-    text = parse_file(path).text
+    document = parse_file(path)
 
-    assert text == "a long infor-\nmation line"
-    assert "\ufffe" not in text
+    pages_text = [document.text[p.start : p.end] for p in document.pages]
+    assert pages_text == ["a long information line", "OPTIONAL fields", pages[2]]
+    assert "\ufffe" not in document.text
+
+
+@pytest.mark.parametrize(
+    ("text", "joined"),
+    [
+        ("data man-\nagement", "data management"),  # next line starts lower-case
+        ("über-\nall", "überall"),
+        ("SE-\nQUENCE", "SEQUENCE"),  # inside a word in capitals
+        ("Challenge-\nResponse", "Challenge-\nResponse"),  # a compound: kept
+        ("UTF-\n32", "UTF-\n32"),
+        ("A-\nB", "A-\nB"),
+        ("pages 3 -\nfour", "pages 3 -\nfour"),  # a dash, not a hyphen
+        ("x-\n", "x-\n"),
+    ],
+)
+def test_join_hyphenated(text: str, joined: str) -> None:
+    assert join_hyphenated(text) == joined
 
 
 def test_pdf_title_from_metadata(tmp_path: Path) -> None:

@@ -57,6 +57,22 @@ def test_ingest_search_delete_on_postgresql(tmp_path, postgres_url):
         assert all(h.document_id != ids[0] for h in reopened.search("Paris", k=5))
 
 
+def test_the_cli_takes_the_database_url_by_option_or_environment(
+    tmp_path, postgres_url, monkeypatch
+):
+    from tests.api.test_cli import pagedrag
+
+    notes = tmp_path / "ferry.txt"
+    notes.write_text("The ferry to Bergen leaves at nine.")
+    data = ["--data-dir", str(tmp_path / "data")]
+    ingest = pagedrag("ingest", str(notes), "--quiet", "--database-url", postgres_url, *data)
+    assert ingest.returncode == 0, ingest.stderr
+    assert not (tmp_path / "data" / "pagedrag.db").exists()
+    monkeypatch.setenv("PAGEDRAG_DATABASE_URL", postgres_url)
+    listing = pagedrag("documents", *data)
+    assert listing.returncode == 0 and "ferry.txt" in listing.stdout
+
+
 def test_a_bad_database_url_is_one_clear_error(tmp_path):
     from indexer.errors import IndexerError
 

@@ -1,8 +1,13 @@
-"""FAISS by chunk id: exact while small, inverted lists past a size; removal and persistence."""
+"""FAISS by chunk id: exact while small, inverted lists past a size; removal, persistence,
+and the GPU copy (here: its fallback to the CPU, and its logic on a stand-in device)."""
 
+import logging
+
+import faiss
 import numpy as np
 import pytest
 
+from indexer import vector_index
 from indexer.vector_index import VectorIndex, VectorIndexConfig
 
 
@@ -16,7 +21,7 @@ def filled(request):
     vectors = unit_vectors(2_000)
     ids = np.arange(10_000, 12_000)
     approximate_after = 500 if request.param == "approximate" else 100_000
-    index = VectorIndex(32, VectorIndexConfig(approximate_after=approximate_after, nprobe=64))
+    index = VectorIndex(32, VectorIndexConfig(approximate_after=approximate_after, min_probes=64))
     index.add(ids[:1_000], vectors[:1_000])
     index.add(ids[1_000:], vectors[1_000:])
     assert index.is_approximate == (request.param == "approximate")
@@ -71,3 +76,70 @@ def test_the_approximate_index_is_retrained_as_it_grows():
         index.add(np.arange(start, min(start + 500, 8_000)), vectors[start : start + 500])
     assert index._index.nlist >= 2 * first_lists
     assert len(index) == 8_000 and index.search(vectors[7_999], 1)[1][0] == 7_999
+
+
+def test_probed_lists_grow_with_the_list_count():
+    config = VectorIndexConfig(probe_fraction=0.05, min_probes=32)
+    assert [config.probes(n) for n in (10, 299, 896, 3_584)] == [10, 32, 45, 180]
+    with pytest.raises(ValueError, match="probe_fraction"):
+        VectorIndexConfig(probe_fraction=0)
+
+
+def test_without_the_gpu_build_searches_stay_on_the_cpu(filled):
+    index, ids, vectors = filled
+    assert not hasattr(faiss, "StandardGpuResources") or faiss.get_num_gpus() == 0
+    assert not index.on_gpu
+    assert index.search(vectors[7], 1)[1][0] == ids[7]
+
+
+@pytest.fixture
+def stand_in_gpu(monkeypatch):
+    """A "device" whose copies are CPU clones: exercises when copies are made and used."""
+    copies = []
+
+    def to_gpu(resources, device, index):
+        copies.append(faiss.clone_index(index))
+        return copies[-1]
+
+    monkeypatch.setattr(vector_index, "_gpu_resources", lambda: object())
+    monkeypatch.setattr(faiss, "index_cpu_to_gpu", to_gpu, raising=False)
+    monkeypatch.setattr(faiss, "GpuParameterSpace", faiss.ParameterSpace, raising=False)
+    return copies
+
+
+@pytest.mark.parametrize("approximate_after", [100_000, 500])
+def test_searches_use_a_device_copy_made_again_after_each_change(
+    stand_in_gpu, tmp_path, approximate_after
+):
+    vectors, ids = unit_vectors(2_000), np.arange(2_000)
+    index = VectorIndex(32, VectorIndexConfig(approximate_after=approximate_after))
+    index.add(ids[:1_500], vectors[:1_500])
+    assert index.search(vectors[3], 1)[1][0] == 3 and index.on_gpu
+    index.search(vectors[4], 1)
+    assert len(stand_in_gpu) == 1  # reused while nothing changes
+    index.add(ids[1_500:], vectors[1_500:])
+    assert index.search(vectors[1_999], 1)[1][0] == 1_999
+    index.remove(ids[:1])
+    assert 0 not in index.search(vectors[0], 5)[1]
+    assert len(stand_in_gpu) == 3
+    if index.is_approximate:
+        assert faiss.extract_index_ivf(stand_in_gpu[-1]).nprobe == index.nprobe
+    index.search(vectors[0], 5, allowed=ids[10:20])  # filtered: on the CPU index
+    assert len(stand_in_gpu) == 3
+    index.save(tmp_path / "dense.faiss")  # the CPU index, loadable without a GPU
+    assert type(faiss.read_index(str(tmp_path / "dense.faiss"))) is type(index._index)
+
+
+def test_a_failed_device_copy_falls_back_to_the_cpu(monkeypatch, caplog):
+    def broken(resources, device, index):
+        raise RuntimeError("out of device memory")
+
+    monkeypatch.setattr(vector_index, "_gpu_resources", lambda: object())
+    monkeypatch.setattr(faiss, "index_cpu_to_gpu", broken, raising=False)
+    vectors = unit_vectors(100)
+    index = VectorIndex(32)
+    index.add(np.arange(100), vectors)
+    with caplog.at_level(logging.WARNING, logger="indexer.vector_index"):
+        assert index.search(vectors[9], 1)[1][0] == 9
+    assert not index.on_gpu
+    assert "searching on the CPU" in caplog.text
