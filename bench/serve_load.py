@@ -240,6 +240,7 @@ def summarize(samples: list[Sample], wall: float, before: dict, after: dict) -> 
             "group": s.group,
             "client_ttft_s": s.client_ttft_s,
             "passages": _chunks(s),
+            "usage": s.done["usage"] if s.done else None,
             "answer": s.done["answer"] if s.done else None,
         }
         for s in ok
