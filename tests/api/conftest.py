@@ -4,6 +4,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,18 +39,9 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-@pytest.fixture(scope="session")
-def live_server(tmp_path_factory) -> Iterator[LiveServer]:
-    data_dir = tmp_path_factory.mktemp("server-data")
-    engine = AsyncLLMEngine.from_config(
-        EngineConfig(model=TEST_MODEL, kv_cache_memory=256 << 20, max_model_len=4096),
-        max_pending_requests=MAX_PENDING,
-    )
-    rag = RAG(data_dir, engine=engine)
-    rag.ingest([SAMPLES])
-    settings = ServerSettings(
-        data_dir=data_dir, model=TEST_MODEL, max_upload_bytes=1 << 20, background_ingest_bytes=0
-    )
+@contextmanager
+def serve_in_thread(settings: ServerSettings, rag: RAG) -> Iterator[str]:
+    """Run the real app under uvicorn on a free loopback port; yields its URL."""
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(create_app(settings, rag), host="127.0.0.1", port=port, log_level="warning")
@@ -62,8 +54,26 @@ def live_server(tmp_path_factory) -> Iterator[LiveServer]:
             raise RuntimeError("the test server did not start")
         time.sleep(0.05)
     try:
-        yield LiveServer(f"http://127.0.0.1:{port}", rag, data_dir)
+        yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def live_server(tmp_path_factory) -> Iterator[LiveServer]:
+    data_dir = tmp_path_factory.mktemp("server-data")
+    engine = AsyncLLMEngine.from_config(
+        EngineConfig(model=TEST_MODEL, kv_cache_memory=256 << 20, max_model_len=4096),
+        max_pending_requests=MAX_PENDING,
+    )
+    rag = RAG(data_dir, engine=engine)
+    rag.ingest([SAMPLES])
+    settings = ServerSettings(
+        data_dir=data_dir, model=TEST_MODEL, max_upload_bytes=1 << 20, background_ingest_bytes=0
+    )
+    try:
+        with serve_in_thread(settings, rag) as url:
+            yield LiveServer(url, rag, data_dir)
+    finally:
         rag.close()

@@ -1,19 +1,15 @@
 """A live server with the small model, and headless Debian Chromium driven by Playwright."""
 
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 
-from api.server.app import create_app
 from api.server.settings import ServerSettings
 from engine.async_engine import AsyncLLMEngine
 from engine.config import EngineConfig
 from rag import RAG
-from tests.api.conftest import TEST_MODEL, LiveServer, free_port
+from tests.api.conftest import TEST_MODEL, LiveServer, serve_in_thread
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -39,22 +35,10 @@ def web_server(tmp_path_factory) -> Iterator[LiveServer]:
     )
     rag = RAG(data_dir, engine=engine)
     settings = ServerSettings(data_dir=data_dir, model=TEST_MODEL, background_ingest_bytes=0)
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings, rag), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the test server did not start")
-        time.sleep(0.05)
     try:
-        yield LiveServer(f"http://127.0.0.1:{port}", rag, data_dir)
+        with serve_in_thread(settings, rag) as url:
+            yield LiveServer(url, rag, data_dir)
     finally:
-        server.should_exit = True
-        thread.join(timeout=30)
         rag.close()
 
 
