@@ -1,7 +1,7 @@
 """Load on the real server: concurrent clients asking clustered questions, sharing on vs off.
 
-    python -m bench.serve_load [--model NAME] [--clients 8] [--rounds 2] [--requests 32]
-        [--max-tokens 32] [--run-timeout 300] [--time-limit 1500] [--index-dir DIR]
+    python -m bench.serve_load [--model NAME] [--clients 8] [--rounds 2] [--requests 64]
+        [--max-tokens 32] [--run-timeout 900] [--time-limit 3600] [--index-dir DIR]
 
 Ingests the Debian reference PDF (fetched with `apt-get download`, see
 `bench.pdf_corpus`) into a temporary index, then in every round starts `pagedrag serve`
@@ -23,16 +23,10 @@ import json
 import os
 import queue
 import random
-import signal
-import socket
-import subprocess
-import sys
 import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import fmean, median
@@ -40,11 +34,11 @@ from typing import Any
 
 from bench.pdf_corpus import REWORDED, WARM_UP_QUESTION, ingested_pdf
 from bench.retrieval_metrics import machine, percentile, save_result
+from bench.server_process import scrape, serving
 
 DEFAULT_MODEL = "qwen2.5-coder:0.5b-instruct"
 CONFIGS = {"on": [], "off": ["--no-prefix-caching"]}  # extra `pagedrag serve` flags
 GRACE_S = 60  # in-flight requests get this long after the run's deadline
-READY_TIMEOUT_S = 600  # model and index loading, on a busy machine
 
 
 @dataclass(slots=True)
@@ -57,77 +51,6 @@ class Sample:
     latency_s: float  # send -> end of the stream
     done: dict | None  # the `done` event's answer (usage, timings, citations)
     error: str | None
-
-
-# -- the server ---------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-@contextmanager
-def serving(data_dir: Path, model: str, flags: list[str], log: Path) -> Iterator[str]:
-    """A `pagedrag serve` subprocess, ready to answer; yields its base URL."""
-    port = free_port()
-    command = [str(Path(sys.executable).with_name("pagedrag")), "serve", "--port", str(port)]
-    command += ["--data-dir", str(data_dir), "--model", model, "--dtype", "bfloat16"]
-    command += ["--kv-cache-memory", "2G", *flags]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    with log.open("w") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
-    try:
-        _wait_ready(process, port, log)
-        yield f"127.0.0.1:{port}"
-    finally:
-        stop(process)
-
-
-def _wait_ready(process: subprocess.Popen, port: int, log: Path) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"pagedrag serve exited ({process.returncode}):\n{log.read_text()}")
-        try:
-            if _get(f"127.0.0.1:{port}", "/health", timeout=5)[0] == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.5)
-    raise SystemExit(f"pagedrag serve was not ready after {READY_TIMEOUT_S} s; see {log}")
-
-
-def stop(process: subprocess.Popen) -> None:
-    """Ctrl-C (uvicorn shuts down cleanly), then a kill if it hangs."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def _get(host: str, path: str, timeout: float = 30) -> tuple[int, str]:
-    connection = http.client.HTTPConnection(host, timeout=timeout)
-    try:
-        connection.request("GET", path)
-        response = connection.getresponse()
-        return response.status, response.read().decode()
-    finally:
-        connection.close()
-
-
-def scrape(host: str) -> dict[str, float]:
-    """The unlabelled samples of /metrics, by name without the `_total` suffix."""
-    values = {}
-    for line in _get(host, "/metrics")[1].splitlines():
-        if line and not line.startswith("#") and "{" not in line:
-            name, value = line.rsplit(" ", 1)
-            values[name.removesuffix("_total")] = float(value)
-    return values
 
 
 # -- the clients --------------------------------------------------------------------------
@@ -235,6 +158,10 @@ def summarize(samples: list[Sample], wall: float, before: dict, after: dict) -> 
         figures[f"client_ttft_p{pct}_s"] = percentile(client_ttft, pct)
         figures[f"server_ttft_p{pct}_s"] = percentile(server_ttft, pct)
     figures["same_set_share"] = same_set_share(ok)
+    for kind, kind_samples in by_passage_set_use(ok).items():
+        kind_ttft = [s.client_ttft_s for s in kind_samples if s.client_ttft_s is not None]
+        figures[f"{kind}_requests"] = len(kind_samples)
+        figures[f"{kind}_ttft_p50_s"] = percentile(kind_ttft, 50) if kind_ttft else None
     figures["requests"] = {  # by work index, for comparing runs request by request
         str(s.index): {
             "group": s.group,
@@ -262,10 +189,27 @@ def same_set_share(samples: list[Sample]) -> float:
     return modal / max(1, len(samples))
 
 
+def by_passage_set_use(samples: list[Sample]) -> dict[str, list[Sample]]:
+    """Requests split into the first to use their passage set and those after it.
+
+    Only the second kind can find its whole passage prefix in the cache; the work list
+    is sent in index order, so the lowest index with a set is its first use.
+    """
+    seen: set[tuple[int, ...]] = set()
+    kinds: dict[str, list[Sample]] = {"first_set": [], "seen_set": []}
+    for sample in sorted(samples, key=lambda s: s.index):
+        passages = tuple(_chunks(sample))
+        kinds["seen_set" if passages in seen else "first_set"].append(sample)
+        seen.add(passages)
+    return kinds
+
+
 RATIOS = {  # name: (figure, numerator config, denominator config)
     "client TTFT p50, off / on": ("client_ttft_p50_s", "off", "on"),
     "client TTFT p90, off / on": ("client_ttft_p90_s", "off", "on"),
     "server TTFT p50, off / on": ("server_ttft_p50_s", "off", "on"),
+    "client TTFT p50 of first uses of a set, off / on": ("first_set_ttft_p50_s", "off", "on"),
+    "client TTFT p50 on a set used before, off / on": ("seen_set_ttft_p50_s", "off", "on"),
     "requests/s, on / off": ("requests_per_s", "on", "off"),
     "output tokens/s, on / off": ("output_tokens_per_s", "on", "off"),
 }
@@ -276,6 +220,10 @@ ROWS = [
     ("client_ttft_p50_s", "client TTFT p50, s"),
     ("client_ttft_p90_s", "client TTFT p90, s"),
     ("client_ttft_p99_s", "client TTFT p99, s"),
+    ("first_set_requests", "requests first to use their passage set"),
+    ("first_set_ttft_p50_s", "  their client TTFT p50, s"),
+    ("seen_set_requests", "requests on a passage set used before"),
+    ("seen_set_ttft_p50_s", "  their client TTFT p50, s"),
     ("server_ttft_p50_s", "server ttft_ms p50, s"),
     ("server_ttft_p90_s", "server ttft_ms p90, s"),
     ("server_ttft_p99_s", "server ttft_ms p99, s"),
@@ -290,8 +238,16 @@ ROWS = [
 ]
 
 
-def spread(values: list[float]) -> str:
-    return f"{median(values):.3g} ({min(values):.3g}–{max(values):.3g})"
+def spread(values: list[float | None]) -> str:
+    """Median (min–max) of the rounds that have the figure (a short run may lack a kind)."""
+    present = [v for v in values if v is not None]
+    if not present:
+        return "–"
+    return f"{median(present):.3g} ({min(present):.3g}–{max(present):.3g})"
+
+
+def ratio(top: float | None, bottom: float | None) -> float | None:
+    return top / bottom if top is not None and bottom else None
 
 
 def paired(on: dict, off: dict) -> dict:
@@ -320,7 +276,8 @@ def report(rounds: list[dict]) -> str:
         lines.append(f"| {label} | {cells[0]} | {cells[1]} |")
     lines += ["", "| ratio (within each round) | median (min–max) |", "|---|---|"]
     for label, (key, top, bottom) in RATIOS.items():
-        lines.append(f"| {label} | {spread([r[top][key] / r[bottom][key] for r in rounds])} |")
+        cell = spread([ratio(r[top][key], r[bottom][key]) for r in rounds])
+        lines.append(f"| {label} | {cell} |")
     for key, label in [
         ("requests", "requests answered by both runs"),
         ("ttft_p50_ratio", "client TTFT p50 over those requests, off / on"),
@@ -338,7 +295,11 @@ def report(rounds: list[dict]) -> str:
 
 
 def workload(requests: int, seed: int) -> list[tuple[str, str]]:
-    """`requests` (group, question) pairs: every question once, shuffled, then again."""
+    """`requests` (group, question) pairs: every question once, shuffled, then again.
+
+    With the default 64 requests each of the 32 questions is asked twice, as the same
+    questions recur among the users of one set of documents.
+    """
     questions = [(group, q) for group, qs in REWORDED.items() for q in qs]
     random.Random(seed).shuffle(questions)
     return [questions[i % len(questions)] for i in range(requests)]
@@ -349,11 +310,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--model", default=DEFAULT_MODEL, help="e.g. smollm2:135m-instruct")
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--requests", type=int, default=32, help="per server run")
+    parser.add_argument("--requests", type=int, default=64, help="per server run")
     parser.add_argument("--max-tokens", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--run-timeout", type=float, default=300, help="s; see the doc")
-    parser.add_argument("--time-limit", type=float, default=1500, help="s for the whole run")
+    parser.add_argument("--run-timeout", type=float, default=900, help="s; see the doc")
+    parser.add_argument("--time-limit", type=float, default=3600, help="s for the whole run")
     parser.add_argument("--index-dir", type=Path, help="keep (or reuse) the index here")
     return parser.parse_args()
 
