@@ -37,6 +37,7 @@ from indexer.parsers import PageSpan, ParsedDocument, mime_type_for, parse_file
 from indexer.paths import make_data_dir
 from indexer.records import (
     DocumentInfo,
+    DocumentText,
     IngestFailure,
     IngestReport,
     Progress,
@@ -554,6 +555,15 @@ class Index:
     def collections(self) -> list[str]:
         with self.database.session() as session:
             return list(session.scalars(select(Collection.name).order_by(Collection.id)))
+
+    def document_text(self, document_id: int) -> DocumentText:
+        """The text the document's chunks were cut from, with where each page lies in it."""
+        with self.database.session() as session:
+            document = session.get(Document, document_id)
+            if document is None:
+                raise DocumentNotFoundError(f"no document with id {document_id}")
+            parsed = _parsed_from_store(document)
+        return DocumentText(parsed.text, tuple((p.start, p.end) for p in parsed.pages))
 
     def original_file(self, document_id: int) -> Path | None:
         """Where the uploaded file is kept (None for documents given as text)."""

@@ -45,6 +45,14 @@ class DocumentInfo:
 
 
 @dataclass(frozen=True)
+class DocumentText:
+    """A document's extracted text: what its chunks cite, and what a viewer can show."""
+
+    text: str
+    pages: tuple[tuple[int, int], ...]  # [start, end) of page n+1 in `text`; () if unpaged
+
+
+@dataclass(frozen=True)
 class IngestFailure:
     source: str
     error: str

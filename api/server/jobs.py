@@ -39,6 +39,7 @@ class IngestJob:
     phase: str | None = None  # "parse", "chunk" or "embed" while running
     done: int = 0  # progress within the phase
     total: int = 0
+    phases: list[str] = field(default_factory=list)  # every phase begun so far, in order
     report: IngestReport | None = None
     error: str | None = None
     created_at: float = field(default_factory=time.time)
@@ -54,6 +55,7 @@ class IngestJob:
             "phase": self.phase,
             "done": self.done,
             "total": self.total,
+            "phases": list(self.phases),
             "document_ids": report.document_ids if report else [],
             "report": _report_dict(report) if report else None,
             "error": self.error,
@@ -102,6 +104,8 @@ class IngestJobs:
 
     def _run(self, job: IngestJob, paths: list[Path], ingest: IngestFn) -> None:
         def progress(phase: str, done: int, total: int) -> None:
+            if phase not in job.phases:
+                job.phases.append(phase)
             job.phase, job.done, job.total = phase, done, total
             job.version += 1
 

@@ -93,12 +93,18 @@ def test_upload_a_pdf_follow_its_job_read_the_file_and_delete_it(live_server, tm
         assert events[-1][0] == "done"
         job = client.get(f"/ingest/{job_id}").json()
         assert job["status"] == "done" and job["report"]["pages"] == 2
+        assert job["phases"] == ["parse", "chunk", "embed"]  # even if the stream skipped one
         (document_id,) = job["document_ids"]
         info = client.get(f"/documents/{document_id}").json()
         assert info["page_count"] == 2 and info["status"] == "ready"
         original = client.get(f"/documents/{document_id}/file")
         assert original.content == pdf.read_bytes()
         assert original.headers["content-type"] == "application/pdf"
+        extracted = client.get(f"/documents/{document_id}/text").json()
+        (first, second) = extracted["pages"]
+        assert second["page"] == 2 and first["end"] <= second["start"]
+        assert "Okavango" in extracted["text"][second["start"] : second["end"]]
+        assert "Okavango" not in extracted["text"][first["start"] : first["end"]]
         answer = client.post("/ask", json={"question": "When do zebras migrate?", "max_tokens": 4})
         cited = [c for c in answer.json()["citations"] if c["document_id"] == document_id]
         assert any(c["page"] == 2 and "Okavango" in c["text"] for c in cited)
@@ -123,6 +129,8 @@ def test_json_texts_and_a_batch_with_one_bad_file(live_server, tmp_path) -> None
         assert {"name": "birds", "documents": 1} in client.get("/collections").json()
         assert [d["title"] for d in client.get("/documents?collection=birds").json()] == ["Owls"]
         assert client.get(f"/documents/{texts['document_ids'][0]}/file").status_code == 404
+        given = client.get(f"/documents/{texts['document_ids'][0]}/text").json()
+        assert given["text"].endswith("Owls hunt at night.") and given["pages"] == []
         files = [
             ("files", ("good.md", b"# Lynx\nLynxes have tufted ears.", "text/markdown")),
             ("files", ("broken.pdf", b"%PDF-1.4 this is not a pdf", "application/pdf")),
@@ -138,6 +146,7 @@ def test_json_texts_and_a_batch_with_one_bad_file(live_server, tmp_path) -> None
 JSON = {"content-type": "application/json"}
 EXE = ("a.exe", b"MZ", "application/x-msdownload")
 BIG = ("big.txt", b"x" * (2 << 20), "text/plain")
+SMALL = ("small.txt", b"Foxes are small.", "text/plain")
 
 
 @pytest.mark.parametrize(
@@ -153,6 +162,7 @@ BIG = ("big.txt", b"x" * (2 << 20), "text/plain")
         ("post", "/ask", {"json": {"question": "x", "top_k": 0}}, 422),
         ("post", "/ask", {"json": {"question": "hi", "history": [{"role": "x"}]}}, 422),
         ("get", "/documents/987654", {}, 404),
+        ("get", "/documents/987654/text", {}, 404),
         ("delete", "/documents/987654", {}, 404),
         ("get", "/ingest/nope", {}, 404),
         (
@@ -169,6 +179,7 @@ BIG = ("big.txt", b"x" * (2 << 20), "text/plain")
             413,
         ),
         ("post", "/ingest", {"json": {"documents": []}}, 422),
+        ("post", "/ingest?wait=true&background=true", {"files": [("files", SMALL)]}, 400),
     ],
 )
 def test_bad_requests_get_json_errors(live_server, method, path, kwargs, status) -> None:

@@ -34,7 +34,8 @@ def web_server(tmp_path_factory) -> Iterator[LiveServer]:
         EngineConfig(model=TEST_MODEL, kv_cache_memory=256 << 20, max_model_len=4096)
     )
     rag = RAG(data_dir, engine=engine)
-    settings = ServerSettings(data_dir=data_dir, model=TEST_MODEL, background_ingest_bytes=0)
+    # The default background threshold: the page itself asks for a job per upload.
+    settings = ServerSettings(data_dir=data_dir, model=TEST_MODEL)
     try:
         with serve_in_thread(settings, rag) as url:
             yield LiveServer(url, rag, data_dir)

@@ -5,7 +5,7 @@ import re
 import httpx
 import pytest
 
-from tests.indexer.documents import make_pdf
+from tests.indexer.documents import make_docx, make_pdf
 from tests.web.conftest import DESKTOP, MOBILE, screenshot
 
 pytestmark = pytest.mark.slow
@@ -13,6 +13,7 @@ ZEBRA_PAGES = [
     "Wildlife of Botswana\nAn introduction.",
     "Zebras in the Okavango delta migrate in the dry season.",
 ]
+BEAVERS = "Beavers build dams across streams and live in lodges of sticks and mud."
 ANSWER_TIMEOUT_MS = 90_000
 HOSTILE = (
     '# Hostile notes\nGiraffes sleep standing up. <img src=x onerror="window.__xss=1">\n'
@@ -33,10 +34,17 @@ def test_upload_ask_cite_history_and_delete(page, web_server, tmp_path) -> None:
     pdf = make_pdf(tmp_path / "zebras.pdf", ZEBRA_PAGES)
     broken = tmp_path / "broken.pdf"
     broken.write_bytes(b"%PDF-1.4 this is not a pdf")
+    beavers = make_docx(tmp_path / "beavers.docx", [BEAVERS], heading="Beaver dams")
     page.goto("/")
     page.wait_for_selector("body[data-ready=true]")
-    page.set_input_files("#file-input", [str(pdf), str(broken)])
+    page.fill("#upload-collection", "wildlife")
+    page.set_input_files("#file-input", [str(pdf), str(broken), str(beavers)])
 
+    # Every file goes through upload, parse, chunk and embed, each step shown as it passes.
+    ready = page.locator('.upload.ready[data-file="zebras.pdf"]')
+    ready.wait_for(timeout=60_000)
+    steps = ready.locator(".steps li").evaluate_all(STEP_STATES)
+    assert steps == ["upload:done", "parse:done", "chunk:done", "embed:done"]
     failed = page.locator('.upload.failed[data-file="broken.pdf"]')
     failed.wait_for(timeout=60_000)
     failed.locator(".retry").click()  # it fails again, with its message and a retry
@@ -44,7 +52,13 @@ def test_upload_ask_cite_history_and_delete(page, web_server, tmp_path) -> None:
     assert "not a PDF" in failed.locator(".error").inner_text()
     doc = page.locator(".doc", has_text="zebras")
     doc.wait_for(timeout=60_000)
-    assert re.search(r"2 pages · \d+ chunks · ready", doc.locator(".meta").inner_text())
+    assert re.search(r"2 pages · \d+ chunks · ready wildlife", doc.locator(".meta").inner_text())
+    assert httpx.get(f"{web_server.url}/documents?collection=wildlife").json()[0]["title"]
+
+    # A Word document is shown as its text.
+    page.locator(".doc", has_text="Beaver").locator(".title").click()
+    page.wait_for_selector(".text-doc")
+    assert "lodges of sticks and mud" in page.locator(".text-doc").inner_text()
     suggestions = page.locator(".suggestion")
     suggestions.first.wait_for()
     assert suggestions.count() >= 2
@@ -102,12 +116,21 @@ def test_upload_ask_cite_history_and_delete(page, web_server, tmp_path) -> None:
         screenshot(page, f"desktop-{scheme}")
         page.set_viewport_size(MOBILE)
         page.wait_for_timeout(400)  # the viewer refits the page to the new width
+        page.evaluate("window.scrollTo(0, 0)")
         screenshot(page, f"mobile-{scheme}")
+        page.locator("#viewer").scroll_into_view_if_needed()
+        screenshot(page, f"mobile-{scheme}-viewer")
+        menu = page.locator("#menu").bounding_box()
+        assert menu and 0 <= menu["y"] < 60  # the header stays on screen over the viewer
         assert page.locator("#side").is_hidden()  # behind the menu button on a phone
         page.click("#menu")
-        assert page.locator("#doc-list").is_visible()
+        page.locator("#doc-list").wait_for()
+        page.wait_for_timeout(300)  # the drawer slides in
+        assert page.evaluate("document.activeElement.id") == "new-chat"
         screenshot(page, f"mobile-{scheme}-library")
-        page.click("#menu")
+        page.keyboard.press("Escape")
+        page.locator("#side").wait_for(state="hidden")
+        assert page.evaluate("document.activeElement.id") == "menu"
     page.set_viewport_size(DESKTOP)
     page.emulate_media(color_scheme="light")
 
@@ -124,6 +147,8 @@ def answer_citations(web_server) -> list[dict]:
     body = {"question": "When do zebras migrate?", "max_tokens": 1}
     return httpx.post(f"{web_server.url}/ask", json=body, timeout=60).json()["citations"]
 
+
+STEP_STATES = "items => items.map((i) => `${i.dataset.step}:${i.dataset.state}`)"
 
 PAINTED_CANVAS = """() => {
   const c = document.querySelector('.pdf-page canvas');

@@ -49,15 +49,21 @@ PROGRESS_POLL_S = 0.25
         }
     },
 )
-async def ingest(request: Request, state: StateDep, wait: bool = False) -> JSONResponse:
+async def ingest(
+    request: Request, state: StateDep, wait: bool = False, background: bool = False
+) -> JSONResponse:
     """Add documents: a multipart upload of files (field `files`, optional `collection`), or
     JSON `{"documents": [{"title", "text", "metadata"}], "collection"}`.
 
     Small uploads are ingested before the response; larger ones run as a background job
     (202) whose progress is at `GET /ingest/{job_id}` (or its `/events` stream), unless
-    `?wait=true`. Each file's failure is reported in the job without failing the others.
+    `?wait=true`; `?background=true` makes a job of any upload, so a client can show
+    every file's progress. Each file's failure is reported in the job without failing
+    the others.
     """
     _check_length(request, state.settings.max_upload_bytes)
+    if wait and background:
+        raise ApiError(400, "wait=true and background=true contradict each other")
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("application/json"):
         return await _ingest_texts(request, state)
@@ -66,7 +72,7 @@ async def ingest(request: Request, state: StateDep, wait: bool = False) -> JSONR
     upload_dir = state.settings.data_dir / "uploads" / uuid.uuid4().hex
     paths, collection, size = await _save_uploads(request, upload_dir, state)
     job = state.jobs.submit(paths, upload_dir, _ingest_fn(state, collection))
-    if not wait and size > state.settings.background_ingest_bytes:
+    if background or (not wait and size > state.settings.background_ingest_bytes):
         return JSONResponse(_job_body(job), status_code=202)
     await asyncio.to_thread(job.finished.wait)
     return JSONResponse(_job_body(job))
@@ -108,6 +114,17 @@ async def get_document_file(document_id: int, state: StateDep) -> FileResponse:
     if path is None or not path.is_file():
         raise ApiError(404, f"document {document_id} was given as text and has no file")
     return FileResponse(path, media_type=info.mime_type, filename=info.source_name)
+
+
+@router.get("/documents/{document_id}/text")
+async def get_document_text(document_id: int, state: StateDep) -> dict[str, Any]:
+    """The text extracted from the document (any format), with each page's character range."""
+    extracted = await asyncio.to_thread(state.rag.index.document_text, document_id)
+    pages = [
+        {"page": number, "start": start, "end": end}
+        for number, (start, end) in enumerate(extracted.pages, 1)
+    ]
+    return {"document_id": document_id, "text": extracted.text, "pages": pages}
 
 
 @router.delete("/documents/{document_id}")

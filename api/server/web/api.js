@@ -56,7 +56,7 @@ export function uploadFile(file, collection, onProgress) {
     form.append("files", file, file.name);
     if (collection) form.append("collection", collection);
     const request = new XMLHttpRequest();
-    request.open("POST", "/ingest");
+    request.open("POST", "/ingest?background=true"); // a job even when small: its progress shows
     request.responseType = "json";
     request.upload.onprogress = (e) => e.lengthComputable && onProgress(e.loaded / e.total);
     request.onload = () => {

@@ -88,6 +88,14 @@ function grow() {
   box.style.height = `${Math.min(box.scrollHeight, 200)}px`;
 }
 
+// On a phone the library and chats are a drawer over the chat, opened by the ☰ button.
+function showSide(shown, refocus = false) {
+  document.body.classList.toggle("show-side", shown);
+  $("menu").setAttribute("aria-expanded", String(shown));
+  if (shown) $("new-chat").focus();
+  else if (refocus) $("menu").focus();
+}
+
 async function start() {
   viewer.install();
   library.install(suggest);
@@ -96,9 +104,10 @@ async function start() {
     await refreshChats();
   });
   $("new-chat").addEventListener("click", newChat);
-  $("menu").addEventListener("click", () => {
-    const shown = document.body.classList.toggle("show-side");
-    $("menu").setAttribute("aria-expanded", String(shown));
+  $("menu").addEventListener("click", () => showSide(!document.body.classList.contains("show-side")));
+  $("scrim").addEventListener("click", () => showSide(false));
+  document.addEventListener("keydown", (e) => {
+    if (e.key === "Escape" && document.body.classList.contains("show-side")) showSide(false, true);
   });
   $("composer").addEventListener("submit", (e) => { e.preventDefault(); send(); });
   $("question").addEventListener("keydown", (e) => {

@@ -4,6 +4,7 @@ import { followJob, json, uploadFile } from "./api.js";
 import * as viewer from "./viewer.js";
 
 const $ = (id) => document.getElementById(id);
+const DEFAULT_COLLECTION = "default"; // where uploads go when no collection is named
 const PHASES = { parse: "Parsing", chunk: "Chunking", embed: "Embedding" };
 export const documents = new Map(); // id -> /documents entry
 const selected = new Set(); // ids ticked to search; empty: all
@@ -33,6 +34,7 @@ async function refreshCollections() {
   const names = (await json("/collections")).map((c) => c.name);
   select.replaceChildren(new Option("All collections", ""), ...names.map((n) => new Option(n, n)));
   select.value = names.includes(chosen) ? chosen : "";
+  $("collection-names").replaceChildren(...names.map((n) => new Option(n)));
 }
 
 function renderList() {
@@ -73,6 +75,13 @@ function docItem(doc) {
   status.textContent = doc.status;
   const pages = doc.page_count ? `${doc.page_count} page${doc.page_count > 1 ? "s" : ""} · ` : "";
   meta.append(`${pages}${doc.num_chunks} chunks · `, status);
+  if (doc.collection !== DEFAULT_COLLECTION) {
+    const tag = document.createElement("span");
+    tag.className = "tag";
+    tag.textContent = doc.collection;
+    tag.title = "Collection";
+    meta.append(" ", tag);
+  }
   if (doc.error) meta.title = doc.error;
   li.append(box, title, remove, meta);
   return li;
@@ -107,6 +116,9 @@ async function confirmDelete(doc) {
 
 // -- uploads ------------------------------------------------------------------------------
 
+const STEPS = ["upload", "parse", "chunk", "embed"];
+const STEP_NAMES = { upload: "Upload", parse: "Parse", chunk: "Chunk", embed: "Embed" };
+
 function uploadRow(file) {
   const li = document.createElement("li");
   li.className = "upload";
@@ -116,33 +128,64 @@ function uploadRow(file) {
   name.textContent = file.name;
   const phase = document.createElement("span");
   phase.className = "phase";
+  phase.setAttribute("aria-live", "polite");
   const bar = document.createElement("progress");
   bar.max = 1;
   bar.value = 0;
   bar.setAttribute("aria-label", `Progress of ${file.name}`);
-  li.append(name, phase, bar);
+  const steps = document.createElement("ol");
+  steps.className = "steps";
+  steps.setAttribute("aria-label", `Steps for ${file.name}`);
+  const stepItems = {};
+  for (const step of STEPS) {
+    const item = document.createElement("li");
+    item.dataset.step = step;
+    item.dataset.state = "pending";
+    item.textContent = STEP_NAMES[step];
+    steps.append(item);
+    stepItems[step] = item;
+  }
+  li.append(name, phase, bar, steps);
   $("uploads").append(li);
-  return { li, phase, bar };
+  return { li, phase, bar, stepItems };
+}
+
+// Mark the steps up to `active` done; `active` itself running (or done too, if finished).
+function markSteps(row, reached, active) {
+  for (const step of STEPS) {
+    const item = row.stepItems[step];
+    item.dataset.state = step === active ? "active" : reached.includes(step) ? "done" : "pending";
+  }
 }
 
 async function upload(file, row = uploadRow(file)) {
   const show = (text, value) => { row.phase.textContent = text; if (value !== null) row.bar.value = value; };
-  row.li.classList.remove("failed");
+  row.li.classList.remove("failed", "ready");
   row.li.querySelectorAll(".error, button").forEach((e) => e.remove());
+  let reached = [];
   try {
     show("Uploading", 0);
-    const job = await uploadFile(file, $("collection").value, (f) => show(`Uploading ${Math.round(f * 100)}%`, f * 0.25));
+    markSteps(row, reached, "upload");
+    const job = await uploadFile(file, uploadCollection(), (f) => show(`Uploading ${Math.round(f * 100)}%`, f * 0.25));
+    reached = ["upload"];
+    markSteps(row, reached, null);
+    show("Queued", 0.25);
     const done = await followJob(job, (p) => {
+      reached = ["upload", ...(p.phases || [])];
       const within = p.total ? p.done / p.total : 0;
       const step = { parse: 0, chunk: 1, embed: 2 }[p.phase] ?? 0;
+      markSteps(row, reached, p.phase);
       show(PHASES[p.phase] || "Queued", 0.25 + (step + within) * 0.25);
     });
+    reached = ["upload", ...(done.phases || [])];
+    markSteps(row, reached, null);
     const failure = fileFailure(done, file.name);
     if (failure) throw new Error(failure);
     show("Ready", 1);
+    row.li.classList.add("ready");
     await refresh();
     for (const id of done.document_ids) onAdded(documents.get(id));
-    setTimeout(() => row.li.remove(), 2500);
+    setTimeout(() => row.li.remove(), 4000);
   } catch (error) {
     row.li.classList.add("failed");
     show("Failed", null);
@@ -158,6 +201,11 @@ async function upload(file, row = uploadRow(file)) {
     row.li.append(message, retry);
     refresh();
   }
+}
+
+// Uploads go to the collection typed in the library ("" for the default one).
+function uploadCollection() {
+  return $("upload-collection").value.trim();
 }
 
 function fileFailure(job, name) {

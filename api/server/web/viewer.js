@@ -1,6 +1,8 @@
 // The document viewer: the real PDF page (pdf.js) or the document's text, with the cited
 // passage highlighted; when the passage cannot be found, the page plus the passage text.
 
+import { json } from "./api.js";
+
 const $ = (id) => document.getElementById(id);
 let pdfjs = null; // the pdf.js module, loaded on first use
 const pdfs = new Map(); // document id -> loading task promise
@@ -93,19 +95,15 @@ async function renderPdfPage() {
   return current.passage ? highlightSpans(spans, current.passage) : true;
 }
 
+// Any other document (HTML, Markdown, text, DOCX, text given over the API) is shown as
+// the text the indexer extracted from it: the very text its passages were cut from.
 async function renderText() {
   const { doc } = current;
-  let text = null;
-  if (doc.file_url && /^text\/|html|markdown/.test(doc.mime_type)) {
-    const raw = await (await fetch(doc.file_url)).text();
-    // NOTE: DOMParser documents are inert: no script runs and no image loads in them.
-    text = /html/.test(doc.mime_type)
-      ? new DOMParser().parseFromString(raw, "text/html").body.textContent : raw;
-  }
+  const { text } = await json(`/documents/${doc.id}/text`);
   const article = document.createElement("article");
   article.className = "text-doc";
   $("viewer-body").replaceChildren(article);
-  if (text === null) {
+  if (!text) {
     article.textContent = current.passage || "This document has no viewable text.";
     return Boolean(current.passage);
   }
