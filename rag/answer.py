@@ -35,6 +35,19 @@ class Citation:
 
 
 @dataclass(frozen=True, slots=True)
+class Attribution:
+    """A sentence of the answer and the passage that supports it (see rag/attribution.py)."""
+
+    start: int  # the sentence is answer[start:end], without its closing punctuation,
+    end: int  # so a client shows the marker [n] at `end`
+    n: int  # the passage, as numbered in `citations`
+    share: float  # of the sentence's terms found in that passage
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"start": self.start, "end": self.end, "n": self.n, "share": self.share}
+
+
+@dataclass(frozen=True, slots=True)
 class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -77,6 +90,7 @@ class Answer:
     answer: str
     citations: list[Citation]  # every passage the model saw, in prompt order
     cited: list[int]  # the [n] the answer actually refers to, in order of first mention
+    attributions: list[Attribution]  # sources of the sentences the model left uncited
     found: bool  # False: nothing relevant was retrieved and the model was not asked
     finish_reason: str | None
     usage: Usage
@@ -90,6 +104,7 @@ class Answer:
             "found": self.found,
             "citations": [c.to_dict() for c in self.citations],
             "cited": self.cited,
+            "attributions": [a.to_dict() for a in self.attributions],
             "finish_reason": self.finish_reason,
             "usage": self.usage.to_dict(),
             "timings": self.timings.to_dict(),

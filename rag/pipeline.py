@@ -31,6 +31,7 @@ from rag.answer import (
     TokenEvent,
     Usage,
 )
+from rag.attribution import attribute
 from rag.errors import InvalidQuestionError
 from rag.language import PHRASES, Language, detect_language
 from rag.prompt import BuiltPrompt, PromptBuilder, canonical_order, cited_numbers
@@ -339,12 +340,14 @@ class _Tracker:
         if last is None or plan.prompt is None:
             raise RuntimeError("the engine finished a request without producing a token")
         citations: list[Citation] = plan.prompt.citations
+        text = last.text.strip()
         return Answer(
             question=plan.question,
             standalone_question=plan.standalone,
-            answer=last.text.strip(),
+            answer=text,
             citations=citations,
-            cited=cited_numbers(last.text, len(citations)),
+            cited=cited_numbers(text, len(citations)),
+            attributions=attribute(text, citations),
             found=True,
             finish_reason=last.finish_reason,
             usage=Usage(last.num_prompt_tokens, len(last.token_ids), last.num_cached_tokens),
@@ -361,6 +364,7 @@ def _not_found(plan: _Plan) -> Answer:
         answer=plan.not_found,
         citations=[],
         cited=[],
+        attributions=[],
         found=False,
         finish_reason=None,
         usage=Usage(),

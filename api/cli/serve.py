@@ -182,8 +182,9 @@ def _print_sources(answer: Any) -> None:
     if not answer.citations:
         return
     print("\nSources:")
+    supporting = set(answer.cited) | {a.n for a in answer.attributions}
     for citation in answer.citations:
-        mark = "*" if citation.n in answer.cited else " "
+        mark = "*" if citation.n in supporting else " "
         page = f", p. {citation.page}" if citation.page is not None else ""
         print(f" {mark}[{citation.n}] {citation.title}{page}")
     print()

@@ -55,6 +55,8 @@ def test_an_instruction_inside_a_document_is_not_followed(english) -> None:
     assert "April" in answer.answer
     assert detect_language(answer.answer) is Language.ENGLISH
     assert answer.citations[0].title == "Zorblat festival"
+    sources = set(answer.cited) | {a.n for a in answer.attributions}  # by the model or by terms
+    assert {c.title for c in answer.citations if c.n in sources} == {"Zorblat festival"}
 
 
 def test_a_chinese_question_gets_a_chinese_answer(chinese) -> None:

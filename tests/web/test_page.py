@@ -114,12 +114,17 @@ def test_upload_ask_cite_history_and_delete(page, web_server, tmp_path) -> None:
         page.emulate_media(color_scheme=scheme)
         page.set_viewport_size(DESKTOP)
         screenshot(page, f"desktop-{scheme}")
+        side, chat, viewer_box = (page.locator(s).bounding_box() for s in PANES)
+        assert side["x"] < chat["x"] < viewer_box["x"]  # library, chat and viewer side by side
+        assert side["y"] == chat["y"] == viewer_box["y"] == 0
         page.set_viewport_size(MOBILE)
         page.wait_for_timeout(400)  # the viewer refits the page to the new width
         page.evaluate("window.scrollTo(0, 0)")
         screenshot(page, f"mobile-{scheme}")
         page.locator("#viewer").scroll_into_view_if_needed()
         screenshot(page, f"mobile-{scheme}-viewer")
+        chat, viewer_box = (page.locator(s).bounding_box() for s in PANES[1:])
+        assert chat["x"] == viewer_box["x"] and chat["y"] < viewer_box["y"]  # stacked
         menu = page.locator("#menu").bounding_box()
         assert menu and 0 <= menu["y"] < 60  # the header stays on screen over the viewer
         assert page.locator("#side").is_hidden()  # behind the menu button on a phone
@@ -148,6 +153,7 @@ def answer_citations(web_server) -> list[dict]:
     return httpx.post(f"{web_server.url}/ask", json=body, timeout=60).json()["citations"]
 
 
+PANES = ("#side", "main.chat", "#viewer")
 STEP_STATES = "items => items.map((i) => `${i.dataset.step}:${i.dataset.state}`)"
 
 PAINTED_CANVAS = """() => {

@@ -55,7 +55,7 @@ function answerView(message) {
       root.classList.toggle("not-found", m.found === false);
       bubble.classList.toggle("typing", streaming);
       root.setAttribute("aria-busy", String(streaming)); // read once, when complete
-      bubble.innerHTML = renderMarkdown(m.content, numbers); // escaped by renderMarkdown
+      bubble.innerHTML = renderMarkdown(withSourceMarkers(m.content, m.attributions), numbers); // escaped by renderMarkdown
       if (m.found === false) bubble.prepend(notFoundLabel());
       bubble.querySelectorAll(".cite").forEach((b) => {
         b.addEventListener("click", () => openCitation(citations.find((c) => c.n === Number(b.dataset.n))));
@@ -66,6 +66,16 @@ function answerView(message) {
   };
   view.update(message);
   return view;
+}
+
+// The answer with a [n] after each sentence the model left uncited but one passage supports
+// (the server's `attributions`), so every supported claim links to its source.
+function withSourceMarkers(content, attributions = []) {
+  let text = content;
+  for (const a of [...attributions].sort((x, y) => y.end - x.end)) {
+    if (a.end <= text.length) text = `${text.slice(0, a.end)} [${a.n}]${text.slice(a.end)}`;
+  }
+  return text;
 }
 
 function notFoundLabel() {
@@ -180,7 +190,7 @@ export async function ask(question) {
     await streamEvents("/ask", body, (name, data) => {
       if (name === "citations") answer.citations = data.citations;
       else if (name === "token") answer.content += data.delta;
-      else if (name === "done") Object.assign(answer, { content: data.answer, citations: data.citations, found: data.found, usage: data.usage, timings: data.timings });
+      else if (name === "done") Object.assign(answer, { content: data.answer, citations: data.citations, attributions: data.attributions, found: data.found, usage: data.usage, timings: data.timings });
       else if (name === "error") answer.error = data.message;
       view.update(answer, name !== "done" && name !== "error");
       box.scrollTop = box.scrollHeight;

@@ -74,7 +74,7 @@ function docItem(doc) {
   status.className = `status-${doc.status}`;
   status.textContent = doc.status;
   const pages = doc.page_count ? `${doc.page_count} page${doc.page_count > 1 ? "s" : ""} · ` : "";
-  meta.append(`${pages}${doc.num_chunks} chunks · `, status);
+  meta.append(`${pages}${doc.num_chunks} chunk${doc.num_chunks === 1 ? "" : "s"} · `, status);
   if (doc.collection !== DEFAULT_COLLECTION) {
     const tag = document.createElement("span");
     tag.className = "tag";
