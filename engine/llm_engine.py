@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 from transformers import GenerationConfig, PreTrainedTokenizerBase
 
+import kernels
 from engine.block_manager import BlockManager
 from engine.config import EngineConfig
 from engine.detokenizer import IncrementalDetokenizer
@@ -45,6 +46,7 @@ class LLMEngine:
         self.model_path: Path = resolve_model(config.model)
         self.device = torch.device(config.device) if config.device else default_device()
         self.dtype = resolve_dtype(config.dtype, self.device)
+        self.attention_backend = self._attention_backend()
         # NOTE: config.json and the tokenizer are checked before the weights are read, so a
         # broken model folder fails in a second rather than after a long load.
         read_decoder_config(self.model_path)
@@ -72,10 +74,11 @@ class LLMEngine:
         self._request_counter = itertools.count()
         self._default_generator = torch.Generator(device=self.device).manual_seed(config.seed)
         logger.info(
-            "engine ready: %s, %s on %s, %d KV blocks of %d tokens (%.2f GiB)",
+            "engine ready: %s, %s on %s, %s attention, %d KV blocks of %d tokens (%.2f GiB)",
             self.model_path.name,
             self.dtype,
             self.device,
+            self.attention_backend,
             num_blocks,
             config.block_size,
             num_blocks * spec.bytes_per_block / 2**30,
@@ -176,6 +179,13 @@ class LLMEngine:
         vocab = self.runner.model.config.vocab_size
         if min(token_ids) < 0 or max(token_ids) >= vocab:
             raise ValueError(f"prompt token ids must be in [0, {vocab})")
+
+    def _attention_backend(self) -> str:
+        """The attention backend's name, checked before any weight is read."""
+        try:
+            return kernels.select_backend(self.device).NAME
+        except kernels.AttentionBackendError as error:
+            raise EngineConfigError(str(error)) from error
 
     def _num_kv_blocks(self, spec: KVCacheSpec) -> int:
         """How many blocks the KV budget holds; at least 2, or the engine could not run."""

@@ -1,10 +1,46 @@
 """Paged attention: the KV write and attention over a paged cache.
 
-The PyTorch reference runs everywhere; Triton kernels with the same interface are
-chosen on CUDA once they exist.
+Two backends share one interface: the PyTorch reference (`reference.py`), which runs
+everywhere, and Triton kernels (`triton_*.py`), chosen on CUDA. `backend.py` picks
+one per device; PAGEDRAG_ATTENTION=triton|reference forces it.
 """
 
-from kernels.metadata import PagedAttentionMetadata
-from kernels.reference import paged_attention, write_kv_cache
+import torch
 
-__all__ = ["PagedAttentionMetadata", "paged_attention", "write_kv_cache"]
+from kernels.backend import AttentionBackendError, select_backend
+from kernels.metadata import PagedAttentionMetadata
+
+__all__ = [
+    "AttentionBackendError",
+    "PagedAttentionMetadata",
+    "paged_attention",
+    "select_backend",
+    "write_kv_cache",
+]
+
+
+def write_kv_cache(
+    key: torch.Tensor,  # [num_tokens, num_kv_heads, head_dim]
+    value: torch.Tensor,  # [num_tokens, num_kv_heads, head_dim]
+    key_cache: torch.Tensor,  # [num_blocks, block_size, num_kv_heads, head_dim]
+    value_cache: torch.Tensor,  # [num_blocks, block_size, num_kv_heads, head_dim]
+    slot_mapping: torch.Tensor,  # [num_tokens] int64
+) -> None:
+    """Store the new tokens' K and V in their slots of the paged cache."""
+    backend = select_backend(key_cache.device)
+    backend.write_kv_cache(key, value, key_cache, value_cache, slot_mapping)
+
+
+def paged_attention(
+    query: torch.Tensor,  # [num_tokens, num_heads, head_dim]
+    key_cache: torch.Tensor,  # [num_blocks, block_size, num_kv_heads, head_dim]
+    value_cache: torch.Tensor,  # [num_blocks, block_size, num_kv_heads, head_dim]
+    metadata: PagedAttentionMetadata,
+    scale: float,
+) -> torch.Tensor:  # [num_tokens, num_heads, head_dim]
+    """Causal attention of every new token to its sequence's cached prefix and itself.
+
+    The new tokens' K and V must already be written to the cache (`write_kv_cache`).
+    """
+    backend = select_backend(query.device)
+    return backend.paged_attention(query, key_cache, value_cache, metadata, scale)

@@ -10,6 +10,8 @@ import torch.nn.functional as F
 
 from kernels.metadata import PagedAttentionMetadata
 
+NAME = "reference"  # what PAGEDRAG_ATTENTION calls this backend
+
 
 def write_kv_cache(
     key: torch.Tensor,  # [num_tokens, num_kv_heads, head_dim]

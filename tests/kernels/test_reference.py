@@ -5,7 +5,8 @@ import math
 import pytest
 import torch
 
-from kernels import PagedAttentionMetadata, paged_attention, write_kv_cache
+from kernels import PagedAttentionMetadata
+from kernels.reference import paged_attention, write_kv_cache
 
 NUM_HEADS, NUM_KV_HEADS, HEAD_DIM, BLOCK = 6, 2, 16, 4
 

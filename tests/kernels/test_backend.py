@@ -1,0 +1,77 @@
+"""Which backend runs: PAGEDRAG_ATTENTION forces one, else Triton on CUDA and the reference
+elsewhere; Triton is imported only once it is chosen."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from kernels import AttentionBackendError, reference, select_backend
+from kernels.backend import ENV_VAR
+
+CPU = torch.device("cpu")
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_python(code: str, **env: str) -> subprocess.CompletedProcess:
+    environment = {k: v for k, v in os.environ.items() if k not in (ENV_VAR, "TRITON_INTERPRET")}
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env={**environment, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_an_unknown_setting_is_a_one_line_error_naming_the_choices(monkeypatch) -> None:
+    monkeypatch.setenv(ENV_VAR, "cuda")
+    with pytest.raises(AttentionBackendError) as error:
+        select_backend(CPU)
+    message = str(error.value)
+    assert "\n" not in message
+    assert "'cuda'" in message and "triton" in message and "reference" in message
+
+
+def test_the_cpu_runs_the_reference_unless_told_otherwise(monkeypatch) -> None:
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    assert select_backend(CPU) is reference
+    monkeypatch.setenv(ENV_VAR, "reference")
+    assert select_backend(CPU) is reference
+    monkeypatch.setenv(ENV_VAR, "")  # empty is unset, as in `PAGEDRAG_ATTENTION= make test`
+    assert select_backend(CPU) is reference
+
+
+def test_triton_forced_on_the_cpu_runs_the_kernels_in_the_interpreter(monkeypatch) -> None:
+    pytest.importorskip("triton", reason="Triton is not installed (the dev extra has it)")
+    from kernels import triton_attention
+
+    monkeypatch.setenv(ENV_VAR, "triton")
+    assert triton_attention.INTERPRETED  # conftest.py set TRITON_INTERPRET=1 in time
+    assert select_backend(CPU) is triton_attention
+
+
+def test_the_reference_path_never_imports_triton() -> None:
+    result = run_python(
+        "import sys, torch, kernels, engine\n"
+        "cache, new = torch.zeros(2, 4, 1, 16), torch.ones(1, 1, 16)\n"
+        "kernels.write_kv_cache(new, new, cache, cache.clone(), torch.tensor([3]))\n"
+        "assert cache[0, 3].eq(1).all()\n"
+        "assert 'triton' not in sys.modules, 'triton was imported'\n"
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_triton_forced_on_the_cpu_without_the_interpreter_says_what_to_set() -> None:
+    pytest.importorskip("triton", reason="Triton is not installed (the dev extra has it)")
+    result = run_python(
+        "import torch, kernels\nkernels.select_backend(torch.device('cpu'))", **{ENV_VAR: "triton"}
+    )
+    assert result.returncode != 0
+    assert "AttentionBackendError: PAGEDRAG_ATTENTION=triton on cpu needs TRITON_INTERPRET=1" in (
+        result.stderr
+    )
