@@ -1,9 +1,7 @@
-"""Without a CUDA device, the Triton kernels run here in Triton's CPU interpreter.
+"""Fixtures for the kernel tests: fresh random inputs, and the device the kernels run on.
 
-NOTE: Triton reads TRITON_INTERPRET when a kernel is decorated, that is when a
-`kernels.triton_*` module is first imported. pytest imports this file before any test
-module of this folder, and nothing outside it imports the kernels, so the setting is in
-place whatever the order the tests run in.
+Without CUDA the Triton kernels run in the interpreter (the root conftest.py sets
+TRITON_INTERPRET=1 before any test module imports them).
 """
 
 import os
@@ -11,9 +9,6 @@ import secrets
 
 import pytest
 import torch
-
-if not torch.cuda.is_available():
-    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 SEED_VARIABLE = "PAGEDRAG_TEST_SEED"
 

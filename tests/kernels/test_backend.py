@@ -46,13 +46,24 @@ def test_the_cpu_runs_the_reference_unless_told_otherwise(monkeypatch) -> None:
     assert select_backend(CPU) is reference
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="with CUDA the kernels are compiled")
 def test_triton_forced_on_the_cpu_runs_the_kernels_in_the_interpreter(monkeypatch) -> None:
     pytest.importorskip("triton", reason="Triton is not installed (the dev extra has it)")
     from kernels import triton_attention
 
     monkeypatch.setenv(ENV_VAR, "triton")
-    assert triton_attention.INTERPRETED  # conftest.py set TRITON_INTERPRET=1 in time
+    assert triton_attention.INTERPRETED  # the root conftest.py set TRITON_INTERPRET=1 in time
     assert select_backend(CPU) is triton_attention
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_runs_the_kernels_unless_told_otherwise(monkeypatch) -> None:
+    from kernels import triton_attention
+
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    assert select_backend(torch.device("cuda")) is triton_attention
+    monkeypatch.setenv(ENV_VAR, "reference")
+    assert select_backend(torch.device("cuda")) is reference
 
 
 def test_the_reference_path_never_imports_triton() -> None:

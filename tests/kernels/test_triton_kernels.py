@@ -1,6 +1,6 @@
 """The Triton kernels against the PyTorch reference, on fresh random inputs every run.
 
-Without CUDA they run in Triton's interpreter (conftest.py sets TRITON_INTERPRET=1
+Without CUDA they run in Triton's interpreter (the root conftest.py sets TRITON_INTERPRET=1
 before they are imported), about 1000x slower than compiled code: shapes are small.
 bf16 runs on CUDA only, since the interpreter's bf16 `tl.dot` is wrong.
 """
