@@ -21,7 +21,7 @@ PORT ?= 8000
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install install-dev models serve test lint unit bench bench-engine bench-retrieval bench-serve clean
+.PHONY: install install-dev models serve test lint unit bench bench-engine bench-retrieval bench-serve bench-kernels clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -87,6 +87,11 @@ bench-retrieval: $(BENCH)
 bench-serve: models
 	index=$$(mktemp -d) && $(PY) -m bench.serve_load --index-dir $$index \
 		&& $(PY) -m bench.prompt_order --index-dir $$index; status=$$?; rm -rf $$index; exit $$status
+
+# GPU only: it exits with status 2 on a machine without CUDA, so `make bench` leaves it out.
+# The dev extra brings Triton where the CUDA build of torch does not already.
+bench-kernels: $(DEV)
+	$(PY) -m bench.attention_kernels
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
