@@ -57,6 +57,7 @@ def browser() -> Iterator[object]:
 @pytest.fixture
 def page(browser, web_server) -> Iterator[object]:
     context = browser.new_context(viewport=DESKTOP, base_url=web_server.url)
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=web_server.url)
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))

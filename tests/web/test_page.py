@@ -69,8 +69,15 @@ def test_upload_ask_cite_history_and_delete(page, web_server, tmp_path) -> None:
     assert answer.locator(".ttft").is_visible() and "tok/s" in answer.inner_text()
     assert re.search(r"cached \d+/\d+ prompt tokens", answer.inner_text())
     screenshot(page, "desktop-light-answer")
+    answer.locator(".copy").click()
+    chat_id = page.locator(".chat-item.active").get_attribute("data-conversation-id")
+    saved = httpx.get(f"{web_server.url}/conversations/{chat_id}").json()["messages"][-1]
+    assert page.evaluate("navigator.clipboard.readText()") == saved["content"] != ""
 
     answer.locator(".sources summary").click()
+    assert all(
+        re.search(r"score \d\.\d{3}", t) for t in answer.locator(".source").all_inner_texts()
+    )
     source = answer.locator(".source", has_text="p. 2").first
     source.click()
     viewer = page.locator("#viewer")
@@ -96,8 +103,9 @@ def test_upload_ask_cite_history_and_delete(page, web_server, tmp_path) -> None:
 
     # The small model seldom writes [n] markers: an answer that has one, stored in a chat.
     cited = next(c for c in answer_citations(web_server) if c["page"] == 2)
-    stored = {"role": "assistant", "content": "In the **dry season** [1].", "details": {
-        "found": True, "citations": [{**cited, "n": 1}]}}  # fmt: skip
+    misplaced = {**cited, "n": 2, "page": 1}  # page 1 does not hold this passage
+    stored = {"role": "assistant", "content": "In the **dry season** [1]. Far away [2].",
+        "details": {"found": True, "citations": [{**cited, "n": 1}, misplaced]}}  # fmt: skip
     with httpx.Client(base_url=web_server.url) as client:
         chat_id = client.post("/conversations", json={"title": "Stored answer"}).json()["id"]
         client.post(f"/conversations/{chat_id}/messages", json={"messages": [stored]})
@@ -107,6 +115,13 @@ def test_upload_ask_cite_history_and_delete(page, web_server, tmp_path) -> None:
     page.wait_for_selector(".pdf-page[data-rendered=true]")
     assert viewer.get_attribute("data-page") == "2"
     assert viewer.get_attribute("data-located") == "yes"
+    # Not on the page it names: the page is shown with the passage's text, nothing lit.
+    page.click(".bubble .cite[data-n='2']")
+    page.wait_for_function("document.querySelector('#viewer').dataset.located === 'no'")
+    assert viewer.get_attribute("data-page") == "1"
+    assert page.locator(".textLayer .hl").count() == 0
+    assert "Okavango" in page.locator("#viewer-note blockquote").inner_text()
+    screenshot(page, "desktop-light-passage-not-located")
 
     page.click(".chat-item .open >> text=When do zebras migrate?")
     page.locator("article.msg.assistant").first.wait_for()
@@ -114,6 +129,8 @@ def test_upload_ask_cite_history_and_delete(page, web_server, tmp_path) -> None:
         page.emulate_media(color_scheme=scheme)
         page.set_viewport_size(DESKTOP)
         screenshot(page, f"desktop-{scheme}")
+        background = page.evaluate("getComputedStyle(document.documentElement).backgroundColor")
+        assert (luminance(background) < 0.2) == (scheme == "dark"), background
         side, chat, viewer_box = (page.locator(s).bounding_box() for s in PANES)
         assert side["x"] < chat["x"] < viewer_box["x"]  # library, chat and viewer side by side
         assert side["y"] == chat["y"] == viewer_box["y"] == 0
@@ -146,6 +163,12 @@ def test_upload_ask_cite_history_and_delete(page, web_server, tmp_path) -> None:
     doc.wait_for(state="detached")
     assert httpx.get(f"{web_server.url}/documents/{document_id}").status_code == 404
     assert page.errors == []
+
+
+def luminance(css_color: str) -> float:
+    """0 (black) to 1 (white), from an `rgb(r, g, b)` computed style."""
+    red, green, blue = (int(v) for v in re.findall(r"\d+", css_color)[:3])
+    return (0.2126 * red + 0.7152 * green + 0.0722 * blue) / 255
 
 
 def answer_citations(web_server) -> list[dict]:
@@ -187,8 +210,16 @@ def test_drop_files_scope_the_search_and_nothing_hostile_runs(page, web_server) 
     with httpx.Client(base_url=web_server.url, timeout=60) as client:
         files = [("files", ("hostile.md", HOSTILE.encode(), "text/markdown"))]
         (hostile_id,) = client.post("/ingest?wait=true", files=files).json()["document_ids"]
+        walrus = {"title": "Walrus", "text": "Walruses haul out onto sea ice with their tusks."}
+        client.post("/ingest", json={"documents": [walrus], "collection": "arctic"})
     page.reload()
     page.wait_for_selector("body[data-ready=true]")
+    page.select_option("#collection", "arctic")  # the otters are not in it
+    assert page.locator("#scope").inner_text() == "Searching collection arctic"
+    scoped = ask(page, "How do sea otters sleep?").locator(".source .where").all_text_contents()
+    assert all(where.startswith("Walrus") for where in scoped)  # no otters: only the arctic
+    page.select_option("#collection", "")
+    page.click("#new-chat")  # no history: the next question is asked as it is written
     page.check(f'.doc[data-document-id="{hostile_id}"] input')
     assert "Hostile notes" in page.locator("#scope").inner_text()
 
@@ -254,3 +285,30 @@ def test_keyboard_stop_new_chat_and_delete_chat(page, web_server) -> None:
     page.click("#confirm-ok")
     page.wait_for_function(f"document.querySelectorAll('.chat-item').length === {count - 1}")
     assert page.locator("#chat-title").inner_text() == "New chat"
+
+
+TAB_ORDER = ["new-chat", "dropzone", "question", "send"]
+NAMELESS_CONTROLS = """() => [...document.querySelectorAll('button, input, select, textarea')]
+  .filter((e) => e.getClientRects().length || e.type === 'file')
+  .filter((e) => !(e.getAttribute('aria-label') || (e.labels && e.labels.length)
+                   || e.textContent.trim() || e.title))
+  .map((e) => e.outerHTML.slice(0, 120))"""
+
+
+def test_every_control_is_named_and_tab_order_follows_the_layout(page) -> None:
+    page.goto("/")
+    page.wait_for_selector("body[data-ready=true]")
+    assert page.evaluate(NAMELESS_CONTROLS) == []
+    assert page.locator("[tabindex]:not([tabindex='0']):not([tabindex='-1'])").count() == 0
+    order = []
+    for _ in range(60):
+        page.keyboard.press("Tab")
+        order.append(page.evaluate("document.activeElement.id || document.activeElement.className"))
+    for earlier, later in [
+        ("new-chat", "dropzone"),
+        ("dropzone", "question"),
+        ("question", "send"),
+    ]:
+        assert order.index(earlier) < order.index(later), order
+    assert page.locator("#question").get_attribute("placeholder")
+    assert page.locator("label[for=question]").count() == 1
