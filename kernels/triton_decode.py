@@ -32,7 +32,9 @@ MIN_SPLIT_LEN = 512
 PROGRAMS_PER_SM = 4  # enough resident programs to hide memory latency
 
 
-@triton.jit
+# NOTE: Triton compiles a variant per "is 1 / divisible by 16" of every int argument;
+# the split count and length change with the batch, so they are left out of that.
+@triton.jit(do_not_specialize=["num_splits", "split_len"])
 def _decode_split_kernel(
     query_ptr,  # [num_decodes, num_heads, head_dim]
     partial_out_ptr,  # [num_decodes, num_heads, num_splits, head_dim] fp32
@@ -111,7 +113,7 @@ def _decode_split_kernel(
     tl.store(partial_lse_ptr + partial_rows, lse, mask=offsets < group)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["num_splits"])
 def _decode_reduce_kernel(
     partial_out_ptr,  # [num_decodes, num_heads, num_splits, head_dim] fp32
     partial_lse_ptr,  # [num_decodes, num_heads, num_splits] fp32, base 2
@@ -217,7 +219,7 @@ def decode_attention(
         head_dim,
         BLOCK_S=triton.next_power_of_2(num_splits),
         BLOCK_D=triton.next_power_of_2(head_dim),
-        num_warps=1,
+        num_warps=4,  # a [64 splits, 128] fp32 tile would spill with fewer threads
     )
 
 

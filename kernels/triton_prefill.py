@@ -19,7 +19,9 @@ from kernels.triton_tile import attend_tile, cache_rows
 LOG2_E = 1.4426950408889634
 
 
-@triton.jit
+# NOTE: Triton compiles a variant per "is 1 / divisible by 16" of every int argument;
+# the number of decodes changes every step, so it is left out of that.
+@triton.jit(do_not_specialize=["first_seq"])
 def _prefill_kernel(
     query_ptr,  # [num_tokens, num_heads, head_dim]
     output_ptr,  # [num_tokens, num_heads, head_dim]
