@@ -22,12 +22,12 @@ import triton.language as tl
 
 from kernels.checks import check_cache, check_metadata, check_query, check_same_device
 from kernels.metadata import PagedAttentionMetadata
-from kernels.triton_tile import attend_tile, cache_rows
+from kernels.triton_tile import LOG2_E, attend_tile, cache_rows
 
-LOG2_E = 1.4426950408889634
 BLOCK_N = 64  # keys per step of a split
 # NOTE: below this many tokens a split's fixed costs (its query load, its partial
 # output write and its share of the reduce) outweigh what the extra parallelism buys.
+# Both values are first guesses, to be tuned with bench/attention_kernels.py on a GPU.
 MIN_SPLIT_LEN = 512
 PROGRAMS_PER_SM = 4  # enough resident programs to hide memory latency
 

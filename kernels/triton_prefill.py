@@ -14,9 +14,7 @@ import triton.language as tl
 
 from kernels.checks import check_cache, check_metadata, check_query, check_same_device
 from kernels.metadata import PagedAttentionMetadata
-from kernels.triton_tile import attend_tile, cache_rows
-
-LOG2_E = 1.4426950408889634
+from kernels.triton_tile import LOG2_E, attend_tile, cache_rows
 
 
 # NOTE: Triton compiles a variant per "is 1 / divisible by 16" of every int argument;

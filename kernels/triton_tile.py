@@ -10,6 +10,8 @@ one (running max and sum, in fp32, base 2), so no tile of scores outlives its st
 import triton
 import triton.language as tl
 
+LOG2_E = 1.4426950408889634  # the kernels take the softmax scale times this, for exp2
+
 
 @triton.jit
 def cache_rows(
