@@ -1,6 +1,7 @@
 """The web page end to end in headless Chromium against the real server and small model."""
 
 import re
+import subprocess
 
 import httpx
 import pytest
@@ -206,7 +207,15 @@ def test_drop_files_scope_the_search_and_nothing_hostile_runs(page, web_server) 
     page.evaluate(DROP_FILES)
     page.locator(".doc", has_text="Otters").wait_for(timeout=60_000)
     page.locator(".doc", has_text="penguins").wait_for(timeout=60_000)
-    page.locator(".doc", has_text="熊猫").wait_for(timeout=60_000)
+    pandas = page.locator(".doc", has_text="熊猫")
+    pandas.wait_for(timeout=60_000)
+    pandas.locator(".title").click()
+    page.wait_for_selector(".text-doc")
+    assert "大熊猫生活在四川的竹林里" in page.locator(".text-doc").inner_text()
+    # Drawn with a CJK font (Debian's fonts-wqy-zenhei), not as empty boxes.
+    assert "WenQuanYi Zen Hei" in page.evaluate("getComputedStyle(document.body).fontFamily")
+    fonts = subprocess.run(["fc-list", ":lang=zh", "family"], capture_output=True, text=True)
+    assert "WenQuanYi Zen Hei" in fonts.stdout
     with httpx.Client(base_url=web_server.url, timeout=60) as client:
         files = [("files", ("hostile.md", HOSTILE.encode(), "text/markdown"))]
         (hostile_id,) = client.post("/ingest?wait=true", files=files).json()["document_ids"]
