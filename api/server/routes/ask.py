@@ -28,8 +28,11 @@ async def ask(body: AskRequest, request: Request, state: StateDep) -> Any:
     "text", "score"}], "usage": {"prompt_tokens", "completion_tokens", "cached_tokens"},
     "timings": {"retrieve_ms", "ttft_ms", "total_ms"}, "found"}`. `found` is false when
     nothing relevant was retrieved: the answer then says so without calling the model.
-    With `"stream": true`, server-sent events: `citations` first, then `token` events
-    (`{"delta"}`), then `done` with the whole answer, usage and timings.
+    `cited` lists the [n] the model wrote; `attributions` (`{"start", "end", "n",
+    "share"}`) give each sentence it left uncited the passage that supports it, so a
+    client can show a marker at `end`. With `"stream": true`, server-sent events:
+    `citations` first, then `token` events (`{"delta"}`), then `done` with the whole
+    answer, usage and timings.
     """
     events = observed_events(state, body)
     first = await anext(events)  # errors in validation or retrieval are HTTP errors, not events
