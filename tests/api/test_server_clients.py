@@ -101,6 +101,9 @@ def test_openai_rag_chat_answers_with_citations(oai) -> None:
     )
     assert flagged.model_extra["citations"] == citations
     assert flagged.choices[0].message.content == reply.choices[0].message.content
+    attributions = reply.model_extra["attributions"]  # sentences the model left uncited
+    assert flagged.model_extra["attributions"] == attributions
+    assert {a["n"] for a in attributions} <= {c["n"] for c in citations}
 
 
 def test_openai_embeddings_are_normalised(oai) -> None:
@@ -158,6 +161,16 @@ def test_ollama_chat_and_embed(oll) -> None:
     assert len(oll.embed(model="all-minilm-l6-v2", input=["a", "b"]).embeddings) == 2
 
 
+def test_ollama_rag_chat_carries_its_sources_in_extension_fields(live_server) -> None:
+    # NOTE: plain HTTP, since the ollama package drops fields its own API does not have.
+    body = {"model": "pagedrag-rag", "messages": [{"role": "user", "content": QUESTION}],
+            "options": {"num_predict": 6}, "stream": False}  # fmt: skip
+    final = httpx.post(f"{live_server.url}/api/chat", json=body, timeout=120).json()
+    assert final["done"] and final["citations"]
+    numbers = {c["n"] for c in final["citations"]}
+    assert {a["n"] for a in final["attributions"]} <= numbers
+
+
 def test_ollama_unknown_model_is_404(oll) -> None:
     with pytest.raises(ollama.ResponseError) as raised:
         oll.generate(model="llama9", prompt="hi", stream=False)
@@ -199,6 +212,7 @@ def test_openai_rag_chat_streams_citations_first(oai) -> None:
     assert chunks[0].model_extra["citations"]
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert chunks[-2].choices[0].finish_reason in ("stop", "length")
+    assert isinstance(chunks[-2].model_extra["attributions"], list)
     usage = chunks[-1].usage
     assert usage.completion_tokens == 6
     assert 0 <= usage.prompt_tokens_details.cached_tokens <= usage.prompt_tokens

@@ -248,6 +248,7 @@ def _rag_final(
         "eval_count": usage.completion_tokens,
         "eval_duration": _ns(timings.decode_ms / 1000),
         "citations": [c.to_dict() for c in answer.citations],
+        "attributions": [a.to_dict() for a in answer.attributions],
     }
 
 

@@ -261,7 +261,11 @@ async def _rag_chat(body: ChatRequest, request: Request, state: StateDep) -> Any
         return StreamingResponse(stream, media_type="text/event-stream", headers=SSE_HEADERS)
     answer = await unless_disconnected(request, final_answer(events))
     return reply.chat(
-        answer.answer, answer.finish_reason or "stop", _rag_usage(answer), citations=citations
+        answer.answer,
+        answer.finish_reason or "stop",
+        _rag_usage(answer),
+        citations=citations,
+        attributions=_attributions(answer),
     )
 
 
@@ -276,7 +280,8 @@ async def _rag_stream(
             answer = event.answer
             if not answer.found:
                 yield reply.chat_chunk({"content": answer.answer})
-            yield reply.chat_chunk({}, _finish(answer.finish_reason or "stop"))
+            finish = _finish(answer.finish_reason or "stop")
+            yield reply.chat_chunk({}, finish, attributions=_attributions(answer))
             if usage:
                 yield reply.usage_chunk("chat.completion.chunk", _rag_usage(answer))
     yield sse(None, "[DONE]")
@@ -318,6 +323,11 @@ def _prompt_list(prompt: Any) -> list[str | list[int]]:
 
 def _include_usage(body: _Sampling) -> bool:
     return bool(body.stream_options and body.stream_options.include_usage)
+
+
+def _attributions(answer: Any) -> list[dict[str, Any]]:
+    """The answer's uncited sentences and their passages (see `POST /ask`)."""
+    return [a.to_dict() for a in answer.attributions]
 
 
 def _finish(reason: str | None) -> str | None:
