@@ -13,12 +13,12 @@ from collections.abc import Sequence
 
 from indexer.text_analysis import analyze
 from rag.answer import Attribution, Citation
+from rag.prompt import CITATION_MARKER
 
 MIN_TERMS = 3  # a shorter sentence needs one passage that alone holds all its terms
 MIN_SHARE = 0.6  # of the sentence's distinct terms, found in the one passage
 _SENTENCE = re.compile(r"[^\n.!?。！？]+(?:[.!?。！？]+(?=\s|$)|[。！？]+|$)")
 _TERMINAL = ".!?。！？:：;；,，"
-_MARKER = re.compile(r"\[\d+(?:\s*[,，]\s*\d+)*\]")
 
 
 def attribute(answer: str, citations: Sequence[Citation]) -> list[Attribution]:
@@ -29,7 +29,7 @@ def attribute(answer: str, citations: Sequence[Citation]) -> list[Attribution]:
     found = []
     for match in _SENTENCE.finditer(answer):
         sentence = match.group()
-        if _MARKER.search(sentence) or "`" in sentence:
+        if CITATION_MARKER.search(sentence) or "`" in sentence:
             continue
         terms = set(analyze(sentence))
         if not terms:
@@ -46,7 +46,8 @@ def attribute(answer: str, citations: Sequence[Citation]) -> list[Attribution]:
 
 def _only_source(overlaps: list[tuple[int, int]], terms: set[str]) -> bool:
     """A short sentence ("April.") counts only if one passage alone holds all of it."""
-    return sorted(shared for _, shared in overlaps)[-2:] in ([len(terms)], [0, len(terms)])
+    best, *others = sorted((shared for _, shared in overlaps), reverse=True)
+    return best == len(terms) and not any(others)
 
 
 def _by_overlap(candidate: tuple[int, int]) -> tuple[int, int]:

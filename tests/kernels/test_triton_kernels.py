@@ -59,6 +59,17 @@ def written(batch: PagedBatch) -> PagedBatch:
     return batch
 
 
+def triton_output(batch: PagedBatch) -> torch.Tensor:
+    """The Triton kernels' attention over the batch, in its own dtype."""
+    return triton_attention.paged_attention(
+        batch.query,
+        batch.key_cache,
+        batch.value_cache,
+        batch.metadata,
+        batch.query.shape[-1] ** -0.5,
+    )
+
+
 def reference_attention(batch: PagedBatch) -> torch.Tensor:
     """The reference in fp32 on the batch's own (possibly fp16-rounded) values."""
     return reference.paged_attention(
@@ -97,13 +108,7 @@ def test_write_kv_cache_fills_exactly_the_reference_slots(shape, dtype, device, 
 @pytest.mark.parametrize("shape", SHAPES, ids=shape_id)
 def test_paged_attention_fp32_matches_reference(shape, device, generator) -> None:
     batch = written(make_batch(MIXED, shape, torch.float32, device, generator))
-    output = triton_attention.paged_attention(
-        batch.query,
-        batch.key_cache,
-        batch.value_cache,
-        batch.metadata,
-        shape[2] ** -0.5,
-    )
+    output = triton_output(batch)
     assert output.shape == batch.query.shape and output.dtype == torch.float32
     assert relative_error(output, reference_attention(batch)) < FP32_TOLERANCE
 
@@ -111,13 +116,7 @@ def test_paged_attention_fp32_matches_reference(shape, device, generator) -> Non
 @pytest.mark.parametrize("shape", [SHAPES[1], SHAPES[2]], ids=shape_id)
 def test_paged_attention_fp16_matches_reference(shape, device, generator) -> None:
     batch = written(make_batch(MIXED, shape, torch.float16, device, generator))
-    output = triton_attention.paged_attention(
-        batch.query,
-        batch.key_cache,
-        batch.value_cache,
-        batch.metadata,
-        shape[2] ** -0.5,
-    )
+    output = triton_output(batch)
     assert output.dtype == torch.float16
     assert relative_error(output, reference_attention(batch)) < FP16_TOLERANCE
 
@@ -126,13 +125,7 @@ def test_paged_attention_fp16_matches_reference(shape, device, generator) -> Non
 @pytest.mark.parametrize("shape", SHAPES, ids=shape_id)
 def test_paged_attention_bf16_matches_reference_on_cuda(shape, device, generator) -> None:
     batch = written(make_batch(MIXED, shape, torch.bfloat16, device, generator))
-    output = triton_attention.paged_attention(
-        batch.query,
-        batch.key_cache,
-        batch.value_cache,
-        batch.metadata,
-        shape[2] ** -0.5,
-    )
+    output = triton_output(batch)
     assert relative_error(output, reference_attention(batch)) < 2e-2
 
 

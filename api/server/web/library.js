@@ -150,7 +150,7 @@ function uploadRow(file) {
   return { li, phase, bar, stepItems };
 }
 
-// Mark the steps up to `active` done; `active` itself running (or done too, if finished).
+// Show the steps in `reached` as done and `active` (if any) as running; the rest pending.
 function markSteps(row, reached, active) {
   for (const step of STEPS) {
     const item = row.stepItems[step];
@@ -162,23 +162,19 @@ async function upload(file, row = uploadRow(file)) {
   const show = (text, value) => { row.phase.textContent = text; if (value !== null) row.bar.value = value; };
   row.li.classList.remove("failed", "ready");
   row.li.querySelectorAll(".error, button").forEach((e) => e.remove());
-  let reached = [];
   try {
     show("Uploading", 0);
-    markSteps(row, reached, "upload");
+    markSteps(row, [], "upload");
     const job = await uploadFile(file, uploadCollection(), (f) => show(`Uploading ${Math.round(f * 100)}%`, f * 0.25));
-    reached = ["upload"];
-    markSteps(row, reached, null);
+    markSteps(row, ["upload"], null);
     show("Queued", 0.25);
     const done = await followJob(job, (p) => {
-      reached = ["upload", ...(p.phases || [])];
       const within = p.total ? p.done / p.total : 0;
       const step = { parse: 0, chunk: 1, embed: 2 }[p.phase] ?? 0;
-      markSteps(row, reached, p.phase);
+      markSteps(row, ["upload", ...(p.phases || [])], p.phase);
       show(PHASES[p.phase] || "Queued", 0.25 + (step + within) * 0.25);
     });
-    reached = ["upload", ...(done.phases || [])];
-    markSteps(row, reached, null);
+    markSteps(row, ["upload", ...(done.phases || [])], null);
     const failure = fileFailure(done, file.name);
     if (failure) throw new Error(failure);
     show("Ready", 1);
