@@ -4,6 +4,8 @@ from dataclasses import dataclass
 
 from engine.errors import EngineConfigError
 
+QUANTIZATION_METHODS = ("none", "int8", "int4")
+
 
 @dataclass(frozen=True)
 class EngineConfig:
@@ -22,6 +24,10 @@ class EngineConfig:
         None  # prompt plus output; None: the model's (or what the pool holds)
     )
     seed: int = 0  # for sampled requests without a seed of their own
+    # Weight-only quantization of the linears (vLLM's option name): "none", "int8" (per
+    # output channel) or "int4" (group-wise); kept in the model store after the first start.
+    quantization: str = "none"
+    quantization_group_size: int = 32  # int4: input columns per scale (llama.cpp's Q4_K: 32)
 
     def __post_init__(self) -> None:
         if self.block_size < 1:
@@ -38,6 +44,16 @@ class EngineConfig:
             )
         if self.max_num_batched_tokens < 1 or self.max_num_seqs < 1:
             raise EngineConfigError("max_num_batched_tokens and max_num_seqs must be positive")
+        if self.quantization not in QUANTIZATION_METHODS:
+            raise EngineConfigError(
+                f"quantization must be one of {', '.join(QUANTIZATION_METHODS)}, "
+                f"got {self.quantization!r}"
+            )
+        if self.quantization_group_size < 16 or self.quantization_group_size % 16:
+            raise EngineConfigError(
+                "quantization_group_size must be a multiple of 16 (32, 64, 128, ...), "
+                f"got {self.quantization_group_size}"
+            )
         if self.max_model_len is not None and self.max_model_len < 2:
             raise EngineConfigError(
                 f"max_model_len must be at least 2 (a prompt token and an output token), "

@@ -20,8 +20,10 @@ from engine.device import default_device, resolve_dtype
 from engine.errors import EngineConfigError, PromptTooLongError
 from engine.kv_cache import KVCacheSpec, allocate_kv_cache, default_kv_budget
 from engine.library import resolve_model
+from engine.library.store import ModelStore
 from engine.model_runner import ModelRunner
 from engine.models.loader import load_model, read_decoder_config
+from engine.models.quantization import QuantizationConfig
 from engine.outputs import RequestOutput
 from engine.sampler import sample
 from engine.sampling_params import SamplingParams
@@ -52,7 +54,7 @@ class LLMEngine:
         read_decoder_config(self.model_path)
         self.tokenizer: PreTrainedTokenizerBase = load_tokenizer(self.model_path)
         self.eos_token_ids = self._eos_token_ids()
-        model = load_model(self.model_path, self.dtype, self.device)
+        model = load_model(self.model_path, self.dtype, self.device, *self._quantization())
         c = model.config
         spec = KVCacheSpec(c.num_layers, c.num_kv_heads, c.head_dim, config.block_size, self.dtype)
         num_blocks = self._num_kv_blocks(spec)
@@ -74,9 +76,11 @@ class LLMEngine:
         self._request_counter = itertools.count()
         self._default_generator = torch.Generator(device=self.device).manual_seed(config.seed)
         logger.info(
-            "engine ready: %s, %s on %s, %s attention, %d KV blocks of %d tokens (%.2f GiB)",
+            "engine ready: %s, %s (weights: %s) on %s, %s attention, "
+            "%d KV blocks of %d tokens (%.2f GiB)",
             self.model_path.name,
             self.dtype,
+            config.quantization,
             self.device,
             self.attention_backend,
             num_blocks,
@@ -179,6 +183,17 @@ class LLMEngine:
         vocab = self.runner.model.config.vocab_size
         if min(token_ids) < 0 or max(token_ids) >= vocab:
             raise ValueError(f"prompt token ids must be in [0, {vocab})")
+
+    def _quantization(self) -> tuple[QuantizationConfig | None, Path | None]:
+        """The quantization asked for, and where its weights are kept between starts."""
+        if self.config.quantization == "none":
+            return None, None
+        quantization = QuantizationConfig(
+            self.config.quantization, self.config.quantization_group_size
+        )
+        return quantization, ModelStore.default().quantized_weights_path(
+            self.model_path, quantization.tag
+        )
 
     def _attention_backend(self) -> str:
         """The attention backend's name, checked before any weight is read."""

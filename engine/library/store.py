@@ -1,5 +1,6 @@
 """The local model store: one Hugging Face-format directory per model."""
 
+import hashlib
 import json
 import os
 import re
@@ -39,6 +40,19 @@ class ModelStore:
     def path_for(self, name: str) -> Path:
         """A directory name safe on any filesystem: `qwen2.5:0.5b` -> `qwen2.5--0.5b`."""
         return self.root / re.sub(r"[^A-Za-z0-9._-]", "--", name)
+
+    def quantized_weights_path(self, model_dir: Path, tag: str) -> Path:
+        """Where a model's quantized weights are kept, made once and loaded after that.
+
+        A store model keeps them in its own directory (removed with it); a user's model
+        directory is left untouched, its file kept in the store under a name derived
+        from the directory's path.
+        """
+        model_dir = model_dir.resolve()
+        if model_dir.parent == self.root.resolve():
+            return model_dir / "quantized" / f"{tag}.safetensors"
+        key = hashlib.sha256(str(model_dir).encode()).hexdigest()[:12]
+        return self.root / "quantized" / f"{model_dir.name}-{key}" / f"{tag}.safetensors"
 
     def is_installed(self, name: str) -> bool:
         """Whether the model's directory has a valid manifest; if not, `pull` rebuilds it."""

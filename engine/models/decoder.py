@@ -145,8 +145,9 @@ class DecoderForCausalLM(nn.Module):
         return self.model.norm(hidden)
 
     def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:  # [N, hidden] -> [N, vocab]
-        weight = self.model.embed_tokens.weight if self.lm_head is None else self.lm_head.weight
-        return torch.matmul(hidden, weight.t())
+        if self.lm_head is not None:  # a module: it may be a quantized linear
+            return self.lm_head(hidden)
+        return torch.matmul(hidden, self.model.embed_tokens.weight.t())
 
     def load_weights(self, weights: Iterable[tuple[str, torch.Tensor]]) -> None:
         """Copy a Hugging Face checkpoint in, splitting it into the fused projections.

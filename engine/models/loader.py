@@ -10,7 +10,9 @@ from safetensors import safe_open
 from engine.errors import ModelIntegrityError, ModelNotFoundError, UnsupportedModelError
 from engine.models import MODEL_CLASSES
 from engine.models.config import DecoderConfig
+from engine.models import quantized_weights
 from engine.models.decoder import DecoderForCausalLM
+from engine.models.quantization import QuantizationConfig, quantize_model
 from engine.models.rope import RotaryEmbedding
 
 
@@ -31,8 +33,20 @@ def read_decoder_config(model_dir: Path) -> DecoderConfig:
     return _decoder_config(read_hf_config(model_dir), model_dir)
 
 
-def load_model(model_dir: Path, dtype: torch.dtype, device: torch.device) -> DecoderForCausalLM:
-    """The decoder with its weights, in `dtype` on `device`, ready for inference."""
+def load_model(
+    model_dir: Path,
+    dtype: torch.dtype,
+    device: torch.device,
+    quantization: QuantizationConfig | None = None,
+    quantized_path: Path | None = None,
+) -> DecoderForCausalLM:
+    """The decoder with its weights, in `dtype` on `device`, ready for inference.
+
+    Args:
+        quantization: weight-only quantization of the linears; None keeps them in `dtype`.
+        quantized_path: where the quantized weights are kept between starts; they are
+            made once, on the first start that asks for them, and loaded after that.
+    """
     hf_config = read_hf_config(model_dir)
     config = _decoder_config(hf_config, model_dir)
     model_type = hf_config["model_type"]
@@ -50,7 +64,26 @@ def load_model(model_dir: Path, dtype: torch.dtype, device: torch.device) -> Dec
         raise ModelIntegrityError(
             f"weights in {model_dir} do not fit the config: {error}"
         ) from error
+    if quantization is not None:
+        _quantize(model, model_dir, quantization, dtype, quantized_path)
     return model.eval()
+
+
+def _quantize(
+    model: DecoderForCausalLM,
+    model_dir: Path,
+    config: QuantizationConfig,
+    dtype: torch.dtype,
+    path: Path | None,
+) -> None:
+    fingerprint = quantized_weights.weights_fingerprint(model_dir)
+    saved = quantized_weights.load_saved(path, fingerprint) if path else {}
+    try:
+        tensors = quantize_model(model, config, dtype, saved)
+    except (RuntimeError, ValueError) as error:
+        raise ModelIntegrityError(f"quantized weights in {path} do not fit: {error}") from error
+    if path is not None and tensors.keys() != saved.keys():
+        quantized_weights.save(path, tensors, fingerprint)
 
 
 def _decoder_config(hf_config: dict, model_dir: Path) -> DecoderConfig:

@@ -1,0 +1,206 @@
+"""Weight-only int8 and int4 linears: a decode step reads a half or a quarter of the bytes.
+
+Decoding one token reads every weight once, so on a CPU its time is the weight bytes over
+the memory bandwidth. int8 keeps one scale per output channel (symmetric); int4 keeps a
+scale and a zero per group of `group_size` input columns (asymmetric, the layout of
+llama.cpp's Q4_K sub-blocks and of torch's int4 kernels).
+
+The fused kernels (`_weight_int8pack_mm`, `_weight_int4pack_mm_for_cpu`) win only for a
+few rows: they are built for decode. A batch of many rows (a prefill chunk, a wide decode
+batch) is compute-bound, so it dequantizes the weight and runs the ordinary bf16 matmul.
+Off the CPU the same dequantize-then-matmul path runs for every batch.
+"""
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+INT4_PACK_ROWS = 16  # torch's CPU int4 packing needs output channels in multiples of this
+INT4_INNER_K_TILES = 2  # torch's CPU int4 packing parameter; 2, 4 and 8 measured alike here
+# Rows up to which the fused kernel beats dequantize + bf16 matmul (measured on the 2-core
+# CI machine with Qwen2.5-0.5B's shapes: int8 wins up to 4 rows, int4 up to 8).
+INT8_KERNEL_MAX_ROWS = 4
+INT4_KERNEL_MAX_ROWS = 8
+
+
+@dataclass(frozen=True)
+class QuantizationConfig:
+    """Which weight-only quantization the engine applies to its linears."""
+
+    method: str  # "int8" (per output channel) or "int4" (group-wise)
+    group_size: int = 32  # int4: input columns sharing a scale and a zero (Q4_K uses 32)
+
+    def __post_init__(self) -> None:
+        if self.method not in ("int8", "int4"):
+            raise ValueError(f"quantization method must be int8 or int4, got {self.method!r}")
+        if self.method == "int4" and (self.group_size < 16 or self.group_size % 16):
+            raise ValueError(
+                f"int4 group size must be a multiple of 16 (32, 64, 128, ...), got {self.group_size}"
+            )
+
+    @property
+    def tag(self) -> str:
+        """Names the quantized weights on disk: `int8`, `int4-g32`."""
+        return self.method if self.method == "int8" else f"int4-g{self.group_size}"
+
+    def fits(self, linear: nn.Linear) -> bool:
+        """Whether a linear's shape suits the method (int4 packs rows and groups columns)."""
+        if self.method == "int8":
+            return True
+        return linear.out_features % INT4_PACK_ROWS == 0 and linear.in_features % self.group_size == 0
+
+
+def quantize_int8(weight: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Symmetric per-row int8: weight ≈ qweight * scales[:, None]."""
+    w = weight.float()  # [out, in]
+    scales = (w.abs().amax(dim=1) / 127).clamp(min=1e-10)  # [out] float32: only `out` of them
+    qweight = torch.round(w / scales[:, None]).clamp(-127, 127).to(torch.int8)
+    return {"qweight": qweight, "scales": scales}
+
+
+def dequantize_int8(tensors: dict[str, torch.Tensor], dtype: torch.dtype) -> torch.Tensor:
+    return (tensors["qweight"].to(dtype) * tensors["scales"].to(dtype)[:, None]).to(dtype)
+
+
+def quantize_int4(weight: torch.Tensor, group_size: int) -> dict[str, torch.Tensor]:
+    """Asymmetric group-wise int4: weight ≈ (q - 8) * scale + zero, q in 0..15.
+
+    Returns `qweight` as two values a byte (even column in the low nibble), and the
+    per-group `scales` and `zeros`, each [out, in / group_size] in bf16 (the kernel's
+    dtype; float32 would make them outweigh the int4 values).
+    """
+    out_features, in_features = weight.shape
+    w = weight.float().reshape(out_features, in_features // group_size, group_size)
+    low = w.amin(dim=-1, keepdim=True)
+    high = w.amax(dim=-1, keepdim=True)
+    scales = ((high - low) / 15).clamp(min=1e-10)  # [out, groups, 1]
+    q = torch.round((w - low) / scales).clamp(0, 15).to(torch.uint8).reshape(out_features, -1)
+    zeros = low + 8 * scales
+    return {
+        "qweight": q[:, 0::2] | (q[:, 1::2] << 4),  # [out, in / 2] uint8
+        "scales": scales.squeeze(-1).to(torch.bfloat16),
+        "zeros": zeros.squeeze(-1).to(torch.bfloat16),
+    }
+
+
+def unpack_int4(qweight: torch.Tensor) -> torch.Tensor:
+    """[out, in / 2] uint8 -> [out, in] values 0..15."""
+    return torch.stack([qweight & 15, qweight >> 4], dim=-1).reshape(qweight.shape[0], -1)
+
+
+def dequantize_int4(tensors: dict[str, torch.Tensor], dtype: torch.dtype) -> torch.Tensor:
+    q = unpack_int4(tensors["qweight"])
+    groups = tensors["scales"].shape[1]
+    q = q.reshape(q.shape[0], groups, -1).to(dtype) - 8  # [out, groups, group_size]
+    scales = tensors["scales"].to(dtype).unsqueeze(-1)
+    zeros = tensors["zeros"].to(dtype).unsqueeze(-1)
+    return (q * scales + zeros).reshape(q.shape[0], -1)
+
+
+class QuantizedLinear(nn.Module):
+    """A linear whose weight is held as int8 or int4 and never stored in full precision."""
+
+    def __init__(
+        self,
+        config: QuantizationConfig,
+        tensors: dict[str, torch.Tensor],  # from quantize_int8 / quantize_int4, on the device
+        bias: torch.Tensor | None,
+        dtype: torch.dtype,  # of activations and outputs
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.dtype = dtype
+        self.out_features = tensors["qweight"].shape[0]
+        for name, tensor in tensors.items():
+            self.register_buffer(name, tensor)
+        self.register_buffer("bias", bias)
+        self.use_kernel = tensors["qweight"].device.type == "cpu"
+        if self.use_kernel and config.method == "int4":
+            self._pack_int4_for_cpu()
+        elif self.use_kernel:
+            self.register_buffer("kernel_scales", self.scales.to(dtype), persistent=False)
+
+    def _pack_int4_for_cpu(self) -> None:
+        q = unpack_int4(self.qweight).to(torch.int32)
+        packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(q, INT4_INNER_K_TILES)
+        # NOTE: the kernel reads [groups, out, 2] (scale, zero) in the activation dtype.
+        scales_and_zeros = torch.stack([self.scales, self.zeros], dim=-1).transpose(0, 1)
+        self.register_buffer("kernel_weight", packed, persistent=False)
+        self.register_buffer(
+            "kernel_scales", scales_and_zeros.contiguous().to(self.dtype), persistent=False
+        )
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """What is saved: the portable layout, not the CPU kernel's packing."""
+        names = ("qweight", "scales") if self.config.method == "int8" else ("qweight", "scales", "zeros")
+        return {name: getattr(self, name) for name in names}
+
+    def dequantized_weight(self) -> torch.Tensor:  # [out, in]
+        if self.config.method == "int8":
+            return dequantize_int8(self.tensors(), self.dtype)
+        return dequantize_int4(self.tensors(), self.dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [..., in] -> [..., out]
+        rows = x.reshape(-1, x.shape[-1])  # [N, in]
+        if self.use_kernel and self.config.method == "int8" and len(rows) <= INT8_KERNEL_MAX_ROWS:
+            out = torch.ops.aten._weight_int8pack_mm(rows, self.qweight, self.kernel_scales)
+        elif self.use_kernel and len(rows) <= INT4_KERNEL_MAX_ROWS and self.config.method == "int4":
+            out = torch.ops.aten._weight_int4pack_mm_for_cpu(
+                rows, self.kernel_weight, self.config.group_size, self.kernel_scales
+            )
+        else:
+            out = nn.functional.linear(rows, self.dequantized_weight())
+        if self.bias is not None:
+            out = out + self.bias
+        return out.reshape(*x.shape[:-1], self.out_features)
+
+
+def quantize_linear(
+    linear: nn.Linear, config: QuantizationConfig, dtype: torch.dtype
+) -> QuantizedLinear:
+    """The quantized replacement for a full-precision linear."""
+    weight = linear.weight.detach()
+    if config.method == "int8":
+        tensors = quantize_int8(weight)
+    else:
+        tensors = quantize_int4(weight, config.group_size)
+    bias = None if linear.bias is None else linear.bias.detach()
+    return QuantizedLinear(config, tensors, bias, dtype)
+
+
+def quantize_model(
+    model: nn.Module,
+    config: QuantizationConfig,
+    dtype: torch.dtype,
+    saved: dict[str, torch.Tensor],
+) -> dict[str, torch.Tensor]:
+    """Swap every linear that fits the method for its quantized form, in place.
+
+    Args:
+        model: the decoder with its full-precision weights loaded.
+        config: the method and group size.
+        dtype: the model's activation dtype.
+        saved: tensors from an earlier run (`<linear>.<tensor>`); a linear found there is
+            taken as saved instead of being quantized again.
+
+    Returns:
+        Every quantized linear's tensors, to save for the next start.
+    """
+    quantized: dict[str, torch.Tensor] = {}
+    for name, linear in list(model.named_modules()):
+        if not isinstance(linear, nn.Linear) or not config.fits(linear):
+            continue
+        prefix = f"{name}."
+        tensors = {k[len(prefix) :]: v for k, v in saved.items() if k.startswith(prefix)}
+        if tensors:
+            device = linear.weight.device
+            tensors = {k: v.to(device) for k, v in tensors.items()}
+            bias = None if linear.bias is None else linear.bias.detach()
+            replacement = QuantizedLinear(config, tensors, bias, dtype)
+        else:
+            replacement = quantize_linear(linear, config, dtype)
+        parent_name, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent_name), child, replacement)
+        quantized.update({prefix + k: v for k, v in replacement.tensors().items()})
+    return quantized
