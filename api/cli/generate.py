@@ -4,7 +4,7 @@ import argparse
 import sys
 from typing import Any
 
-from api.cli.options import size_argument
+from api.cli.options import add_weight_options, size_argument, weight_options
 from api.cli.repl import BYE, user_lines
 from engine.errors import PromptTooLongError
 from engine.llm import LLM
@@ -33,9 +33,7 @@ def _add_model_options(parser: argparse.ArgumentParser, with_model: bool = True)
         parser.add_argument(
             "--model", help="library name, HF directory or .gguf (default: the default model)"
         )
-    parser.add_argument(
-        "--dtype", choices=["float32", "bfloat16"], help="default: best for the device"
-    )
+    add_weight_options(parser)
     parser.add_argument("--max-tokens", type=int, default=512, help="most tokens to generate")
     parser.add_argument("--temperature", type=float, default=0.0, help="0 is greedy")
     parser.add_argument("--top-p", type=float, default=1.0)
@@ -64,7 +62,7 @@ def _params(args: argparse.Namespace) -> SamplingParams:
 
 
 def _load(model: str | None, args: argparse.Namespace) -> LLM:
-    return LLM(model, dtype=args.dtype, kv_cache_memory=args.kv_cache_memory)
+    return LLM(model, kv_cache_memory=args.kv_cache_memory, **weight_options(args))
 
 
 def run_generate(args: argparse.Namespace) -> int:

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from api.cli.options import size_argument
+from api.cli.options import add_weight_options, size_argument, weight_options
 from api.cli.repl import BYE, user_lines
 from indexer.paths import default_data_dir
 
@@ -59,9 +59,7 @@ def _pipeline_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--embedder", default=None, help="embedder name or folder (default: the index's)"
     )
-    parser.add_argument(
-        "--dtype", choices=["float32", "bfloat16"], help="default: best for the device"
-    )
+    add_weight_options(parser)
     parser.add_argument(
         "--kv-cache-memory",
         type=size_argument,
@@ -78,9 +76,7 @@ def _pipeline_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _engine_options(args: argparse.Namespace) -> dict[str, Any]:
-    options: dict[str, Any] = {}
-    if args.dtype:
-        options["dtype"] = args.dtype
+    options: dict[str, Any] = weight_options(args)
     if args.kv_cache_memory:
         options["kv_cache_memory"] = args.kv_cache_memory
     if args.no_prefix_caching:

@@ -8,9 +8,8 @@ import torch
 from safetensors import safe_open
 
 from engine.errors import ModelIntegrityError, ModelNotFoundError, UnsupportedModelError
-from engine.models import MODEL_CLASSES
+from engine.models import MODEL_CLASSES, quantized_weights
 from engine.models.config import DecoderConfig
-from engine.models import quantized_weights
 from engine.models.decoder import DecoderForCausalLM
 from engine.models.quantization import QuantizationConfig, quantize_model
 from engine.models.rope import RotaryEmbedding

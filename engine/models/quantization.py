@@ -36,7 +36,8 @@ class QuantizationConfig:
             raise ValueError(f"quantization method must be int8 or int4, got {self.method!r}")
         if self.method == "int4" and (self.group_size < 16 or self.group_size % 16):
             raise ValueError(
-                f"int4 group size must be a multiple of 16 (32, 64, 128, ...), got {self.group_size}"
+                "int4 group size must be a multiple of 16 (32, 64, 128, ...), "
+                f"got {self.group_size}"
             )
 
     @property
@@ -48,7 +49,9 @@ class QuantizationConfig:
         """Whether a linear's shape suits the method (int4 packs rows and groups columns)."""
         if self.method == "int8":
             return True
-        return linear.out_features % INT4_PACK_ROWS == 0 and linear.in_features % self.group_size == 0
+        return (
+            linear.out_features % INT4_PACK_ROWS == 0 and linear.in_features % self.group_size == 0
+        )
 
 
 def quantize_int8(weight: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -101,6 +104,13 @@ def dequantize_int4(tensors: dict[str, torch.Tensor], dtype: torch.dtype) -> tor
 class QuantizedLinear(nn.Module):
     """A linear whose weight is held as int8 or int4 and never stored in full precision."""
 
+    qweight: torch.Tensor  # int8 [out, in], or uint8 [out, in / 2] holding two int4 values
+    scales: torch.Tensor  # int8: [out]; int4: [out, groups]
+    zeros: torch.Tensor  # int4 only: [out, groups], the value q = 8 stands for
+    kernel_weight: torch.Tensor  # int4 on the CPU: the kernel's own packing of qweight
+    kernel_scales: torch.Tensor  # on the CPU: scales (int4: with zeros) as the kernel reads them
+    bias: torch.Tensor | None
+
     def __init__(
         self,
         config: QuantizationConfig,
@@ -133,7 +143,11 @@ class QuantizedLinear(nn.Module):
 
     def tensors(self) -> dict[str, torch.Tensor]:
         """What is saved: the portable layout, not the CPU kernel's packing."""
-        names = ("qweight", "scales") if self.config.method == "int8" else ("qweight", "scales", "zeros")
+        names = (
+            ("qweight", "scales")
+            if self.config.method == "int8"
+            else ("qweight", "scales", "zeros")
+        )
         return {name: getattr(self, name) for name in names}
 
     def dequantized_weight(self) -> torch.Tensor:  # [out, in]

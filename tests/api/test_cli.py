@@ -126,6 +126,31 @@ def test_generate_with_a_kv_cache_too_small_for_two_blocks(tmp_path: Path) -> No
     assert "--kv-cache-memory 512M" in result.stderr
 
 
+def test_generate_with_an_unknown_quantization_lists_the_methods(tmp_path: Path) -> None:
+    result = pagedrag("generate", "--quantization", "int3", "hi", home=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "--quantization: invalid choice: 'int3'" in result.stderr
+
+
+def test_ask_with_a_bad_int4_group_size(tmp_path: Path) -> None:
+    result = pagedrag(
+        "ask", "--quantization", "int4", "--quantization-group-size", "24", "why?", home=tmp_path
+    )
+    assert_one_line_error(result, "quantization_group_size must be a multiple of 16")
+
+
+def test_generate_quantized_int4_writes_its_weights_once(tmp_path: Path) -> None:
+    model = save_tiny_llama(tmp_path / "tiny")
+    args = ("generate", "--model", str(model), "--quantization", "int4", "--max-tokens", "4")
+    first = pagedrag(*args, "hi", home=tmp_path / "home")
+    assert first.returncode == 0, first.stderr
+    (saved,) = (tmp_path / "home" / "models" / "quantized").glob("tiny-*/int4-g32.safetensors")
+    written = saved.stat().st_mtime_ns
+    second = pagedrag(*args, "hi", home=tmp_path / "home")
+    assert second.returncode == 0 and second.stdout == first.stdout
+    assert saved.stat().st_mtime_ns == written
+
+
 def test_run_drops_old_turns_and_survives_a_message_too_long(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -1,0 +1,170 @@
+"""Weight-only int8/int4: the math, the CPU kernels against the reference, and the store."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from engine import LLM, SamplingParams
+from engine.config import EngineConfig
+from engine.errors import EngineConfigError
+from engine.library.store import ModelStore
+from engine.models import quantization
+from engine.models.quantization import (
+    QuantizationConfig,
+    QuantizedLinear,
+    dequantize_int4,
+    dequantize_int8,
+    quantize_int4,
+    quantize_int8,
+    quantize_linear,
+)
+from tests.tiny_model import save_tiny_llama
+
+INT4 = QuantizationConfig("int4", group_size=32)
+INT8 = QuantizationConfig("int8")
+
+
+def test_int8_round_trip_is_within_half_a_step() -> None:
+    torch.manual_seed(0)
+    weight = torch.randn(48, 96)
+    tensors = quantize_int8(weight)
+    step = tensors["scales"][:, None]
+    error = (dequantize_int8(tensors, torch.float32) - weight).abs()
+    assert tensors["qweight"].dtype == torch.int8
+    assert (error <= step / 2 + 1e-6).all()
+    # the largest weight of each row is exactly representable: it sets the scale
+    assert torch.equal(
+        tensors["qweight"].abs().amax(dim=1), torch.full((48,), 127, dtype=torch.int8)
+    )
+
+
+def test_int4_recovers_weights_already_on_a_4bit_grid() -> None:
+    """A GGUF Q4_K sub-block is scale * q - min, q in 0..15: group 32 should give it back."""
+    torch.manual_seed(0)
+    q = torch.randint(0, 16, (32, 128))
+    q[:, ::32] = 0  # every group spans the whole grid, as real 32-weight blocks do
+    q[:, 1::32] = 15
+    scale = torch.rand(32, 4, 1) * 0.01 + 0.001
+    low = -torch.rand(32, 4, 1) * 0.05
+    weight = (q.reshape(32, 4, 32) * scale + low).reshape(32, 128)
+    tensors = quantize_int4(weight, group_size=32)
+    assert tensors["qweight"].shape == (32, 64)
+    assert torch.equal(quantization.unpack_int4(tensors["qweight"]), q.to(torch.uint8))
+    restored = dequantize_int4(tensors, torch.float32)
+    # only the bf16 rounding of the scale and zero remains (8 bits: 2**-8 of their size)
+    assert (restored - weight).abs().max() < 2**-8 * weight.abs().max()
+
+
+def test_int4_error_is_within_a_step_on_random_weights() -> None:
+    torch.manual_seed(1)
+    weight = torch.randn(64, 256)
+    tensors = quantize_int4(weight, group_size=64)
+    restored = dequantize_int4(tensors, torch.float32)
+    step = tensors["scales"].float().repeat_interleave(64, dim=1)
+    assert ((restored - weight).abs() <= step * 0.6 + 1e-3).all()
+
+
+@pytest.mark.parametrize("config", [INT8, INT4], ids=["int8", "int4"])
+@pytest.mark.parametrize("rows", [1, 3, 8, 40])  # the fused kernels and the dequantized path
+def test_quantized_linear_matches_its_dequantized_reference(
+    config: QuantizationConfig, rows: int
+) -> None:
+    torch.manual_seed(rows)
+    linear = nn.Linear(128, 96, bias=True).to(torch.bfloat16)
+    quantized = quantize_linear(linear, config, torch.bfloat16)
+    x = torch.randn(rows, 128, dtype=torch.bfloat16)
+    expected = x.float() @ quantized.dequantized_weight().float().t() + linear.bias.float()
+    out = quantized(x)
+    assert out.shape == (rows, 96) and out.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float(), expected, atol=3e-2, rtol=2e-2)
+    # and it is close to the full-precision linear it replaced (16 levels vs 255)
+    full = linear(x).float()
+    relative_error = (out.float() - full).abs().mean() / full.abs().mean()
+    assert relative_error < (0.1 if config.method == "int4" else 0.01)
+
+
+def test_quantized_linear_keeps_only_the_portable_tensors_for_saving() -> None:
+    linear = nn.Linear(64, 32, bias=False).to(torch.bfloat16)
+    quantized = quantize_linear(linear, INT4, torch.bfloat16)
+    assert set(quantized.tensors()) == {"qweight", "scales", "zeros"}
+    assert set(quantized.state_dict()) == {"qweight", "scales", "zeros"}
+    assert not any(isinstance(p, nn.Parameter) for p in quantized.parameters())
+    assert isinstance(quantized, QuantizedLinear)
+
+
+def test_config_refuses_unknown_methods_and_bad_group_sizes() -> None:
+    with pytest.raises(EngineConfigError, match="quantization must be one of none, int8, int4"):
+        EngineConfig(quantization="int3")
+    with pytest.raises(EngineConfigError, match="multiple of 16"):
+        EngineConfig(quantization="int4", quantization_group_size=24)
+    with pytest.raises(ValueError, match="multiple of 16"):
+        QuantizationConfig("int4", group_size=0)
+
+
+@pytest.fixture
+def tiny_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    model_dir = save_tiny_llama(tmp_path / "tiny")
+    # NOTE: set after the tokenizer was copied from the real store: from here on the
+    # store (where quantized weights of a user's directory are kept) is a temporary one.
+    monkeypatch.setenv("PAGEDRAG_HOME", str(tmp_path / "home"))
+    return model_dir
+
+
+def greedy(llm: LLM, prompt: list[int]) -> list[int]:
+    params = SamplingParams(temperature=0, max_tokens=12, ignore_eos=True)
+    return llm.generate([prompt], params)[0].token_ids
+
+
+def test_quantized_engine_agrees_with_full_precision_and_keeps_its_weights(
+    tiny_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prompt = [1, 422, 3081, 314, 4193, 28, 9226, 30]
+    options = {"dtype": "bfloat16", "kv_cache_memory": 8 << 20}
+    reference = greedy(LLM(str(tiny_dir), **options), prompt)
+    llm = LLM(str(tiny_dir), quantization="int8", **options)
+    assert greedy(llm, prompt)[:6] == reference[:6]
+    layer = llm.engine.runner.model.model.layers[0]
+    assert isinstance(layer.mlp.down_proj, QuantizedLinear)
+    assert isinstance(llm.engine.runner.model.lm_head, QuantizedLinear)
+    saved = ModelStore.default().quantized_weights_path(tiny_dir, "int8")
+    assert saved.is_file() and tiny_dir not in saved.parents  # the user's folder is untouched
+
+    # The next start loads what was saved and quantizes nothing.
+    def refuse(*args: object) -> None:
+        raise AssertionError("quantized again instead of loading the saved weights")
+
+    monkeypatch.setattr(quantization, "quantize_linear", refuse)
+    again = LLM(str(tiny_dir), quantization="int8", **options)
+    assert greedy(again, prompt) == greedy(llm, prompt)
+
+
+def test_changed_weights_are_quantized_again(tiny_dir: Path) -> None:
+    options = {"quantization": "int4", "kv_cache_memory": 8 << 20}
+    LLM(str(tiny_dir), **options)
+    saved = ModelStore.default().quantized_weights_path(tiny_dir, "int4-g32")
+    first = saved.stat().st_mtime_ns
+    save_tiny_llama(tiny_dir, tokenizer=False, initializer_range=0.1)  # new weights, same path
+    LLM(str(tiny_dir), **options)
+    assert saved.stat().st_mtime_ns != first
+
+
+def test_a_damaged_saved_file_is_rebuilt(tiny_dir: Path) -> None:
+    options = {"quantization": "int8", "kv_cache_memory": 8 << 20}
+    LLM(str(tiny_dir), **options)
+    saved = ModelStore.default().quantized_weights_path(tiny_dir, "int8")
+    saved.write_bytes(saved.read_bytes()[:100])  # a crash mid-copy, a full disk
+    llm = LLM(str(tiny_dir), **options)
+    assert len(greedy(llm, [1, 2, 3])) == 12
+    assert saved.stat().st_size > 1000
+
+
+def test_linears_that_do_not_fit_the_group_size_stay_in_full_precision(tiny_dir: Path) -> None:
+    # hidden size 64: a group of 128 columns does not divide it, 64 does the MLP's 128
+    llm = LLM(
+        str(tiny_dir), quantization="int4", quantization_group_size=128, kv_cache_memory=8 << 20
+    )
+    layer = llm.engine.runner.model.model.layers[0]
+    assert isinstance(layer.self_attn.qkv_proj, nn.Linear)
+    assert isinstance(layer.mlp.down_proj, QuantizedLinear)
