@@ -75,7 +75,9 @@ def ttft_cold_vs_cached(llm: LLM, prompt: list[int]) -> tuple[float, float]:
 def decode_step_vs_floor(llm: LLM, bandwidth: float) -> dict:
     """Single-request decode step time against (weight bytes read per step) / bandwidth."""
     model = llm.engine.runner.model
-    weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    # NOTE: the state dict holds the quantized linears' int8/int4 tensors (buffers, not
+    # parameters) and not the kernels' repacked copies of them, which are never saved.
+    weight_bytes = sum(t.numel() * t.element_size() for t in model.state_dict().values())
     if model.lm_head is not None:  # an untied embedding is gathered by rows, not read whole
         embed = model.model.embed_tokens.weight
         weight_bytes -= embed.numel() * embed.element_size()

@@ -149,6 +149,20 @@ class DecoderForCausalLM(nn.Module):
             return self.lm_head(hidden)
         return torch.matmul(hidden, self.model.embed_tokens.weight.t())
 
+    def untie_lm_head(self) -> None:
+        """Give a tied model a head module of its own, sharing the embedding's weight.
+
+        NOTE: for weight-only quantization: the head then becomes an int8 linear that a
+        decode step reads whole, while the embedding, only gathered by rows, stays as it is.
+        For Qwen2.5-0.5B the tied head is 0.27 GB of bf16, half the bytes of an int4 step.
+        """
+        if self.lm_head is not None:
+            return
+        embedding = self.model.embed_tokens.weight  # [vocab, hidden]
+        head = nn.Linear(self.config.hidden_size, self.config.vocab_size, bias=False, device="meta")
+        head.weight = embedding
+        self.lm_head = head
+
     def load_weights(self, weights: Iterable[tuple[str, torch.Tensor]]) -> None:
         """Copy a Hugging Face checkpoint in, splitting it into the fused projections.
 

@@ -75,6 +75,7 @@ def _quantize(
     dtype: torch.dtype,
     path: Path | None,
 ) -> None:
+    model.untie_lm_head()
     fingerprint = quantized_weights.weights_fingerprint(model_dir)
     saved = quantized_weights.load_saved(path, fingerprint) if path else {}
     try:

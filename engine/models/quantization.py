@@ -45,6 +45,16 @@ class QuantizationConfig:
         """Names the quantized weights on disk: `int8`, `int4-g32`."""
         return self.method if self.method == "int8" else f"int4-g{self.group_size}"
 
+    def for_linear(self, name: str) -> "QuantizationConfig":
+        """The config a given linear gets: int4 keeps the LM head at int8.
+
+        NOTE: as llama.cpp's Q4_K_M keeps its output matrix at 6 bits: int4 there cost
+        Qwen2.5-Coder-0.5B 1.6% more perplexity on SciFact (bench.quantization).
+        """
+        if self.method == "int4" and name == "lm_head":
+            return QuantizationConfig("int8")
+        return self
+
     def fits(self, linear: nn.Linear) -> bool:
         """Whether a linear's shape suits the method (int4 packs rows and groups columns)."""
         if self.method == "int8":
@@ -69,22 +79,42 @@ def dequantize_int8(tensors: dict[str, torch.Tensor], dtype: torch.dtype) -> tor
 def quantize_int4(weight: torch.Tensor, group_size: int) -> dict[str, torch.Tensor]:
     """Asymmetric group-wise int4: weight ≈ (q - 8) * scale + zero, q in 0..15.
 
+    Each group takes, of the grids in `_int4_grids`, the one with the least squared
+    error. Plain min/max is the first of them; the others span fewer of the 16 levels,
+    which recovers weights that were already 4-bit (the default models' weights come from
+    Q4_K blocks, whose own scale seldom uses every level) instead of rounding them again.
+
     Returns `qweight` as two values a byte (even column in the low nibble), and the
     per-group `scales` and `zeros`, each [out, in / group_size] in bf16 (the kernel's
     dtype; float32 would make them outweigh the int4 values).
     """
     out_features, in_features = weight.shape
     w = weight.float().reshape(out_features, in_features // group_size, group_size)
-    low = w.amin(dim=-1, keepdim=True)
-    high = w.amax(dim=-1, keepdim=True)
-    scales = ((high - low) / 15).clamp(min=1e-10)  # [out, groups, 1]
-    q = torch.round((w - low) / scales).clamp(0, 15).to(torch.uint8).reshape(out_features, -1)
-    zeros = low + 8 * scales
+    low = w.amin(dim=-1, keepdim=True)  # [out, groups, 1]
+    span = (w.amax(dim=-1, keepdim=True) - low).clamp(min=1e-10)
+    best_error = torch.full_like(low, float("inf"))
+    best_scales, best_low = span / 15, low
+    for levels, shift in _int4_grids():
+        scales = span / levels
+        grid_low = low - shift * scales
+        q = torch.round((w - grid_low) / scales).clamp(0, 15)
+        error = (q * scales + grid_low - w).square().sum(dim=-1, keepdim=True)
+        better = error < best_error
+        best_error = torch.where(better, error, best_error)
+        best_scales = torch.where(better, scales, best_scales)
+        best_low = torch.where(better, grid_low, best_low)
+    q = torch.round((w - best_low) / best_scales).clamp(0, 15).to(torch.uint8)
+    q = q.reshape(out_features, -1)
     return {
         "qweight": q[:, 0::2] | (q[:, 1::2] << 4),  # [out, in / 2] uint8
-        "scales": scales.squeeze(-1).to(torch.bfloat16),
-        "zeros": zeros.squeeze(-1).to(torch.bfloat16),
+        "scales": best_scales.squeeze(-1).to(torch.bfloat16),
+        "zeros": (best_low + 8 * best_scales).squeeze(-1).to(torch.bfloat16),
     }
+
+
+def _int4_grids() -> list[tuple[int, int]]:
+    """(levels between the group's min and max, levels below its min): min/max first."""
+    return [(levels, shift) for levels in range(15, 9, -1) for shift in range(16 - levels)]
 
 
 def unpack_int4(qweight: torch.Tensor) -> torch.Tensor:
@@ -203,7 +233,10 @@ def quantize_model(
     """
     quantized: dict[str, torch.Tensor] = {}
     for name, linear in list(model.named_modules()):
-        if not isinstance(linear, nn.Linear) or not config.fits(linear):
+        if not isinstance(linear, nn.Linear):
+            continue
+        linear_config = config.for_linear(name)
+        if not linear_config.fits(linear):
             continue
         prefix = f"{name}."
         tensors = {k[len(prefix) :]: v for k, v in saved.items() if k.startswith(prefix)}
@@ -211,9 +244,9 @@ def quantize_model(
             device = linear.weight.device
             tensors = {k: v.to(device) for k, v in tensors.items()}
             bias = None if linear.bias is None else linear.bias.detach()
-            replacement = QuantizedLinear(config, tensors, bias, dtype)
+            replacement = QuantizedLinear(linear_config, tensors, bias, dtype)
         else:
-            replacement = quantize_linear(linear, config, dtype)
+            replacement = quantize_linear(linear, linear_config, dtype)
         parent_name, _, child = name.rpartition(".")
         setattr(model.get_submodule(parent_name), child, replacement)
         quantized.update({prefix + k: v for k, v in replacement.tensors().items()})

@@ -16,7 +16,7 @@ from safetensors.torch import load_file, safe_open, save_file
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = "1"
+FORMAT_VERSION = "2"  # 2: int4 grids fitted per group; a tied head kept as int8
 
 
 def weights_fingerprint(model_dir: Path) -> str:

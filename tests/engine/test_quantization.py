@@ -168,3 +168,18 @@ def test_linears_that_do_not_fit_the_group_size_stay_in_full_precision(tiny_dir:
     layer = llm.engine.runner.model.model.layers[0]
     assert isinstance(layer.self_attn.qkv_proj, nn.Linear)
     assert isinstance(layer.mlp.down_proj, QuantizedLinear)
+
+
+def test_a_tied_head_is_quantized_to_int8_and_the_embedding_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model_dir = save_tiny_llama(tmp_path / "tied", tie_word_embeddings=True)
+    monkeypatch.setenv("PAGEDRAG_HOME", str(tmp_path / "home"))
+    prompt = [1, 422, 3081, 314, 4193, 28, 9226, 30]
+    options = {"dtype": "bfloat16", "kv_cache_memory": 8 << 20}
+    model = LLM(str(model_dir), quantization="int4", **options).engine.runner.model
+    assert isinstance(model.lm_head, QuantizedLinear)
+    assert model.lm_head.config == INT8  # int4 layers, an int8 head
+    assert model.model.embed_tokens.weight.dtype == torch.bfloat16
+    reference = greedy(LLM(str(model_dir), **options), prompt)
+    assert greedy(LLM(str(model_dir), quantization="int8", **options), prompt)[:4] == reference[:4]
