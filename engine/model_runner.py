@@ -61,10 +61,10 @@ class ModelRunner:
         query_start_loc = [0]
         sample_indices: list[int] = []
         for item in batch:
-            token_positions = range(item.start, item.start + item.num_new_tokens)
-            input_ids.extend(item.seq.token_ids[item.start : item.start + item.num_new_tokens])
-            positions.extend(token_positions)
-            slots.extend(self._slot(item.seq.block_table, p) for p in token_positions)
+            end = item.start + item.num_new_tokens
+            input_ids.extend(item.seq.token_ids[item.start : end])
+            positions.extend(range(item.start, end))
+            slots.extend(self._slots(item.seq.block_table, item.start, end))
             query_start_loc.append(len(input_ids))
             if item.samples:
                 sample_indices.append(len(input_ids) - 1)
@@ -87,10 +87,16 @@ class ModelRunner:
             sampling=[item for item in batch if item.samples],
         )
 
-    def _slot(self, block_table: list[int], position: int) -> int:
-        return (
-            block_table[position // self.block_size] * self.block_size + position % self.block_size
-        )
+    def _slots(self, block_table: list[int], start: int, end: int) -> list[int]:
+        """Cache slots of positions [start, end): one run of slots per block, no per-token loop."""
+        size = self.block_size
+        slots: list[int] = []
+        for index in range(start // size, (end - 1) // size + 1):
+            base = block_table[index] * size
+            slots.extend(
+                range(base + max(start - index * size, 0), base + min(end - index * size, size))
+            )
+        return slots
 
     def _block_tables(self, batch: list[ScheduledSequence]) -> torch.Tensor:
         width = max(len(item.seq.block_table) for item in batch)

@@ -1,6 +1,7 @@
 """Rotary position embeddings, with the frequency scalings Llama checkpoints use."""
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -35,12 +36,22 @@ class RotaryEmbedding(nn.Module):
         self.cos = angles.cos()
         self.sin = angles.sin()
 
-    def forward(
-        self, positions: torch.Tensor, query: torch.Tensor, key: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        cos = self.cos[positions].to(query.dtype)[:, None, :]  # [T, 1, head_dim]
-        sin = self.sin[positions].to(query.dtype)[:, None, :]
-        return query * cos + _rotate_half(query) * sin, key * cos + _rotate_half(key) * sin
+    def angles(self, positions: torch.Tensor, dtype: torch.dtype) -> "RotaryAngles":
+        """The cos/sin rows of a step's positions, gathered once and shared by every layer."""
+        cos = self.cos[positions].to(dtype)[:, None, :]  # [T, 1, head_dim]
+        sin = self.sin[positions].to(dtype)[:, None, :]
+        return RotaryAngles(cos, sin)
+
+
+@dataclass(frozen=True)
+class RotaryAngles:
+    """One step's rotation, in the activations' dtype: built once, read by every layer."""
+
+    cos: torch.Tensor  # [T, 1, head_dim]
+    sin: torch.Tensor  # [T, 1, head_dim]
+
+    def rotate(self, x: torch.Tensor) -> torch.Tensor:  # [T, heads, head_dim]
+        return x * self.cos + _rotate_half(x) * self.sin
 
 
 def rope_inv_freq(head_dim: int, theta: float, scaling: RopeScaling | None) -> torch.Tensor:

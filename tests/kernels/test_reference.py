@@ -70,14 +70,23 @@ def build_batch(
 
 @pytest.mark.parametrize(("dtype", "tolerance"), [(torch.float32, 1e-5), (torch.bfloat16, 3e-2)])
 @pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize(
+    "seqs",
+    [
+        # Decodes of different lengths, a fresh prompt, a prompt behind a cached prefix
+        # that ends mid-block, a one-token-prefix chunk, and chunks too long for the
+        # short-chunk path, with and without a prefix.
+        [(1, 1), (9, 1), (23, 1), (13, 13), (30, 7), (5, 4), (150, 100), (90, 90)],
+        # A lone decode (its own path) ending mid-block, then one beside a prefill.
+        [(37, 1)],
+        [(33, 1), (13, 13)],
+    ],
+    ids=["mixed", "one-decode", "one-decode-and-prefill"],
+)
 def test_paged_attention_matches_dense_attention(
-    dtype: torch.dtype, tolerance: float, seed: int
+    dtype: torch.dtype, tolerance: float, seed: int, seqs: list[tuple[int, int]]
 ) -> None:
     generator = torch.Generator().manual_seed(seed)
-    # Decodes of different lengths, a fresh prompt, a prompt behind a cached prefix
-    # that ends mid-block, a one-token-prefix chunk, and chunks too long for the
-    # short-chunk path, with and without a prefix.
-    seqs = [(1, 1), (9, 1), (23, 1), (13, 13), (30, 7), (5, 4), (150, 100), (90, 90)]
     key_cache, value_cache, metadata, queries, keys, values, new_k, new_v = build_batch(
         seqs, num_blocks=128, dtype=dtype, generator=generator
     )
