@@ -38,7 +38,7 @@ def test_ask_says_not_found_for_an_off_topic_question(data_dir) -> None:
 
 
 def test_chat_keeps_the_conversation_until_bye(data_dir) -> None:
-    turns = "What is a KV cache block?\nAnd how big is it?\n/bye\n"
+    turns = "What is a KV cache block?\nAnd how big is a KV cache block?\n/bye\n"
     result = pagedrag("chat", "--data-dir", str(data_dir), "--max-tokens", "6", *MODEL, stdin=turns)
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("Sources:") == 2
