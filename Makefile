@@ -21,7 +21,7 @@ PORT ?= 8000
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install install-dev models serve test lint unit bench bench-engine bench-retrieval bench-serve bench-kernels clean
+.PHONY: install install-dev models serve test lint unit bench bench-engine bench-retrieval bench-serve bench-kernels bench-peers clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -87,6 +87,12 @@ bench-retrieval: $(BENCH)
 bench-serve: models
 	index=$$(mktemp -d) && $(PY) -m bench.serve_load --index-dir $$index \
 		&& $(PY) -m bench.prompt_order --index-dir $$index; status=$$?; rm -rf $$index; exit $$status
+
+# PagedRAG vs llama.cpp and vLLM's CPU build, each in a virtualenv of its own under
+# bench/work/peers/ (never the project's). Not part of `bench`: it takes hours on a quiet
+# machine. Options through PEERS_ARGS, e.g. PEERS_ARGS="--servers pagedrag,vllm --rounds 3".
+bench-peers: models
+	$(PY) -m bench.peers $(PEERS_ARGS)
 
 # GPU only: it exits with status 2 on a machine without CUDA, so `make bench` leaves it out.
 # The dev extra brings Triton where the CUDA build of torch does not already.

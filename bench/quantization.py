@@ -1,12 +1,14 @@
 """What weight-only quantization costs in accuracy and buys in decode speed.
 
     python -m bench.quantization [--model NAME] [--tokens 20480] [--rounds 2]
+        [--dtype float32|bfloat16]
 
-For bf16 weights, int8 and int4: perplexity on SciFact abstracts (real scientific
-text, at least 20,000 scored tokens), the share of positions whose top next-token
-choice equals bf16's, greedy generations' agreement with bf16, and the single-request
-decode step against the weight-bandwidth floor measured in the same run. The decode
-timings alternate the methods round after round so that a busy machine slows all alike.
+For full-precision weights (the engine's dtype for this CPU, or --dtype), int8 and
+int4: perplexity on SciFact abstracts (real scientific text, at least 20,000 scored
+tokens), the share of positions whose top next-token choice equals full precision's,
+greedy generations' agreement with it, and the single-request decode step against the
+weight-bandwidth floor measured in the same run. The decode timings alternate the
+methods round after round so that a busy machine slows all alike.
 """
 
 import argparse
@@ -64,8 +66,8 @@ def common_prefix_share(a: list[list[int]], b: list[list[int]]) -> float:
     return sum(shares) / len(shares)
 
 
-def load(model: str, method: str) -> LLM:
-    return LLM(model, dtype="bfloat16", quantization=method, kv_cache_memory=1 << 30)
+def load(model: str, method: str, dtype: str | None) -> LLM:
+    return LLM(model, dtype=dtype, quantization=method, kv_cache_memory=1 << 30)
 
 
 def main() -> None:
@@ -74,16 +76,19 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=20 * WINDOW, help="tokens to score")
     parser.add_argument("--rounds", type=int, default=2, help="of decode timings")
     parser.add_argument("--corpus-dir", type=Path, default=SCIFACT_DIR)
+    # NOTE: the engine's own default: bf16 only on CPUs with native bf16 (AVX-512 BF16,
+    # AMX); elsewhere bf16 matmuls are several times slower than fp32.
+    parser.add_argument("--dtype", choices=["float32", "bfloat16"], default=None)
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    report: dict = {"machine": machine_report(), "window": WINDOW}
+    report: dict = {"machine": machine_report(), "window": WINDOW, "dtype": args.dtype}
     model = str(resolve_model(args.model))
     text = scifact_text(args.corpus_dir)
 
     scores: dict[str, WindowScores] = {}
     greedy: dict[str, list[list[int]]] = {}
     for method in METHODS:
-        llm = load(model, method)
+        llm = load(model, method, args.dtype)
         token_ids = llm.tokenizer(text).input_ids[: args.tokens + args.tokens // WINDOW]
         started = time.perf_counter()
         scores[method] = score_windows(llm, windows(token_ids, WINDOW))
@@ -99,7 +104,7 @@ def main() -> None:
     for index in range(args.rounds):
         load_avg = os.getloadavg()[0]
         for method in METHODS:
-            llm = load(model, method)
+            llm = load(model, method, args.dtype)
             result = decode_step_vs_floor(llm, memory_bandwidth())
             decode[method].append({**result, "loadavg": load_avg})
             del llm
@@ -115,7 +120,7 @@ def main() -> None:
         rows.append({
             "method": method,
             "perplexity": scores[method].perplexity,
-            "perplexity_vs_bf16": scores[method].perplexity / base.perplexity - 1,
+            "perplexity_vs_full": scores[method].perplexity / base.perplexity - 1,
             "top1_agreement": scores[method].agreement(base),
             "greedy_prefix_share": common_prefix_share(greedy[method], greedy["none"]),
             "scored_tokens": len(scores[method].nll),
@@ -132,14 +137,14 @@ def main() -> None:
 def _print_table(rows: list[dict], rounds: int) -> None:
     print(f"\nmedian (min-max) over {rounds} rounds of decode timings\n")
     print(
-        "| weights | perplexity | vs bf16 | top-1 agreement | greedy agreement "
+        "| weights | perplexity | vs full precision | top-1 agreement | greedy agreement "
         "| decode step (ms) | floor (ms) | step / floor |"
     )
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for row in rows:
         d = row["decode"]
         print(
-            f"| {row['method']} | {row['perplexity']:.3f} | {row['perplexity_vs_bf16']:+.2%} "
+            f"| {row['method']} | {row['perplexity']:.3f} | {row['perplexity_vs_full']:+.2%} "
             f"| {row['top1_agreement']:.1%} | {row['greedy_prefix_share']:.1%} "
             f"| {spread([r['decode_step_ms'] for r in d])} "
             f"| {spread([r['floor_ms'] for r in d])} "
