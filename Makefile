@@ -21,7 +21,7 @@ PORT ?= 8000
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install install-dev models serve test lint unit bench bench-engine bench-retrieval bench-serve bench-kernels bench-peers clean
+.PHONY: install install-dev models serve test lint unit bench bench-engine bench-retrieval bench-serve bench-kernels bench-peers bench-quant clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -87,6 +87,10 @@ bench-retrieval: $(BENCH)
 bench-serve: models
 	index=$$(mktemp -d) && $(PY) -m bench.serve_load --index-dir $$index \
 		&& $(PY) -m bench.prompt_order --index-dir $$index; status=$$?; rm -rf $$index; exit $$status
+
+# Perplexity, agreement and decode step of full-precision, int8 and int4 weights.
+bench-quant: models
+	$(PY) -m bench.quantization
 
 # PagedRAG vs llama.cpp and vLLM's CPU build, each in a virtualenv of its own under
 # bench/work/peers/ (never the project's). Not part of `bench`: it takes hours on a quiet

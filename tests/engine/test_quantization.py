@@ -68,16 +68,17 @@ def test_int4_error_is_within_a_step_on_random_weights() -> None:
 
 @pytest.mark.parametrize("config", [INT8, INT4], ids=["int8", "int4"])
 @pytest.mark.parametrize("rows", [1, 3, 8, 40])  # the fused kernels and the dequantized path
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])  # fp32: kernels run in bf16
 def test_quantized_linear_matches_its_dequantized_reference(
-    config: QuantizationConfig, rows: int
+    config: QuantizationConfig, rows: int, dtype: torch.dtype
 ) -> None:
     torch.manual_seed(rows)
-    linear = nn.Linear(128, 96, bias=True).to(torch.bfloat16)
-    quantized = quantize_linear(linear, config, torch.bfloat16)
-    x = torch.randn(rows, 128, dtype=torch.bfloat16)
+    linear = nn.Linear(128, 96, bias=True).to(dtype)
+    quantized = quantize_linear(linear, config, dtype)
+    x = torch.randn(rows, 128, dtype=dtype)
     expected = x.float() @ quantized.dequantized_weight().float().t() + linear.bias.float()
     out = quantized(x)
-    assert out.shape == (rows, 96) and out.dtype == torch.bfloat16
+    assert out.shape == (rows, 96) and out.dtype == dtype
     torch.testing.assert_close(out.float(), expected, atol=3e-2, rtol=2e-2)
     # and it is close to the full-precision linear it replaced (16 levels vs 255)
     full = linear(x).float()
