@@ -1,7 +1,7 @@
 """What weight-only quantization costs in accuracy and buys in decode speed.
 
     python -m bench.quantization [--model NAME] [--tokens 20480] [--rounds 2]
-        [--dtype float32|bfloat16]
+        [--dtype float32|bfloat16] [--decode-only]
 
 For full-precision weights (the engine's dtype for this CPU, or --dtype), int8 and
 int4: perplexity on SciFact abstracts (real scientific text, at least 20,000 scored
@@ -33,6 +33,7 @@ from engine.library import resolve_model
 SCIFACT_DIR = Path("/work/shared/data/beir-scifact")
 METHODS = ("none", "int8", "int4")
 WINDOW = 1024
+ACCURACY_COLUMNS = ("perplexity", "perplexity_vs_full", "top1_agreement", "greedy_prefix_share")
 GREEDY_TOKENS = 48
 GREEDY_PROMPTS = (
     "Explain in two sentences what a hash table is.",
@@ -79,6 +80,7 @@ def main() -> None:
     # NOTE: the engine's own default: bf16 only on CPUs with native bf16 (AVX-512 BF16,
     # AMX); elsewhere bf16 matmuls are several times slower than fp32.
     parser.add_argument("--dtype", choices=["float32", "bfloat16"], default=None)
+    parser.add_argument("--decode-only", action="store_true", help="skip the accuracy part")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     report: dict = {"machine": machine_report(), "window": WINDOW, "dtype": args.dtype}
@@ -87,7 +89,7 @@ def main() -> None:
 
     scores: dict[str, WindowScores] = {}
     greedy: dict[str, list[list[int]]] = {}
-    for method in METHODS:
+    for method in () if args.decode_only else METHODS:
         llm = load(model, method, args.dtype)
         token_ids = llm.tokenizer(text).input_ids[: args.tokens + args.tokens // WINDOW]
         started = time.perf_counter()
@@ -114,24 +116,29 @@ def main() -> None:
             + ", ".join(f"{m} {decode[m][-1]['decode_step_ms']:.1f} ms" for m in METHODS)
         )
 
-    rows = []
-    base = scores["none"]
-    for method in METHODS:
-        rows.append({
-            "method": method,
-            "perplexity": scores[method].perplexity,
-            "perplexity_vs_full": scores[method].perplexity / base.perplexity - 1,
-            "top1_agreement": scores[method].agreement(base),
-            "greedy_prefix_share": common_prefix_share(greedy[method], greedy["none"]),
-            "scored_tokens": len(scores[method].nll),
-            "decode": decode[method],
-        })  # fmt: skip
+    rows = [{"method": method, "decode": decode[method]} for method in METHODS]
+    if scores:
+        for row in rows:
+            row.update(_accuracy(scores, greedy, row["method"]))
     report["methods"] = rows
     _print_table(rows, args.rounds)
     RESULTS_DIR.mkdir(exist_ok=True)
     out = RESULTS_DIR / f"quantization_{time.strftime('%Y%m%d_%H%M%S')}.json"
     out.write_text(json.dumps(report, indent=2, default=str))
     print(f"\nfull results: {out}")
+
+
+def _accuracy(
+    scores: dict[str, WindowScores], greedy: dict[str, list[list[int]]], method: str
+) -> dict:
+    base = scores["none"]
+    return {
+        "perplexity": f"{scores[method].perplexity:.3f}",
+        "perplexity_vs_full": f"{scores[method].perplexity / base.perplexity - 1:+.2%}",
+        "top1_agreement": f"{scores[method].agreement(base):.1%}",
+        "greedy_prefix_share": f"{common_prefix_share(greedy[method], greedy['none']):.1%}",
+        "scored_tokens": len(scores[method].nll),
+    }
 
 
 def _print_table(rows: list[dict], rounds: int) -> None:
@@ -143,9 +150,9 @@ def _print_table(rows: list[dict], rounds: int) -> None:
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for row in rows:
         d = row["decode"]
+        accuracy = [row.get(key, "–") for key in ACCURACY_COLUMNS]
         print(
-            f"| {row['method']} | {row['perplexity']:.3f} | {row['perplexity_vs_full']:+.2%} "
-            f"| {row['top1_agreement']:.1%} | {row['greedy_prefix_share']:.1%} "
+            f"| {row['method']} | {' | '.join(accuracy)} "
             f"| {spread([r['decode_step_ms'] for r in d])} "
             f"| {spread([r['floor_ms'] for r in d])} "
             f"| {spread([r['ratio_to_floor'] for r in d])} |"
