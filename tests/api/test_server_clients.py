@@ -106,6 +106,27 @@ def test_openai_rag_chat_answers_with_citations(oai) -> None:
     assert {a["n"] for a in attributions} <= {c["n"] for c in citations}
 
 
+def test_rag_turns_are_greedy_unless_the_request_sets_a_temperature(oai, oll, live_server) -> None:
+    """The README's own calls set no temperature: they must get /ask's greedy answer, not
+    OpenAI's 1.0 or Ollama's 0.8 (which gave junk over the documents)."""
+    asked = httpx.post(
+        f"{live_server.url}/ask", json={"question": QUESTION, "max_tokens": 24}, timeout=120
+    ).json()["answer"]
+    messages = [{"role": "user", "content": QUESTION}]
+    for _ in range(2):
+        reply = oai.chat.completions.create(model="pagedrag-rag", messages=messages, max_tokens=24)
+        assert reply.choices[0].message.content == asked
+        chat = oll.chat(model="pagedrag-rag", messages=messages, options={"num_predict": 24})
+        assert chat.message.content == asked
+    sampled = {
+        oai.chat.completions.create(
+            model="pagedrag-rag", messages=messages, max_tokens=24, temperature=2.0
+        ).choices[0].message.content
+        for _ in range(3)
+    }
+    assert sampled != {asked}  # an explicit temperature still samples
+
+
 def test_openai_embeddings_are_normalised(oai) -> None:
     result = oai.embeddings.create(model="all-minilm-l6-v2", input=["paged attention", "KV cache"])
     vectors = [d.embedding for d in result.data]

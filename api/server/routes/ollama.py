@@ -49,6 +49,10 @@ class Options(BaseModel):
     seed: int | None = None
     stop: list[str] | None = None
 
+    def rag_temperature(self) -> float | None:
+        """The request's own temperature; None (greedy, the RAG default) when it set none."""
+        return self.temperature if "temperature" in self.model_fields_set else None
+
     def sampling(self) -> SamplingParams:
         limit = self.num_predict if self.num_predict and self.num_predict > 0 else None
         return SamplingParams(
@@ -194,6 +198,7 @@ async def _rag_chat(body: ChatRequest, request: Request, state: StateDep) -> Any
             max_tokens=body.options.num_predict
             if body.options.num_predict and body.options.num_predict > 0
             else None,
+            temperature=body.options.rag_temperature(),
         )
     )
     events = observed_events(state, ask)

@@ -55,6 +55,10 @@ class _Sampling(BaseModel):
     stream: bool = False
     stream_options: StreamOptions | None = None
 
+    def rag_temperature(self) -> float | None:
+        """The request's own temperature; None (greedy, the RAG default) when it set none."""
+        return self.temperature if "temperature" in self.model_fields_set else None
+
     def sampling(self, max_tokens: int | None, default_max: int) -> SamplingParams:
         stop = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
         return SamplingParams(
@@ -249,7 +253,7 @@ async def _rag_chat(body: ChatRequest, request: Request, state: StateDep) -> Any
             collection=body.collection,
             history=[m for m in messages[:-1] if m["role"] in ("user", "assistant")],
             max_tokens=body.max_completion_tokens or body.max_tokens,
-            temperature=body.temperature,
+            temperature=body.rag_temperature(),
         )
     )
     reply = _Reply("chatcmpl", "chat.completion", RAG_MODEL)
