@@ -121,7 +121,9 @@ def test_rag_turns_are_greedy_unless_the_request_sets_a_temperature(oai, oll, li
     sampled = {
         oai.chat.completions.create(
             model="pagedrag-rag", messages=messages, max_tokens=24, temperature=2.0
-        ).choices[0].message.content
+        )
+        .choices[0]
+        .message.content
         for _ in range(3)
     }
     assert sampled != {asked}  # an explicit temperature still samples
