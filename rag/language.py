@@ -17,16 +17,19 @@ class Phrases:
 
     not_found: str  # the answer when retrieval finds nothing relevant
     answer_in: str  # the instruction that fixes the answer's language
+    follow_up: str  # a follow-up the model could not rewrite, with the question before it
 
 
 PHRASES = {
     Language.ENGLISH: Phrases(
         not_found="I could not find this in your documents.",
         answer_in="Answer in English.",
+        follow_up="{question} (This follows the earlier question: {previous})",
     ),
     Language.CHINESE: Phrases(
         not_found="在您的文档中没有找到相关内容。",
         answer_in="请用中文回答。",
+        follow_up="{question}（这是接着上一个问题问的：{previous}）",
     ),
 }
 

@@ -35,7 +35,7 @@ from rag.attribution import attribute
 from rag.errors import InvalidQuestionError
 from rag.language import PHRASES, Language, detect_language
 from rag.prompt import BuiltPrompt, PromptBuilder, canonical_order, cited_numbers
-from rag.rewrite import Turn, clean_rewrite, parse_history, rewrite_messages
+from rag.rewrite import Standalone, Turn, parse_history, rewrite_messages, standalone_question
 
 MAX_QUESTION_CHARS = 4000
 # NOTE: these embedders map any two Chinese texts to a similar vector (cosine ~0.3-0.4 for
@@ -166,11 +166,11 @@ class RAG:
     def _events(self, question: str, **options: Any) -> Iterator[AnswerEvent]:
         started = time.perf_counter()
         question, history, params, retrieval = self._validated(question, options)
-        standalone, rewrite_ms = question, 0.0
+        standalone, rewrite_ms = Standalone(question, question, rewritten=False), 0.0
         if history:
-            messages = rewrite_messages(history, question)
-            generated = _final(self.engine.stream(self.prompts.chat(messages), self._rewrite()))
-            standalone = clean_rewrite(generated.text, question)
+            rewrite = self.prompts.chat(rewrite_messages(history, question))
+            generated = _final(self.engine.stream(rewrite, self._rewrite()))
+            standalone = standalone_question(generated.text, question, history)
             rewrite_ms = _ms_since(started)
         plan = self._plan(question, standalone, params, retrieval, started, rewrite_ms)
         yield CitationsEvent(plan.prompt.citations if plan.prompt else [], plan.standalone)
@@ -189,13 +189,11 @@ class RAG:
         """`ask(stream=True)` for asyncio callers (the server); cancelling aborts generation."""
         started = time.perf_counter()
         question, history, params, retrieval = self._validated(question, options)
-        standalone, rewrite_ms = question, 0.0
+        standalone, rewrite_ms = Standalone(question, question, rewritten=False), 0.0
         if history:
-            messages = rewrite_messages(history, question)
-            generated = await _afinal(
-                self.engine.generate(self.prompts.chat(messages), self._rewrite())
-            )
-            standalone = clean_rewrite(generated.text, question)
+            rewrite = self.prompts.chat(rewrite_messages(history, question))
+            generated = await _afinal(self.engine.generate(rewrite, self._rewrite()))
+            standalone = standalone_question(generated.text, question, history)
             rewrite_ms = _ms_since(started)
         plan = await asyncio.to_thread(
             self._plan, question, standalone, params, retrieval, started, rewrite_ms
@@ -283,19 +281,19 @@ class RAG:
     def _plan(
         self,
         question: str,
-        standalone: str,
+        standalone: Standalone,
         params: SamplingParams,
         retrieval: dict[str, Any],
         started: float,
         rewrite_ms: float,
     ) -> _Plan:
-        hits = canonical_order(self.retrieve(standalone, **retrieval))
+        hits = canonical_order(self.retrieve(standalone.query, **retrieval))
         retrieve_ms = _ms_since(started) - rewrite_ms
         language = detect_language(question)
-        prompt = self._fitting_prompt(hits, standalone, language)
+        prompt = self._fitting_prompt(hits, standalone.prompt_question, language)
         return _Plan(
             question=question,
-            standalone=standalone,
+            standalone=standalone.query,
             prompt=prompt,
             not_found=PHRASES[language].not_found,
             params=params,

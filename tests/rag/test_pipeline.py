@@ -88,6 +88,19 @@ def test_a_follow_up_is_rewritten_before_retrieval(english) -> None:
     assert "Zorblat" in answer.standalone_question
     assert answer.timings.rewrite_ms > 0
     assert answer.found and answer.citations[0].title == "Zorblat festival"
+    assert "parade" in answer.answer.lower()  # the follow-up's answer, not the previous one
+
+
+def test_a_chinese_follow_up_keeps_the_conversation_topic(chinese) -> None:
+    history = [
+        {"role": "user", "content": "龙井茶产于哪里？"},
+        {"role": "assistant", "content": "浙江省杭州市西湖一带。"},
+    ]
+    answer = chinese.ask("它什么时候采摘？", history=history, max_tokens=40)
+    assert "龙井" in answer.standalone_question
+    assert detect_language(answer.standalone_question) is Language.CHINESE
+    assert answer.found and answer.citations[0].title == "龙井茶"
+    assert "三月" in answer.answer or "清明" in answer.answer
 
 
 def test_nothing_relevant_never_reaches_the_model(english) -> None:

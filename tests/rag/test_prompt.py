@@ -9,7 +9,7 @@ from transformers import AutoTokenizer
 from indexer.records import SearchHit
 from rag.language import Language, detect_language
 from rag.prompt import PromptBuilder, canonical_order, cited_numbers, format_passage
-from rag.rewrite import clean_rewrite, parse_history, rewrite_messages
+from rag.rewrite import Turn, parse_history, rewrite_messages, standalone_question
 
 STORE = Path.home() / ".cache" / "pagedrag" / "models"
 
@@ -127,18 +127,69 @@ def test_detect_language(text: str, language: Language) -> None:
     assert detect_language(text) is language
 
 
-def test_history_is_validated_and_rewrites_are_cleaned() -> None:
+def test_history_is_validated_and_the_rewrite_request_ends_with_the_follow_up() -> None:
     turns = parse_history([{"role": "user", "content": "Who wrote it?"}])
     messages = rewrite_messages(turns, "and when?")
-    assert "User: Who wrote it?" in messages[1]["content"]
-    assert "Last question: and when?" in messages[1]["content"]
+    assert messages[0]["role"] == "system"
+    assert [m["role"] for m in messages[1:-1]] == ["user", "assistant"] * 3  # the examples
+    assert "User: Who wrote it?" in messages[-1]["content"]
+    assert "Last question: and when?" in messages[-1]["content"]
     with pytest.raises(ValueError, match="history\\[0\\]"):
         parse_history([{"role": "robot", "content": "x"}])
-    assert clean_rewrite('Standalone question: "When was it written?"\nextra', "and when?") == (
-        "When was it written?"
-    )
-    assert clean_rewrite("", "and when?") == "and when?"
-    assert clean_rewrite("x" * 1000, "and when?") == "and when?"
+
+
+KV_CHAT = [Turn("user", "How big is a KV block in PagedRAG?"), Turn("assistant", "16 tokens.")]
+KV_FOLLOW_UP = "And what happens to blocks that are no longer used?"
+KV_FALLBACK = "How big is a KV block in PagedRAG? " + KV_FOLLOW_UP
+USER_CHAT = [Turn("user", "如何创建一个新用户？"), Turn("assistant", "使用 adduser 命令。")]
+
+
+@pytest.mark.parametrize(
+    ("generated", "question", "history", "query"),
+    [
+        # usable: kept, with the model's decorations taken off
+        (
+            'Standalone question: "What happens to KV blocks in PagedRAG that are no longer '
+            'used?"\nThey are freed.',
+            KV_FOLLOW_UP,
+            KV_CHAT,
+            "What happens to KV blocks in PagedRAG that are no longer used?",
+        ),
+        ("adduser 会创建主目录吗？", "它会创建主目录吗？", USER_CHAT, "adduser 会创建主目录吗？"),
+        # unusable: the last user turn plus the follow-up
+        ("How big is a KV block in PagedRAG?", KV_FOLLOW_UP, KV_CHAT, KV_FALLBACK),  # a copy
+        ("", KV_FOLLOW_UP, KV_CHAT, KV_FALLBACK),  # empty
+        ("How big is a KV block in PagedRAG? " * 8, KV_FOLLOW_UP, KV_CHAT, KV_FALLBACK),  # long
+        ("What is a KV block in PagedRAG?", KV_FOLLOW_UP, KV_CHAT, KV_FALLBACK),  # drops the ask
+        ("Unused KV blocks in PagedRAG are freed [1].", KV_FOLLOW_UP, KV_CHAT, KV_FALLBACK),
+        (
+            "是否会创建主目录？",
+            "它会创建主目录吗？",
+            USER_CHAT,
+            "如何创建一个新用户？ 它会创建主目录吗？",
+        ),
+        (
+            "Does adduser create a home?",
+            "它会创建主目录吗？",
+            USER_CHAT,
+            "如何创建一个新用户？ 它会创建主目录吗？",
+        ),
+        # nothing to fall back on: the question as asked
+        ("", "and when?", [Turn("assistant", "Hello!")], "and when?"),
+    ],
+)
+def test_a_follow_up_becomes_standalone_or_falls_back_to_the_last_user_turn(
+    generated: str, question: str, history: list[Turn], query: str
+) -> None:
+    standalone = standalone_question(generated, question, history)
+    assert standalone.query == query
+    if standalone.rewritten:
+        assert standalone.prompt_question == query
+    else:
+        assert question in standalone.prompt_question  # the prompt asks the follow-up ...
+        earlier = [t.content for t in history if t.role == "user"]
+        assert all(e in standalone.prompt_question for e in earlier)  # ... after its context
+        assert detect_language(standalone.prompt_question) is detect_language(question)
 
 
 def test_canonical_order_ignores_rank() -> None:
