@@ -35,12 +35,10 @@ from rag.attribution import attribute
 from rag.errors import InvalidQuestionError
 from rag.language import PHRASES, Language, detect_language
 from rag.prompt import BuiltPrompt, PromptBuilder, canonical_order, cited_numbers
+from rag.relevance import RelevanceJudge
 from rag.rewrite import Standalone, Turn, parse_history, rewrite_messages, standalone_question
 
 MAX_QUESTION_CHARS = 4000
-# NOTE: these embedders map any two Chinese texts to a similar vector (cosine ~0.3-0.4 for
-# unrelated ones), so for Chinese questions only a keyword (BM25) match counts as relevant.
-ENGLISH_ONLY_EMBEDDERS = frozenset({"all-minilm-l6-v2"})
 
 
 @dataclass(frozen=True)
@@ -51,10 +49,6 @@ class RAGConfig:
     max_tokens: int = 512
     temperature: float = 0.0  # greedy: the same question over the same passages, the same answer
     rewrite_max_tokens: int = 64
-    # NOTE: a passage that shares the question's keywords (BM25 found it) is kept down to
-    # this share of the embedder's threshold: short questions about long passages score a
-    # low cosine even when the passage names exactly what was asked.
-    keyword_relevance_share: float = 0.6
 
     def __post_init__(self) -> None:
         if self.search_mode not in SEARCH_MODES:
@@ -218,7 +212,7 @@ class RAG:
         top_k: int | None = None,
         document_ids: Sequence[int] | None = None,
     ) -> list[SearchHit]:
-        """The relevant passages for a question, best first (at most top_k)."""
+        """The relevant passages for a question, most relevant first (at most top_k)."""
         top_k = top_k or self.config.top_k
         hits = self.index.search(
             query,
@@ -227,16 +221,9 @@ class RAG:
             collection=collection,
             document_ids=document_ids,
         )
-        relevant = [hit for hit in hits if self._is_relevant(hit, detect_language(query))]
-        return self.reranker.rerank(query, relevant, top_k)
-
-    def _is_relevant(self, hit: SearchHit, language: Language) -> bool:
-        has_keywords = bool(hit.bm25_score)
-        if language is Language.CHINESE and self.index.embedder.name in ENGLISH_ONLY_EMBEDDERS:
-            return has_keywords
-        floor = self.config.keyword_relevance_share * self.index.relevance_threshold
-        similar = hit.dense_score is not None and hit.dense_score >= floor
-        return hit.relevant or (has_keywords and similar)
+        judge = RelevanceJudge(self.index.embedder.name, self.index.relevance_threshold)
+        relevant = judge.relevant(query, detect_language(query), hits)
+        return self.reranker.rerank(query, [scored.hit for scored in relevant], top_k)
 
     # -- the steps ----------------------------------------------------------------------
 

@@ -1,0 +1,80 @@
+"""Which retrieved passages are worth the model's time, ranked by the same score that decides.
+
+A passage's relevance is its cosine similarity to the question plus a share of the
+question's terms it contains (BM25's analyzer: stemmed words, Chinese bigrams). Short
+questions about long passages score a low cosine even when the passage names exactly
+what was asked; the term share lifts those, and it is bounded, so one threshold per
+embedder and language means the same on every question. The RAG layer ranks passages by
+this score and keeps those at or above the threshold, so a passage kept never ranks
+below one dropped.
+
+The figures were calibrated with `make bench-qa` (bench/qa.py) on a bilingual library of
+four real manuals; docs/benchmarks.md has the precision and recall they give.
+"""
+
+from dataclasses import dataclass
+
+from indexer.records import SearchHit
+from indexer.text_analysis import analyze
+from rag.language import Language
+
+
+@dataclass(frozen=True)
+class Calibration:
+    term_weight: float  # relevance = cosine + term_weight * share of question terms
+    thresholds: dict[Language, float]  # relevance needed to be kept, by question language
+
+
+CALIBRATIONS = {
+    "multilingual-e5-small": Calibration(
+        term_weight=0.15, thresholds={Language.ENGLISH: 0.865, Language.CHINESE: 0.88}
+    ),
+    # NOTE: English only: Chinese text maps to similar vectors whatever it says, so for
+    # Chinese questions its cosine is left out and the term share alone decides.
+    "all-minilm-l6-v2": Calibration(
+        term_weight=0.15, thresholds={Language.ENGLISH: 0.30, Language.CHINESE: 0.20}
+    ),
+}
+ENGLISH_ONLY_EMBEDDERS = frozenset({"all-minilm-l6-v2"})
+
+
+@dataclass(frozen=True, slots=True)
+class ScoredHit:
+    hit: SearchHit
+    relevance: float
+
+
+class RelevanceJudge:
+    """Scores, ranks and filters one question's passages for one embedder."""
+
+    def __init__(self, embedder: str, fallback_threshold: float) -> None:
+        self.embedder = embedder
+        # An embedder with no calibration of its own keeps its plain cosine threshold.
+        self.calibration = CALIBRATIONS.get(
+            embedder,
+            Calibration(
+                0.0, {Language.ENGLISH: fallback_threshold, Language.CHINESE: fallback_threshold}
+            ),
+        )
+
+    def relevant(self, question: str, language: Language, hits: list[SearchHit]) -> list[ScoredHit]:
+        """The hits that reach the threshold, most relevant first."""
+        threshold = self.calibration.thresholds[language]
+        scored = [ScoredHit(hit, self.score(question, language, hit)) for hit in hits]
+        scored.sort(key=lambda s: s.relevance, reverse=True)
+        return [s for s in scored if s.relevance >= threshold]
+
+    def score(self, question: str, language: Language, hit: SearchHit) -> float:
+        share = term_share(question, hit.text)
+        if language is Language.CHINESE and self.embedder in ENGLISH_ONLY_EMBEDDERS:
+            return share
+        cosine = hit.dense_score if hit.dense_score is not None else 0.0
+        return cosine + self.calibration.term_weight * share
+
+
+def term_share(question: str, passage: str) -> float:
+    """The share of the question's distinct terms that the passage contains."""
+    asked = set(analyze(question))
+    if not asked:
+        return 0.0
+    return len(asked & set(analyze(passage))) / len(asked)

@@ -1,0 +1,55 @@
+"""Relevance and rank agree: the passages kept are the top of one score (no model needed)."""
+
+from dataclasses import replace
+
+import pytest
+
+from rag.language import Language
+from rag.relevance import CALIBRATIONS, RelevanceJudge, term_share
+from tests.rag.test_prompt import hit
+
+E5 = "multilingual-e5-small"
+QUESTION = "How do I remove a package together with its configuration files?"
+
+
+def scored(chunk_id: int, text: str, cosine: float | None, rrf: float):
+    return replace(hit(chunk_id, 1, text, score=rrf), dense_score=cosine, relevant=False)
+
+
+def test_term_share_counts_distinct_question_terms_in_the_passage() -> None:
+    assert term_share("remove packages", "Removing a package: apt remove") == 1.0
+    assert term_share("remove packages", "Installing software") == 0.0
+    assert term_share("龙井茶的产地", "龙井茶产于杭州") == pytest.approx(2 / 5)  # bigrams
+    assert term_share("the of and", "anything") == 0.0  # only stop words: nothing asked
+
+
+def test_the_kept_passages_are_the_top_of_the_same_score_that_keeps_them() -> None:
+    # The fused (RRF) rank put two weak passages first; relevance must not follow it.
+    hits = [
+        scored(1, "Upgrading the whole system with apt full-upgrade.", 0.80, rrf=0.9),
+        scored(2, "The weather in Lisbon is mild.", 0.70, rrf=0.8),
+        scored(3, "apt purge removes a package and its configuration files.", 0.86, rrf=0.3),
+        scored(4, "To remove a package, run apt remove; configuration files stay.", 0.85, rrf=0.2),
+    ]
+    judge = RelevanceJudge(E5, fallback_threshold=0.84)
+    kept = judge.relevant(QUESTION, Language.ENGLISH, hits)
+    assert [s.hit.chunk_id for s in kept] == [3, 4]  # by relevance, not by the RRF rank
+    threshold = CALIBRATIONS[E5].thresholds[Language.ENGLISH]
+    dropped = [judge.score(QUESTION, Language.ENGLISH, h) for h in hits[:2]]
+    assert min(s.relevance for s in kept) >= threshold > max(dropped)
+    assert [s.relevance for s in kept] == sorted((s.relevance for s in kept), reverse=True)
+
+
+def test_chinese_on_an_english_only_embedder_is_judged_by_its_terms_alone() -> None:
+    question = "龙井茶什么时候采摘？"
+    tea = scored(1, "龙井茶的采摘时间通常在每年三月下旬。", 0.10, rrf=0.5)
+    noise = scored(2, "今天天气很好，我们去公园散步。", 0.95, rrf=0.9)  # a high cosine means nothing
+    judge = RelevanceJudge("all-minilm-l6-v2", fallback_threshold=0.35)
+    kept = judge.relevant(question, Language.CHINESE, [noise, tea])
+    assert [s.hit.chunk_id for s in kept] == [1]
+
+
+def test_an_uncalibrated_embedder_keeps_its_own_cosine_threshold() -> None:
+    hits = [scored(1, "alpha", 0.5, rrf=0.9), scored(2, "beta", 0.7, rrf=0.1)]
+    judge = RelevanceJudge("/models/my-embedder", fallback_threshold=0.6)
+    assert [s.hit.chunk_id for s in judge.relevant("gamma?", Language.ENGLISH, hits)] == [2]
