@@ -43,7 +43,8 @@ def test_the_kept_passages_are_the_top_of_the_same_score_that_keeps_them() -> No
 def test_chinese_on_an_english_only_embedder_is_judged_by_its_terms_alone() -> None:
     question = "龙井茶什么时候采摘？"
     tea = scored(1, "龙井茶的采摘时间通常在每年三月下旬。", 0.10, rrf=0.5)
-    noise = scored(2, "今天天气很好，我们去公园散步。", 0.95, rrf=0.9)  # a high cosine means nothing
+    # A high cosine means nothing here:
+    noise = scored(2, "今天天气很好，我们去公园散步。", 0.95, rrf=0.9)
     judge = RelevanceJudge("all-minilm-l6-v2", fallback_threshold=0.35)
     kept = judge.relevant(question, Language.CHINESE, [noise, tea])
     assert [s.hit.chunk_id for s in kept] == [1]
