@@ -21,7 +21,7 @@ PORT ?= 8000
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install install-dev models serve test lint unit bench bench-engine bench-retrieval bench-serve bench-kernels bench-peers bench-quant clean
+.PHONY: install install-dev models serve test lint unit bench bench-engine bench-retrieval bench-serve bench-kernels bench-peers bench-quant bench-qa clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -91,6 +91,13 @@ bench-serve: models
 # Perplexity, agreement and decode step of full-precision, int8 and int4 weights.
 bench-quant: models
 	$(PY) -m bench.quantization
+
+# Answer quality over four real manuals (English and Chinese, fetched with apt-get download):
+# accuracy, refusals, made-up answers, follow-ups, answer time. About 45 minutes a model on
+# this 2-core machine. Options through QA_ARGS, e.g. QA_ARGS="--limit 5" for a quick look or
+# QA_ARGS="--models qwen2.5-coder:0.5b-instruct,qwen2.5-coder:1.5b-instruct --quantization int4".
+bench-qa: models
+	$(PY) -m bench.qa $(QA_ARGS)
 
 # PagedRAG vs llama.cpp and vLLM's CPU build, each in a virtualenv of its own under
 # bench/work/peers/ (never the project's). Not part of `bench`: it takes hours on a quiet

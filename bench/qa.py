@@ -126,11 +126,18 @@ def main() -> None:
     options = {"quantization": args.quantization} if args.quantization else {}
     for model in args.models.split(",") if args.models else [None]:
         with RAG(data_dir, model, args.embedder, **options) as rag:
-            outcomes = []
-            for case in cases:
-                outcomes.append(ask(rag, case, keys))
-                _progress(outcomes[-1], len(outcomes), len(cases))
             name = model or rag.engine.model_path.name
+            outcomes = []
+            log = (
+                RESULTS_DIR / f"qa_{name.replace(':', '_')}_{time.strftime('%Y%m%d_%H%M%S')}.jsonl"
+            )
+            RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+            with log.open("w", encoding="utf-8") as answers:  # kept as they come: a run can stop
+                for case in cases:
+                    outcomes.append(ask(rag, case, keys))
+                    answers.write(json.dumps(asdict(outcomes[-1]), ensure_ascii=False) + "\n")
+                    answers.flush()
+                    _progress(outcomes[-1], len(outcomes), len(cases))
         report["models"][name] = {
             "summary": {lang: summarise(_of(outcomes, lang)) for lang in args.languages.split(",")},
             "outcomes": [asdict(o) for o in outcomes],

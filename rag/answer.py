@@ -91,7 +91,8 @@ class Answer:
     citations: list[Citation]  # every passage the model saw, in prompt order
     cited: list[int]  # the [n] the answer actually refers to, in order of first mention
     attributions: list[Attribution]  # sources of the sentences the model left uncited
-    found: bool  # False: nothing relevant was retrieved and the model was not asked
+    found: bool  # False: nothing relevant was retrieved, or the passages did not support
+    # what the model wrote; `answer` is then the "not found" reply and `citations` empty
     finish_reason: str | None
     usage: Usage
     timings: Timings

@@ -44,6 +44,11 @@ def attribute(answer: str, citations: Sequence[Citation]) -> list[Attribution]:
     return found
 
 
+def sentence_spans(answer: str) -> list[tuple[int, int]]:
+    """[start, end) of each sentence of `answer`, covering all of its text but line breaks."""
+    return [match.span() for match in _SENTENCE.finditer(answer)]
+
+
 def _only_source(overlaps: list[tuple[int, int]], terms: set[str]) -> bool:
     """A short sentence ("April.") counts only if one passage alone holds all of it."""
     best, *others = sorted((shared for _, shared in overlaps), reverse=True)

@@ -33,6 +33,7 @@ from rag.answer import (
 )
 from rag.attribution import attribute
 from rag.errors import InvalidQuestionError
+from rag.grounding import Grounding, ground
 from rag.language import PHRASES, Language, detect_language
 from rag.prompt import BuiltPrompt, PromptBuilder, canonical_order, cited_numbers
 from rag.relevance import RelevanceJudge
@@ -49,6 +50,9 @@ class RAGConfig:
     max_tokens: int = 512
     temperature: float = 0.0  # greedy: the same question over the same passages, the same answer
     rewrite_max_tokens: int = 64
+    # Withdraw answers the passages do not support (rag/grounding.py). Off only where the
+    # model is a stand-in whose fragments are not answers (the 135M model of API tests).
+    check_support: bool = True
 
     def __post_init__(self) -> None:
         if self.search_mode not in SEARCH_MODES:
@@ -64,7 +68,8 @@ class _Plan:
     question: str
     standalone: str
     prompt: BuiltPrompt | None  # None: nothing relevant was found
-    not_found: str  # the reply when `prompt` is None
+    language: Language  # the question's, and so the answer's
+    not_found: str  # the reply when `prompt` is None or the passages do not support the answer
     params: SamplingParams
     salt: str | None
     started: float  # time.perf_counter() when the question arrived
@@ -171,7 +176,7 @@ class RAG:
         if plan.prompt is None:
             yield DoneEvent(_not_found(plan))
             return
-        tracker = _Tracker(plan)
+        tracker = _Tracker(plan, self.config.check_support)
         outputs = self.engine.stream(plan.prompt.token_ids, plan.params, cache_salt=plan.salt)
         with closing(outputs):  # a consumer that stops reading aborts the generation now
             for output in outputs:
@@ -196,7 +201,7 @@ class RAG:
         if plan.prompt is None:
             yield DoneEvent(_not_found(plan))
             return
-        tracker = _Tracker(plan)
+        tracker = _Tracker(plan, self.config.check_support)
         outputs = self.engine.generate(plan.prompt.token_ids, plan.params, cache_salt=plan.salt)
         async with aclosing(outputs):  # cancelled or closed: the generation is aborted now
             async for output in outputs:
@@ -282,6 +287,7 @@ class RAG:
             question=question,
             standalone=standalone.query,
             prompt=prompt,
+            language=language,
             not_found=PHRASES[language].not_found,
             params=params,
             salt=retrieval["collection"],
@@ -306,8 +312,9 @@ class RAG:
 class _Tracker:
     """Follows one generation: text deltas, time to first token, the final answer."""
 
-    def __init__(self, plan: _Plan) -> None:
+    def __init__(self, plan: _Plan, check_support: bool) -> None:
         self.plan = plan
+        self.check_support = check_support
         self.shown = 0
         self.ttft_ms: float | None = None
         self.last: RequestOutput | None = None
@@ -326,23 +333,37 @@ class _Tracker:
             raise RuntimeError("the engine finished a request without producing a token")
         citations: list[Citation] = plan.prompt.citations
         text = last.text.strip()
+        grounding = (
+            ground(text, f"{plan.question} {plan.standalone}", citations, plan.language)
+            if self.check_support
+            else Grounding(True, text, cited_numbers(text, len(citations)))
+        )
+        usage = Usage(last.num_prompt_tokens, len(last.token_ids), last.num_cached_tokens)
+        timings = Timings(plan.rewrite_ms, plan.retrieve_ms, self.ttft_ms, _ms_since(plan.started))
+        if not grounding.supported:
+            return _not_found(plan, last.finish_reason, usage, timings)
         return Answer(
             question=plan.question,
             standalone_question=plan.standalone,
-            answer=text,
+            answer=grounding.text,
             citations=citations,
-            cited=cited_numbers(text, len(citations)),
-            attributions=attribute(text, citations),
+            cited=grounding.cited,
+            attributions=attribute(grounding.text, citations),
             found=True,
             finish_reason=last.finish_reason,
-            usage=Usage(last.num_prompt_tokens, len(last.token_ids), last.num_cached_tokens),
-            timings=Timings(
-                plan.rewrite_ms, plan.retrieve_ms, self.ttft_ms, _ms_since(plan.started)
-            ),
+            usage=usage,
+            timings=timings,
         )
 
 
-def _not_found(plan: _Plan) -> Answer:
+def _not_found(
+    plan: _Plan,
+    finish_reason: str | None = None,
+    usage: Usage | None = None,
+    timings: Timings | None = None,
+) -> Answer:
+    """The "not found" reply: nothing relevant was retrieved, or the passages do not
+    support what the model wrote (then `usage` and `timings` say what the model cost)."""
     return Answer(
         question=plan.question,
         standalone_question=plan.standalone,
@@ -351,9 +372,10 @@ def _not_found(plan: _Plan) -> Answer:
         cited=[],
         attributions=[],
         found=False,
-        finish_reason=None,
-        usage=Usage(),
-        timings=Timings(plan.rewrite_ms, plan.retrieve_ms, None, _ms_since(plan.started)),
+        finish_reason=finish_reason,
+        usage=usage or Usage(),
+        timings=timings
+        or Timings(plan.rewrite_ms, plan.retrieve_ms, None, _ms_since(plan.started)),
     )
 
 

@@ -161,13 +161,15 @@ def _answer(
     options = {"collection": args.collection, "history": history, "max_tokens": args.max_tokens}
     if getattr(args, "top_k", None):
         options["top_k"] = args.top_k
+    streamed = False
     for event in rag.ask(question, stream=True, **options):
         if isinstance(event, TokenEvent):
             print(event.delta, end="", flush=True)
+            streamed = True
         elif isinstance(event, DoneEvent):
             answer = event.answer
-            if not answer.found:
-                print(answer.answer, end="")
+            if not answer.found:  # after a withdrawn answer, on a line of its own
+                print(("\n\n" if streamed else "") + answer.answer, end="")
             print()
             _print_sources(answer)
             return str(answer.answer)

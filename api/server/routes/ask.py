@@ -27,7 +27,8 @@ async def ask(body: AskRequest, request: Request, state: StateDep) -> Any:
     Returns `{"answer", "citations": [{"n", "document_id", "title", "page", "chunk_id",
     "text", "score"}], "usage": {"prompt_tokens", "completion_tokens", "cached_tokens"},
     "timings": {"retrieve_ms", "ttft_ms", "total_ms"}, "found"}`. `found` is false when
-    nothing relevant was retrieved: the answer then says so without calling the model.
+    nothing relevant was retrieved (the model is not called) or when the passages do not
+    support what the model wrote: the answer is then the "not found" reply.
     `cited` lists the [n] the model wrote; `attributions` (`{"start", "end", "n",
     "share"}`) give each sentence it left uncited the passage that supports it, so a
     client can show a marker at `end`. With `"stream": true`, server-sent events:
@@ -71,6 +72,12 @@ async def observed_events(state: AppState, body: AskRequest) -> AsyncIterator[An
                 state.metrics.prompt_tokens.inc(event.answer.usage.prompt_tokens)
                 state.metrics.generation_tokens.inc(event.answer.usage.completion_tokens)
             yield event
+
+
+def withdrawn(answer: Answer, streamed: bool) -> str:
+    """What a token stream appends for a "not found" answer: the reply, on a paragraph of
+    its own when the model's unsupported text was already streamed before it."""
+    return ("\n\n" if streamed else "") + answer.answer
 
 
 async def final_answer(events: AsyncIterator[AnswerEvent]) -> Answer:

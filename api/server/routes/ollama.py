@@ -26,7 +26,7 @@ from api.server.generation import (
     primed,
     prompt_ids,
 )
-from api.server.routes.ask import final_answer, observed_events
+from api.server.routes.ask import final_answer, observed_events, withdrawn
 from api.server.routes.openai import RAG_MODEL
 from api.server.schemas import AskRequest
 from api.server.settings import VERSION
@@ -209,11 +209,13 @@ async def _rag_chat(body: ChatRequest, request: Request, state: StateDep) -> Any
         return _rag_final(state, body.model, generation, answer, _assistant(answer.answer))
 
     async def lines() -> AsyncIterator[str]:
+        streamed = False
         async for event in events:
             if isinstance(event, TokenEvent):
                 yield ndjson({**_head(body.model), **_assistant(event.delta), "done": False})
+                streamed = True
             elif isinstance(event, DoneEvent):
-                text = "" if event.answer.found else event.answer.answer
+                text = "" if event.answer.found else withdrawn(event.answer, streamed)
                 yield ndjson(
                     _rag_final(state, body.model, generation, event.answer, _assistant(text))
                 )

@@ -26,7 +26,7 @@ from api.server.generation import (
     primed,
     prompt_ids,
 )
-from api.server.routes.ask import final_answer, observed_events
+from api.server.routes.ask import final_answer, observed_events, withdrawn
 from api.server.schemas import AskRequest
 from api.server.state import AppState
 from api.server.streaming import SSE_HEADERS, sse
@@ -277,13 +277,15 @@ async def _rag_stream(
     reply: _Reply, citations: list[dict[str, Any]], events: AsyncIterator[Any], usage: bool
 ) -> AsyncIterator[str]:
     yield reply.chat_chunk({"role": "assistant", "content": ""}, citations=citations)
+    streamed = False
     async for event in events:
         if isinstance(event, TokenEvent):
             yield reply.chat_chunk({"content": event.delta})
+            streamed = True
         elif isinstance(event, DoneEvent):
             answer = event.answer
             if not answer.found:
-                yield reply.chat_chunk({"content": answer.answer})
+                yield reply.chat_chunk({"content": withdrawn(answer, streamed)})
             finish = _finish(answer.finish_reason or "stop")
             yield reply.chat_chunk({}, finish, attributions=_attributions(answer))
             if usage:

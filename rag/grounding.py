@@ -1,0 +1,105 @@
+"""Is the answer in the passages? Checked after generation, before the user relies on it.
+
+A small model answers from its own memory when the passages miss ("the capital of
+Australia is New South Wales [1]"). Each sentence of the answer is compared with the
+passages by the retriever's own terms (stemmed words, Chinese bigrams), leaving out the
+question's terms, which prove nothing: a sentence is supported when one passage holds
+enough of what it adds. The answer stands only if its supported sentences carry most of
+what it says, and an answer that only repeats the question ("Australia" to "What is the
+capital of Australia?") answers nothing; otherwise it becomes the "not found" reply. A
+refusal in the model's own words is a "not found" too, so every client sees one flag and
+one phrase for it. A marker [n] stays only on a sentence that passage n supports.
+"""
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from indexer.text_analysis import analyze
+from rag.answer import Citation
+from rag.attribution import sentence_spans
+from rag.language import Language
+from rag.prompt import CITATION_MARKER, cited_numbers
+
+# Calibrated with `make bench-qa` (docs/benchmarks.md): right answers against answers to
+# questions the library cannot answer.
+SENTENCE_SUPPORT = {Language.ENGLISH: 0.6, Language.CHINESE: 0.5}  # of a sentence's new terms
+ANSWER_SUPPORT = 0.5  # of the answer's new terms, in sentences a passage supports
+# Words any answer uses, whatever its facts: they prove nothing either way.
+_GENERIC_TEXT = """
+about above after again all also always am another any anything because been before being
+below between both can cannot could did do does doing done down during each either else even
+ever every example few first following further get gets give given go going good had having
+he her here him his however i instead just know least less let like made make makes many may
+me might more most much must my need needs never no nor not now often once one only other
+others otherwise our out over own per please possible provide provided rather really same see
+several shall she should show since so some something specific still such sure take tell than
+thank then thing things those though through thus too two under unless until up upon us use
+used uses using usually various very via want way we well whatever whether while whose within
+without would yes yet you your answer command commands document documents passage passages
+question information text mention mentioned state stated say says said refer refers based
+according
+可以 使用 如果 这个 一个 我们 您可 需要 什么 如何 怎么 因为 所以 但是 或者 以及 通过 进行 可能
+其中 这些 那些 时候 就是 没有 已经 还是 根据 文档 段落 回答 问题 提供 信息 内容
+"""
+GENERIC = frozenset(analyze(_GENERIC_TEXT))
+REFUSALS = re.compile(
+    r"(?:documents?|passages?|context|provided (?:text|information))\b[^.!?\n]{0,40}?"
+    r"\b(?:do(?:es)?\s*n[o']t|don't|doesn't)\s+(?:contain|mention|include|say|provide|cover)"
+    r"|\bnot (?:found|mentioned|covered|provided) in (?:the|your) (?:documents?|passages?)"
+    r"|\b(?:I (?:could|can)\s*(?:not|n't) find|no information (?:about|on))"
+    r"|(?:文档|段落|资料)[^。！？\n]{0,20}?(?:没有|未|不)(?:包含|提到|提及|涉及|找到)"
+    r"|没有找到|无法(?:回答|找到)",
+    re.IGNORECASE,
+)
+_SPACED_MARKER = re.compile(r"(?P<space>\s*)\[(?P<numbers>\d+(?:\s*[,，]\s*\d+)*)\]")
+
+
+@dataclass(frozen=True, slots=True)
+class Grounding:
+    supported: bool  # False: the answer must become the "not found" reply
+    text: str  # the answer, without the markers no passage supports
+    cited: list[int]  # the [n] left in `text`, in order of first mention
+
+
+def ground(
+    answer: str, question: str, citations: Sequence[Citation], language: Language
+) -> Grounding:
+    """Whether the passages support `answer`, and its markers that they support."""
+    if not answer.strip() or REFUSALS.search(answer):
+        return Grounding(False, answer, [])
+    asked = set(analyze(question)) | GENERIC
+    passages = {c.n: set(analyze(c.text)) for c in citations}
+    needed = SENTENCE_SUPPORT[language]
+    said = supported = 0
+    kept_text = []
+    last = 0
+    for start, end in sentence_spans(answer):
+        sentence = answer[start:end]
+        new = set(analyze(CITATION_MARKER.sub(" ", sentence))) - asked
+        shares = {n: _share(new, words) for n, words in passages.items()}
+        said += len(new)
+        if new and max(shares.values(), default=0.0) >= needed:
+            supported += len(new)
+        kept_text.append(answer[last:start])
+        kept_text.append(_keep_markers(sentence, shares, needed))
+        last = end
+    kept_text.append(answer[last:])
+    text = "".join(kept_text)
+    grounded = said > 0 and supported >= ANSWER_SUPPORT * said  # an echo answers nothing
+    return Grounding(grounded, text, cited_numbers(text, len(citations)))
+
+
+def _share(new: set[str], words: set[str]) -> float:
+    return len(new & words) / len(new) if new else 1.0
+
+
+def _keep_markers(sentence: str, shares: dict[int, float], needed: float) -> str:
+    """The sentence without the [n] whose passage does not support it."""
+
+    def keep(match: re.Match[str]) -> str:
+        numbers = [part.strip() for part in re.split(r"[,，]", match.group("numbers"))]
+        good = [p for p in numbers if shares.get(int(p), 0.0) >= needed]
+        return f"{match.group('space')}[{', '.join(good)}]" if good else ""
+
+    return _SPACED_MARKER.sub(keep, sentence)

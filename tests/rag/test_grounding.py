@@ -1,0 +1,73 @@
+"""The unsupported-answer guard: answers the passages do not hold become "not found"."""
+
+import pytest
+
+from rag.grounding import ground
+from rag.language import Language
+from tests.rag.test_attribution import passage
+
+APT = [
+    passage(1, "apt purge removes a package together with its configuration files."),
+    passage(2, "The weather in Lisbon is mild in winter."),
+]
+TEA = [passage(1, "龙井茶产于浙江省杭州市西湖一带，采摘时间通常在每年三月下旬到四月初。")]
+
+
+def test_an_answer_the_passages_hold_stands_with_its_markers() -> None:
+    grounding = ground(
+        "Run apt purge [1]; it also deletes the configuration files.",
+        "How do I remove a package and its settings?",
+        APT,
+        Language.ENGLISH,
+    )
+    assert grounding.supported
+    assert grounding.text == "Run apt purge [1]; it also deletes the configuration files."
+    assert grounding.cited == [1]
+
+
+@pytest.mark.parametrize(
+    ("answer", "question", "passages", "language"),
+    [
+        # made up, with a citation
+        ("The capital of Australia is New South Wales [1].", "What is the capital of Australia?",
+         APT, Language.ENGLISH),
+        # right topic, facts from the model's memory
+        ("Use dpkg --force-remove-reinstreq and then debfoster to clean orphans.",
+         "How do I remove a package?", APT, Language.ENGLISH),
+        # the model's own refusal, in either language
+        ("The documents do not contain information about Australia.",
+         "What is the capital of Australia?", APT, Language.ENGLISH),
+        ("I could not find that in the passages.", "Who won in 1998?", APT, Language.ENGLISH),
+        ("文档中没有提到澳大利亚的首都。", "澳大利亚的首都是哪里？", TEA, Language.CHINESE),
+        ("澳大利亚的首都是堪培拉，位于新南威尔士州附近 [1]。", "澳大利亚的首都是哪里？", TEA,
+         Language.CHINESE),
+        ("", "anything?", APT, Language.ENGLISH),
+    ],
+)  # fmt: skip
+def test_unsupported_answers_and_refusals_are_not_found(
+    answer: str, question: str, passages, language: Language
+) -> None:
+    assert not ground(answer, question, passages, language).supported
+
+
+def test_a_marker_stays_only_where_its_passage_supports_the_sentence() -> None:
+    answer = "apt purge removes the package [2]. It deletes configuration files too [1, 2]."
+    grounding = ground(answer, "How do I remove a package?", APT, Language.ENGLISH)
+    assert grounding.supported
+    assert (
+        grounding.text == "apt purge removes the package. It deletes configuration files too [1]."
+    )
+    assert grounding.cited == [1]
+
+
+def test_a_chinese_answer_from_the_passage_is_supported() -> None:
+    grounding = ground(
+        "龙井茶在每年三月下旬到四月初采摘 [1]。", "龙井茶什么时候采摘？", TEA, Language.CHINESE
+    )
+    assert grounding.supported and grounding.cited == [1]
+
+
+def test_an_answer_that_only_repeats_the_question_answers_nothing() -> None:
+    assert not ground(
+        "Australia.", "What is the capital of Australia?", APT, Language.ENGLISH
+    ).supported
