@@ -22,13 +22,19 @@ def data_dir(tmp_path_factory) -> Path:
 
 
 def test_ask_streams_an_answer_and_lists_numbered_sources(data_dir) -> None:
-    question = "How does PagedRAG share KV cache blocks between prompts?"
-    result = pagedrag("ask", question, "--data-dir", str(data_dir), "--max-tokens", "8", *MODEL)
+    # The default model: the 135M stand-in's answers are seldom held by the passages, and
+    # an unsupported answer is withdrawn (with no sources) as it should be.
+    question = "How many tokens does a KV cache block hold in PagedRAG?"
+    result = pagedrag(
+        "ask", question, "--data-dir", str(data_dir), "--max-tokens", "48",
+        "--kv-cache-memory", "256M",
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
     answer, _, sources = result.stdout.partition("Sources:")
-    assert answer.strip()
-    lines = [line.strip(" *") for line in sources.strip().splitlines()]
+    assert "16" in answer
+    lines = [line.strip() for line in sources.strip().splitlines()]
     assert lines[0].startswith("[1] ") and "How the PagedRAG engine reuses work" in sources
+    assert any(line.startswith("*[") and "reuses work" in line for line in lines)  # it supports
 
 
 def test_ask_says_not_found_for_an_off_topic_question(data_dir) -> None:
