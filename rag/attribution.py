@@ -17,7 +17,9 @@ from rag.prompt import CITATION_MARKER
 
 MIN_TERMS = 3  # a shorter sentence needs one passage that alone holds all its terms
 MIN_SHARE = 0.6  # of the sentence's distinct terms, found in the one passage
-_SENTENCE = re.compile(r"[^\n.!?。！？]+(?:[.!?。！？]+(?=\s|$)|[。！？]+|$)")
+# A sentence ends at . ! ? before a space or the end (so "comp.lang.python" and
+# "README.Debian" stay whole), at a Chinese full stop, or at the end of its line.
+_SENTENCE = re.compile(r"[^\n]+?(?:[.!?]+(?=\s|$)|[。！？]+|(?=\n)|$)")
 _TERMINAL = ".!?。！？:：;；,，"
 
 
