@@ -51,6 +51,39 @@ def test_ask_answers_with_citations_and_a_repeat_hits_the_prefix_cache(live_serv
     assert second["usage"]["cached_tokens"] >= second["usage"]["prompt_tokens"] - 64
 
 
+@pytest.mark.parametrize(
+    ("history", "follow_up", "topic", "title"),
+    [
+        (
+            [("user", "How does PagedRAG share KV cache blocks between prompts?"),
+             ("assistant", "Prompts that start alike reuse the same blocks.")],
+            "And how big is one of them?",
+            "KV cache block",
+            "How the PagedRAG engine reuses work",
+        ),
+        (
+            [("user", "什么是检索增强生成？"),
+             ("assistant", "一种让语言模型根据你自己的文档回答问题的方法。")],
+            "它有什么好处？",
+            "检索增强生成",
+            "rag-zh.txt",  # a text file has no title: its name stands in
+        ),
+    ],
+)  # fmt: skip
+def test_a_follow_up_over_http_keeps_the_conversation_topic(
+    live_server, history, follow_up, topic, title
+) -> None:
+    turns = [{"role": role, "content": content} for role, content in history]
+    request = {"question": follow_up, "history": turns, "max_tokens": 4}
+    with live_server.client() as client:
+        answer = client.post("/ask", json=request).json()
+    # The model's rewrite, or else the last user turn plus the follow-up: either way the
+    # retriever sees what "it" was, and finds the passages about it.
+    assert topic.casefold() in answer["standalone_question"].casefold()
+    assert follow_up != answer["standalone_question"]
+    assert title in {c["title"] for c in answer["citations"]}
+
+
 def test_streamed_ask_sends_citations_then_tokens_then_done(live_server) -> None:
     request = {"question": QUESTION, "max_tokens": 6, "stream": True}
     with live_server.client() as client, client.stream("POST", "/ask", json=request) as response:
