@@ -28,7 +28,10 @@ def write_gguf(path: Path, architecture: str) -> Path:
 
 
 def test_unknown_name_lists_the_known_ones(home: Path) -> None:
-    pattern = r"unknown model 'llama9:1t'; known models: qwen2\.5-coder:0\.5b-instruct, smollm2"
+    pattern = (
+        r"unknown model 'llama9:1t'; known models: qwen2\.5-coder:0\.5b-instruct, "
+        r"qwen2\.5-coder:1\.5b-instruct, smollm2"
+    )
     with pytest.raises(ModelNotFoundError, match=pattern):
         resolve_model("llama9:1t", home=home)
 
