@@ -23,7 +23,7 @@ from bench.engine_throughput import RESULTS_DIR, machine_report
 from bench.qa_corpus import corpus_files, fetch
 from bench.qa_set import LANGUAGES, Case, holds_evidence, is_right, load_cases
 from indexer import Index
-from rag import RAG, Answer
+from rag import RAG, CitationsEvent, DoneEvent
 
 DEFAULT_WORKDIR = Path(__file__).resolve().parent / "work" / "qa"
 DEFAULT_EMBEDDER = "multilingual-e5-small"  # the library is bilingual
@@ -65,12 +65,15 @@ def build_library(workdir: Path, embedder: str) -> tuple[Path, dict[int, str]]:
 
 
 def ask(rag: RAG, case: Case, keys: dict[int, str]) -> Outcome:
-    answer = rag.ask(case.question, history=list(case.history))
-    assert isinstance(answer, Answer)
-    sources = [keys.get(c.document_id, "?") for c in answer.citations]
+    events = list(rag.ask(case.question, history=list(case.history), stream=True))
+    shown, done = events[0], events[-1]
+    assert isinstance(shown, CitationsEvent) and isinstance(done, DoneEvent)
+    answer = done.answer
+    # The passages the model saw (a withdrawn answer carries no citations of its own).
+    sources = [keys.get(c.document_id, "?") for c in shown.citations]
     hit = case.evidence is not None and any(
         source == case.evidence.file and holds_evidence(c.text, case)
-        for source, c in zip(sources, answer.citations, strict=True)
+        for source, c in zip(sources, shown.citations, strict=True)
     )
     return Outcome(
         id=case.id,
@@ -83,7 +86,7 @@ def ask(rag: RAG, case: Case, keys: dict[int, str]) -> Outcome:
         right=answer.found and is_right(answer.answer, case.accepted),
         hit=hit,
         sources=sources,
-        passages=[c.text for c in answer.citations],
+        passages=[c.text for c in shown.citations],
         cited=answer.cited,
         total_ms=answer.timings.total_ms,
         ttft_ms=answer.timings.ttft_ms,
