@@ -73,8 +73,6 @@ def ground(
     """Whether the passages support `answer`, and its markers that they support."""
     if not answer.strip() or REFUSALS.search(answer):
         return Grounding(False, answer, [])
-    if _echoes(answer, question):
-        return Grounding(False, answer, [])
     asked = set(analyze(question))
     topic = asked - GENERIC
     windows = {c.n: _windows(c.text) for c in citations}
@@ -96,12 +94,6 @@ def ground(
     text = "".join(kept_text)
     grounded = said > 0 and supported >= ANSWER_SUPPORT * said  # an echo answers nothing
     return Grounding(grounded, text, cited_numbers(text, len(citations)))
-
-
-def _echoes(answer: str, question: str) -> bool:
-    """Whether every word of the answer is already in the question ("Australia.")."""
-    words = re.findall(r"\w+", CITATION_MARKER.sub(" ", answer).casefold())
-    return all(word in question.casefold() for word in words)
 
 
 def _windows(passage: str) -> list[set[str]]:
