@@ -1,7 +1,7 @@
 """Paged attention in plain PyTorch: the reference every kernel is tested against.
 
-It is also what runs on the CPU. Decodes are batched into one padded gather and two
-matmuls; prefill chunks, each large enough to amortise a Python loop, go through
+It is also what runs on the CPU. Each decode is one fused attention call
+over its gathered blocks; prefill chunks, each large enough to amortise a Python loop, go through
 `scaled_dot_product_attention` with a causal mask offset by the cached prefix.
 """
 
@@ -75,55 +75,25 @@ def _decode(
     metadata: PagedAttentionMetadata,
     scale: float,
 ) -> torch.Tensor:  # [num_decodes, num_heads, head_dim]
-    batch, num_heads, head_dim = query.shape
-    if batch == 1:
-        return _decode_one(query, key_cache, value_cache, metadata, scale)
-    block_size, num_kv_heads = key_cache.shape[1], key_cache.shape[2]
-    group = num_heads // num_kv_heads
-    max_len = max(metadata.context_lens_host[:batch])
-    block_tables = metadata.block_tables[:batch, : -(-max_len // block_size)]
-    keys = gather_kv(key_cache, block_tables).flatten(2)  # [B, L, kv_heads * head_dim]
-    values = gather_kv(value_cache, block_tables).flatten(2)  # [B, L, kv_heads * head_dim]
-    # NOTE: queries laid out block-diagonally, one block per KV head, so both
-    # products are plain batched matmuls over contiguous K and V, with no copy per
-    # head. The zero blocks cost num_kv_heads times the (small) attention FLOPs;
-    # that beats the strided copies a per-head layout needs on the CPU.
-    eye = torch.eye(num_kv_heads, dtype=query.dtype, device=query.device)
-    grouped = query.view(batch, num_kv_heads, group, head_dim)
-    block_diagonal = torch.einsum("bhgd,hk->bhdkg", grouped, eye).reshape(
-        batch, num_kv_heads * head_dim, num_kv_heads * group
-    )
-    scores = torch.bmm(keys, block_diagonal).transpose(1, 2).float() * scale  # [B, H, L]
-    positions = torch.arange(keys.shape[1], device=query.device)
-    padding = positions[None, :] >= metadata.context_lens[:batch, None]  # [B, L]
-    scores.masked_fill_(padding[:, None, :], float("-inf"))
-    probs = torch.softmax(scores, dim=-1).to(values.dtype)
-    output = torch.bmm(probs, values)  # [B, H, kv_heads * head_dim]
-    # Head h = (kv head j, group g) keeps only the columns of its own KV head j.
-    output = output.view(batch, num_kv_heads, group, num_kv_heads, head_dim)
-    return output.diagonal(dim1=1, dim2=3).permute(0, 3, 1, 2).reshape(batch, num_heads, head_dim)
+    """One fused SDPA call per decode, its query heads grouped by the KV head they read.
 
-
-def _decode_one(
-    query: torch.Tensor,  # [1, num_heads, head_dim]
-    key_cache: torch.Tensor,
-    value_cache: torch.Tensor,
-    metadata: PagedAttentionMetadata,
-    scale: float,
-) -> torch.Tensor:  # [1, num_heads, head_dim]
-    """A lone decode, the single-stream case: no padding, so one fused SDPA call.
-
-    NOTE: a tenth of the small ops of the batched path, which pays for its padding
-    mask and block-diagonal layout only when several sequences share the matmuls.
+    NOTE: a decode token sees every cached key, so the query heads that share a KV head
+    can stand in for query positions: [kv_heads, group, D] against [kv_heads, L, D] is
+    plain attention, which takes torch's fused CPU kernel. `enable_gqa` would take the
+    math path and copy K and V once per query head (10x slower at 1,000 tokens). One
+    call per sequence rather than one padded call: padding changes the kernel's
+    blocking, and so the last bits of a sequence's output with the batch it is in.
     """
-    context_len = metadata.context_lens_host[0]
-    table = metadata.block_tables[:1, : -(-context_len // key_cache.shape[1])]
-    keys = gather_kv(key_cache, table)[0, :context_len].transpose(0, 1)  # [kv_heads, L, D]
-    values = gather_kv(value_cache, table)[0, :context_len].transpose(0, 1)
-    output = F.scaled_dot_product_attention(
-        query.transpose(0, 1), keys, values, scale=scale, enable_gqa=True
-    )  # [num_heads, 1, head_dim]
-    return output.transpose(0, 1)
+    num_decodes, num_heads, head_dim = query.shape
+    block_size, num_kv_heads = key_cache.shape[1], key_cache.shape[2]
+    grouped = query.view(num_decodes, num_kv_heads, num_heads // num_kv_heads, head_dim)
+    output = torch.empty_like(grouped)
+    for index, context_len in enumerate(metadata.context_lens_host[:num_decodes]):
+        table = metadata.block_tables[index : index + 1, : -(-context_len // block_size)]
+        keys = gather_kv(key_cache, table)[0, :context_len].transpose(0, 1)  # [kv_h, L, D]
+        values = gather_kv(value_cache, table)[0, :context_len].transpose(0, 1)
+        output[index] = F.scaled_dot_product_attention(grouped[index], keys, values, scale=scale)
+    return output.view(num_decodes, num_heads, head_dim)
 
 
 def _prefill_one(

@@ -80,8 +80,10 @@ def build_batch(
         # A lone decode (its own path) ending mid-block, then one beside a prefill.
         [(37, 1)],
         [(33, 1), (13, 13)],
+        # Decodes of one length: the batch needs no padding mask.
+        [(21, 1), (21, 1), (21, 1)],
     ],
-    ids=["mixed", "one-decode", "one-decode-and-prefill"],
+    ids=["mixed", "one-decode", "one-decode-and-prefill", "equal-decodes"],
 )
 def test_paged_attention_matches_dense_attention(
     dtype: torch.dtype, tolerance: float, seed: int, seqs: list[tuple[int, int]]
