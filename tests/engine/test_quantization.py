@@ -67,7 +67,7 @@ def test_int4_error_is_within_a_step_on_random_weights() -> None:
 
 
 @pytest.mark.parametrize("config", [INT8, INT4], ids=["int8", "int4"])
-@pytest.mark.parametrize("rows", [1, 3, 8, 40])  # the fused kernels and the dequantized path
+@pytest.mark.parametrize("rows", [1, 3, 4, 8, 40])  # the fused kernels and the dequantized path
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])  # fp32: kernels run in bf16
 def test_quantized_linear_matches_its_dequantized_reference(
     config: QuantizationConfig, rows: int, dtype: torch.dtype
@@ -84,6 +84,28 @@ def test_quantized_linear_matches_its_dequantized_reference(
     full = linear(x).float()
     relative_error = (out.float() - full).abs().mean() / full.abs().mean()
     assert relative_error < (0.1 if config.method == "int4" else 0.01)
+
+
+@pytest.mark.parametrize("config", [INT8, INT4], ids=["int8", "int4"])
+def test_weights_read_back_off_a_64_byte_boundary_serve_every_row_count(
+    config: QuantizationConfig,
+) -> None:
+    """As a safetensors file hands them back: torch's int8 kernel crashed on 4 rows."""
+    torch.manual_seed(0)
+    linear = nn.Linear(896, 512, bias=False)
+    tensors = quantize_linear(linear, config, torch.float32).tensors()
+    misaligned = {}
+    for name, tensor in tensors.items():
+        flat = torch.empty(tensor.numel() * tensor.element_size() + 64, dtype=torch.uint8)
+        start = (8 - flat.data_ptr()) % 64
+        view = flat[start : start + tensor.numel() * tensor.element_size()].view(tensor.dtype)
+        misaligned[name] = view.view(tensor.shape).copy_(tensor)
+        assert misaligned[name].data_ptr() % 64 == 8
+    quantized = QuantizedLinear(config, misaligned, None, torch.float32)
+    for rows in range(1, 9):
+        x = torch.randn(rows, 896)
+        expected = x @ quantized.dequantized_weight().t()
+        torch.testing.assert_close(quantized(x), expected, atol=5e-2, rtol=2e-2)
 
 
 def test_quantized_linear_keeps_only_the_portable_tensors_for_saving() -> None:
