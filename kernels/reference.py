@@ -78,11 +78,12 @@ def _decode(
     """One fused SDPA call per decode, its query heads grouped by the KV head they read.
 
     NOTE: a decode token sees every cached key, so the query heads that share a KV head
-    can stand in for query positions: [kv_heads, group, D] against [kv_heads, L, D] is
-    plain attention, which takes torch's fused CPU kernel. `enable_gqa` would take the
-    math path and copy K and V once per query head (10x slower at 1,000 tokens). One
-    call per sequence rather than one padded call: padding changes the kernel's
-    blocking, and so the last bits of a sequence's output with the batch it is in.
+    can stand in for query positions: [1, kv_heads, group, D] against [1, kv_heads, L, D]
+    is plain attention, which takes torch's fused CPU kernel (given 4-D inputs).
+    `enable_gqa` would take the math path and copy K and V once per query head (10x
+    slower at 1,000 tokens). One call per sequence rather than one padded call: padding
+    changes the kernel's blocking, and so the last bits of a sequence's output with the
+    batch it is in.
     """
     num_decodes, num_heads, head_dim = query.shape
     block_size, num_kv_heads = key_cache.shape[1], key_cache.shape[2]
@@ -90,9 +91,11 @@ def _decode(
     output = torch.empty_like(grouped)
     for index, context_len in enumerate(metadata.context_lens_host[:num_decodes]):
         table = metadata.block_tables[index : index + 1, : -(-context_len // block_size)]
-        keys = gather_kv(key_cache, table)[0, :context_len].transpose(0, 1)  # [kv_h, L, D]
-        values = gather_kv(value_cache, table)[0, :context_len].transpose(0, 1)
-        output[index] = F.scaled_dot_product_attention(grouped[index], keys, values, scale=scale)
+        keys = gather_kv(key_cache, table)[:, :context_len].transpose(1, 2)  # [1, kv_h, L, D]
+        values = gather_kv(value_cache, table)[:, :context_len].transpose(1, 2)
+        output[index : index + 1] = F.scaled_dot_product_attention(
+            grouped[index : index + 1], keys, values, scale=scale
+        )
     return output.view(num_decodes, num_heads, head_dim)
 
 
