@@ -99,6 +99,30 @@ def decode_step_vs_floor(llm: LLM, bandwidth: float) -> dict:
     }
 
 
+def batched_decode_step(llm: LLM, batch: int = 8, context: int = 1000) -> float:
+    """Median step time, in ms, while `batch` sequences of `context` tokens all decode.
+
+    The concurrent-clients case of a RAG server: every step reads the weights once for
+    all rows and attends over each sequence's own long prompt. Prompts differ from their
+    first token, so no KV is shared.
+    """
+    engine = llm.engine
+    params = SamplingParams(temperature=0, max_tokens=24, ignore_eos=True)
+    for index in range(batch):
+        engine.add_request([100 + index, *range(200, 200 + context - 1)], params)
+    step_times = []
+    while engine.has_unfinished_requests():
+        running = engine.scheduler.running
+        all_decoding = len(running) == batch and all(
+            seq.num_tokens - seq.num_computed_tokens <= 1 for seq in running
+        )
+        start = time.perf_counter()
+        engine.step()
+        if all_decoding:
+            step_times.append(time.perf_counter() - start)
+    return statistics.median(step_times) * 1e3
+
+
 def memory_bandwidth() -> float:
     """Bytes per second for a large copy (read + write), the best of a few tries."""
     src = torch.empty(256 << 20, dtype=torch.uint8).fill_(1)

@@ -6,9 +6,10 @@
 For full-precision weights (the engine's dtype for this CPU, or --dtype), int8 and
 int4: perplexity on SciFact abstracts (real scientific text, at least 20,000 scored
 tokens), the share of positions whose top next-token choice equals full precision's,
-greedy generations' agreement with it, and the single-request decode step against the
-weight-bandwidth floor measured in the same run. The decode timings alternate the
-methods round after round so that a busy machine slows all alike.
+greedy generations' agreement with it, the single-request decode step against the
+weight-bandwidth floor measured in the same run, and the step of 8 sequences decoding
+together behind 1,000-token prompts (a RAG server's concurrent clients). The decode
+timings alternate the methods round after round so that a busy machine slows all alike.
 """
 
 import argparse
@@ -21,6 +22,7 @@ from pathlib import Path
 from bench.beir import load_beir
 from bench.engine_throughput import (
     RESULTS_DIR,
+    batched_decode_step,
     decode_step_vs_floor,
     machine_report,
     memory_bandwidth,
@@ -108,6 +110,7 @@ def main() -> None:
         for method in METHODS:
             llm = load(model, method, args.dtype)
             result = decode_step_vs_floor(llm, memory_bandwidth())
+            result["batch8_step_ms"] = batched_decode_step(llm, batch=8, context=1000)
             decode[method].append({**result, "loadavg": load_avg})
             del llm
             gc.collect()
@@ -145,9 +148,9 @@ def _print_table(rows: list[dict], rounds: int) -> None:
     print(f"\nmedian (min-max) over {rounds} rounds of decode timings\n")
     print(
         "| weights | perplexity | vs full precision | top-1 agreement | greedy agreement "
-        "| decode step (ms) | floor (ms) | step / floor |"
+        "| decode step (ms) | floor (ms) | step / floor | 8 x 1,000-token decode step (ms) |"
     )
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for row in rows:
         d = row["decode"]
         accuracy = [row.get(key, "–") for key in ACCURACY_COLUMNS]
@@ -155,7 +158,8 @@ def _print_table(rows: list[dict], rounds: int) -> None:
             f"| {row['method']} | {' | '.join(accuracy)} "
             f"| {spread([r['decode_step_ms'] for r in d])} "
             f"| {spread([r['floor_ms'] for r in d])} "
-            f"| {spread([r['ratio_to_floor'] for r in d])} |"
+            f"| {spread([r['ratio_to_floor'] for r in d])} "
+            f"| {spread([r['batch8_step_ms'] for r in d])} |"
         )
 
 
