@@ -50,6 +50,38 @@ def test_chat_keeps_the_conversation_until_bye(data_dir) -> None:
     assert result.stdout.count("Sources:") == 2
 
 
+@pytest.mark.parametrize(
+    ("turns", "facts", "source"),
+    [
+        (
+            ["How does PagedRAG share KV cache blocks between prompts?",
+             "And how big is one of them?"],
+            ("16",),
+            "How the PagedRAG engine reuses work",
+        ),
+        (
+            ["什么是检索增强生成？", "它有什么好处？"],
+            ("出处", "引用", "重新训练", "编造"),  # any of the three benefits the file lists
+            "rag-zh.txt",
+        ),
+    ],
+    ids=["english", "chinese"],
+)  # fmt: skip
+def test_chat_follow_ups_keep_the_topic_in_either_language(
+    data_dir, turns: list[str], facts: tuple[str, ...], source: str
+) -> None:
+    """The default model: the follow-up names nothing, the conversation does."""
+    result = pagedrag(
+        "chat", "--data-dir", str(data_dir), "--max-tokens", "48", "--kv-cache-memory", "256M",
+        stdin="\n".join([*turns, "/bye"]) + "\n",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    follow_up = result.stdout.split(">>> ")[2]  # the prompt opens each turn
+    answer, _, sources = follow_up.partition("Sources:")
+    assert any(fact in answer for fact in facts), follow_up
+    assert any(line.strip().startswith("*[") and source in line for line in sources.splitlines())
+
+
 def test_ask_refuses_an_empty_question(data_dir) -> None:
     assert_one_line_error(pagedrag("ask", "  ", "--data-dir", str(data_dir), *MODEL), "empty")
 
