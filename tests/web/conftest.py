@@ -68,6 +68,29 @@ def page(browser, web_server) -> Iterator[object]:
     context.close()
 
 
+@pytest.fixture(scope="session")
+def default_model_server(tmp_path_factory) -> Iterator[LiveServer]:
+    """The server as `make serve` runs it: the default model, not the small test one."""
+    data_dir = tmp_path_factory.mktemp("web-default-model")
+    engine = AsyncLLMEngine.from_config(EngineConfig(kv_cache_memory=256 << 20, max_model_len=4096))
+    rag = RAG(data_dir, engine=engine)
+    try:
+        with serve_in_thread(ServerSettings(data_dir=data_dir), rag) as url:
+            yield LiveServer(url, rag, data_dir)
+    finally:
+        rag.close()
+
+
+@pytest.fixture
+def default_page(browser, default_model_server) -> Iterator[object]:
+    context = browser.new_context(viewport={"width": 1440, "height": 900})
+    page = context.new_page()
+    page.goto(default_model_server.url)
+    page.wait_for_selector("body[data-ready=true]")
+    yield page
+    context.close()
+
+
 def screenshot(page, name: str) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=False)
