@@ -25,7 +25,7 @@ from engine.model_runner import ModelRunner
 from engine.models.loader import load_model, read_decoder_config
 from engine.models.quantization import QuantizationConfig
 from engine.outputs import RequestOutput
-from engine.sampler import sample
+from engine.sampler import sample, token_logprobs
 from engine.sampling_params import SamplingParams
 from engine.scheduler import Scheduler, SchedulerConfig
 from engine.sequence import FinishReason, Sequence
@@ -40,6 +40,7 @@ class _Request:
     prompt: str | None
     detokenizer: IncrementalDetokenizer
     generator: torch.Generator | None  # the request's own when it has a seed
+    logprobs: list[dict[int, float]] | None  # per generated token, when the request asks
 
 
 class LLMEngine:
@@ -110,8 +111,9 @@ class LLMEngine:
         detokenizer = IncrementalDetokenizer(
             self.tokenizer, params.skip_special_tokens, params.stop
         )
+        logprobs: list[dict[int, float]] | None = None if params.logprobs is None else []
         self._requests[request_id] = _Request(
-            seq, prompt if isinstance(prompt, str) else None, detokenizer, generator
+            seq, prompt if isinstance(prompt, str) else None, detokenizer, generator, logprobs
         )
         self.scheduler.add(seq)
         return request_id
@@ -139,6 +141,10 @@ class LLMEngine:
             [r.seq.params for r in requests],
             [r.generator or self._default_generator for r in requests],
         )
+        for row, (request, token) in enumerate(zip(requests, next_tokens, strict=True)):
+            top = request.seq.params.logprobs
+            if request.logprobs is not None and top is not None:
+                request.logprobs.append(token_logprobs(model_output.logits[row], token, top))
         return [self._postprocess(r, token) for r, token in zip(requests, next_tokens, strict=True)]
 
     def _postprocess(self, request: _Request, token_id: int) -> RequestOutput:
@@ -158,6 +164,7 @@ class LLMEngine:
             num_cached_tokens=seq.num_cached_tokens or 0,
             finish_reason=reason.value if reason else None,
             finished=reason is not None,
+            logprobs=None if request.logprobs is None else list(request.logprobs),
         )
 
     def _finish_reason(self, request: _Request, token_id: int) -> FinishReason | None:

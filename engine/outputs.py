@@ -15,6 +15,9 @@ class RequestOutput:
     num_cached_tokens: int  # prompt tokens served from the prefix cache
     finish_reason: str | None  # "stop", "length" or "abort"; None while running
     finished: bool
+    # Per generated token, token id -> log-probability: the chosen token and the most
+    # likely ones. None unless the request's SamplingParams.logprobs asked for them.
+    logprobs: list[dict[int, float]] | None = None
 
     @property
     def num_prompt_tokens(self) -> int:

@@ -2,7 +2,8 @@
 
 Greedy rows take the argmax. Sampled rows are scaled by temperature, cut to top-k
 and top-p, and drawn with the request's own generator, so a seeded request gives
-the same tokens whatever else shares its batch.
+the same tokens whatever else shares its batch. Log-probabilities, where a request
+asks for them, are the model's own (before temperature and filtering), as vLLM's.
 """
 
 import torch
@@ -22,6 +23,18 @@ def sample(
         for probs_row, row in zip(probs, sampled_rows, strict=True):
             next_tokens[row] = torch.multinomial(probs_row, 1, generator=generators[row])[0]
     return next_tokens.tolist()
+
+
+def token_logprobs(
+    logits: torch.Tensor,  # [vocab] float32, one row
+    token_id: int,
+    top: int,
+) -> dict[int, float]:
+    """The chosen token's log-probability and those of the `top` most likely tokens."""
+    logprobs = logits.log_softmax(dim=-1)
+    values, ids = logprobs.topk(top) if top else (logprobs[:0], logprobs[:0].long())
+    chosen = {token_id: logprobs[token_id].item()}
+    return {**dict(zip(ids.tolist(), values.tolist(), strict=True)), **chosen}
 
 
 def _filtered_probs(

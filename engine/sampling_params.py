@@ -2,6 +2,8 @@
 
 from dataclasses import dataclass
 
+MAX_LOGPROBS = 20  # as OpenAI's top_logprobs
+
 
 @dataclass(frozen=True)
 class SamplingParams:
@@ -19,6 +21,9 @@ class SamplingParams:
     ignore_eos: bool = False  # keep going past EOS (benchmarks want fixed output lengths)
     seed: int | None = None  # per-request seed: the same seed gives the same sample
     skip_special_tokens: bool = True  # drop special tokens from the output text
+    # Log-probabilities returned with each generated token: the chosen token's and those of
+    # the `logprobs` most likely ones (vLLM's meaning); None returns none.
+    logprobs: int | None = None
 
     def __post_init__(self) -> None:
         # Accept a single string or any iterable, as vLLM users write them.
@@ -35,6 +40,8 @@ class SamplingParams:
             raise ValueError(f"max_tokens must be at least 1, got {self.max_tokens}")
         if any(not s for s in self.stop):
             raise ValueError("stop strings must not be empty")
+        if self.logprobs is not None and not 0 <= self.logprobs <= MAX_LOGPROBS:
+            raise ValueError(f"logprobs must be between 0 and {MAX_LOGPROBS}, got {self.logprobs}")
 
     @property
     def is_greedy(self) -> bool:

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from transformers import AutoModelForCausalLM
 
 from engine import LLM, SamplingParams
 from engine.errors import PromptTooLongError
@@ -53,6 +54,8 @@ def test_sampling_params_reject_bad_values() -> None:
         {"top_k": -2},
         {"max_tokens": 0},
         {"stop": [""]},
+        {"logprobs": -1},
+        {"logprobs": 21},
     ):
         with pytest.raises(ValueError):
             SamplingParams(**bad)
@@ -159,3 +162,34 @@ def test_a_bad_prompt_in_a_batch_leaves_nothing_queued(llm: LLM) -> None:
     with pytest.raises(ValueError, match="empty"):
         llm.generate(["fine", ""])
     assert not llm.engine.has_unfinished_requests()
+
+
+def test_logprobs_are_the_models_own_for_each_generated_token() -> None:
+    llm = LLM("smollm2:135m-instruct", dtype="float32", kv_cache_memory=32 << 20)
+    params = SamplingParams(temperature=0, max_tokens=3, logprobs=5)
+    output = llm.generate(["The capital of France is"], params)[0]
+    assert output.logprobs is not None and len(output.logprobs) == len(output.token_ids) == 3
+    # Against the logits of a plain forward pass over the prompt plus what was generated.
+    ids = torch.tensor([output.prompt_token_ids + output.token_ids])
+    model = AutoModelForCausalLM.from_pretrained(llm.engine.model_path, dtype=torch.float32)
+    with torch.no_grad():
+        logits = model(ids).logits[0, len(output.prompt_token_ids) - 1 : -1]  # [3, vocab]
+    expected = logits.log_softmax(-1)
+    for position, (token, returned) in enumerate(
+        zip(output.token_ids, output.logprobs, strict=True)
+    ):
+        top = expected[position].topk(5)
+        assert list(returned)[:5] == top.indices.tolist()  # most likely first
+        assert token == top.indices[0].item() and token in returned  # greedy: the best one
+        got = torch.tensor([returned[i] for i in top.indices.tolist()])
+        torch.testing.assert_close(got, top.values, atol=1e-3, rtol=1e-3)
+
+
+def test_the_chosen_token_has_a_logprob_even_outside_the_top(llm: LLM) -> None:
+    params = SamplingParams(temperature=5.0, seed=3, max_tokens=8, logprobs=1)
+    output = llm.generate(["Tell me a story."], params)[0]
+    assert output.logprobs is not None
+    for token, returned in zip(output.token_ids, output.logprobs, strict=True):
+        assert token in returned and 1 <= len(returned) <= 2
+        assert all(value <= 0 for value in returned.values())
+    assert llm.generate(["Hi"], SamplingParams(max_tokens=2))[0].logprobs is None
