@@ -21,6 +21,22 @@ from rag import RAG, RAGConfig
 TEST_MODEL = "smollm2:135m-instruct"
 SAMPLES = Path(__file__).resolve().parents[2] / "data" / "samples"
 MAX_PENDING = 6  # small, so the overload test can reach it
+# Two-turn dialogues over data/samples whose follow-up names nothing the conversation
+# does not: (turns, facts of which the second answer holds one, the supporting title).
+FOLLOW_UP_DIALOGUES = [
+    pytest.param(
+        ["How does PagedRAG share KV cache blocks between prompts?", "And how big is one of them?"],
+        ("16",),
+        "How the PagedRAG engine reuses work",
+        id="english",
+    ),
+    pytest.param(
+        ["什么是检索增强生成？", "它有什么好处？"],
+        ("出处", "引用", "重新训练", "编造"),  # any of the three benefits the file lists
+        "rag-zh.txt",  # a text file has no title: its name stands in
+        id="chinese",
+    ),
+]
 
 
 @dataclass

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from rag import RAG
+from tests.api.conftest import FOLLOW_UP_DIALOGUES
 from tests.api.test_cli import assert_one_line_error, pagedrag
 
 pytestmark = pytest.mark.slow
@@ -50,23 +51,7 @@ def test_chat_keeps_the_conversation_until_bye(data_dir) -> None:
     assert result.stdout.count("Sources:") == 2
 
 
-@pytest.mark.parametrize(
-    ("turns", "facts", "source"),
-    [
-        (
-            ["How does PagedRAG share KV cache blocks between prompts?",
-             "And how big is one of them?"],
-            ("16",),
-            "How the PagedRAG engine reuses work",
-        ),
-        (
-            ["什么是检索增强生成？", "它有什么好处？"],
-            ("出处", "引用", "重新训练", "编造"),  # any of the three benefits the file lists
-            "rag-zh.txt",
-        ),
-    ],
-    ids=["english", "chinese"],
-)  # fmt: skip
+@pytest.mark.parametrize(("turns", "facts", "source"), FOLLOW_UP_DIALOGUES)
 def test_chat_follow_ups_keep_the_topic_in_either_language(
     data_dir, turns: list[str], facts: tuple[str, ...], source: str
 ) -> None:

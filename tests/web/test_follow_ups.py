@@ -1,11 +1,10 @@
 """A follow-up typed in the page, answered by the default model from the conversation."""
 
-from pathlib import Path
-
 import pytest
 
+from tests.api.conftest import FOLLOW_UP_DIALOGUES, SAMPLES
+
 pytestmark = pytest.mark.slow
-SAMPLES = Path(__file__).resolve().parents[2] / "data" / "samples"
 
 
 @pytest.fixture(scope="module")
@@ -13,23 +12,7 @@ def samples(default_model_server) -> None:
     default_model_server.rag.ingest([SAMPLES])
 
 
-@pytest.mark.parametrize(
-    ("turns", "facts", "title"),
-    [
-        (
-            ["How does PagedRAG share KV cache blocks between prompts?",
-             "And how big is one of them?"],
-            ("16",),
-            "How the PagedRAG engine reuses work",
-        ),
-        (
-            ["什么是检索增强生成？", "它有什么好处？"],
-            ("出处", "引用", "重新训练", "编造"),  # any of the three benefits the file lists
-            "rag-zh.txt",
-        ),
-    ],
-    ids=["english", "chinese"],
-)  # fmt: skip
+@pytest.mark.parametrize(("turns", "facts", "title"), FOLLOW_UP_DIALOGUES)
 def test_a_follow_up_keeps_the_topic_and_cites_its_passage(
     samples, default_page, turns: list[str], facts: tuple[str, ...], title: str
 ) -> None:
