@@ -1,7 +1,7 @@
 """Answer quality over a real bilingual library: `make bench-qa`.
 
     python -m bench.qa [--models NAME,NAME] [--embedder NAME] [--quantization int4]
-        [--languages en,zh] [--limit N] [--workdir bench/work/qa]
+        [--languages en,zh] [--limit N] [--workdir bench/work/qa] [--judge]
 
 Set-up: the manuals of bench/qa_corpus.py are fetched with `apt-get download` and
 ingested once into a library under the work folder (kept for later runs, never
@@ -9,7 +9,9 @@ committed). Then every question of bench/qa_set/ is asked through `RAG.ask`, one
 time, as one user would: answerable questions, out-of-document questions and follow-up
 dialogues (their history given). Reported per model and language: retrieval hit@5,
 answer accuracy, wrong refusals, made-up answers, follow-up retrieval hit and accuracy,
-and the median answer time. Every answer is kept in bench/results/qa_*.json.
+and the median answer time. Every answer is kept in bench/results/qa_*.json. With
+--judge, the model's yes/no verdict on each candidate reranks them first
+(rag/passage_judge.py); the stage's prefix-cache hit rate and its time are reported.
 """
 
 import argparse
@@ -23,7 +25,8 @@ from bench.engine_throughput import RESULTS_DIR, machine_report
 from bench.qa_corpus import corpus_files, fetch
 from bench.qa_set import LANGUAGES, Case, holds_evidence, is_right, load_cases
 from indexer import Index
-from rag import RAG, CitationsEvent, DoneEvent
+from rag import RAG, CitationsEvent, DoneEvent, RAGConfig
+from rag.passage_judge import PassageJudge
 
 DEFAULT_WORKDIR = Path(__file__).resolve().parent / "work" / "qa"
 DEFAULT_EMBEDDER = "multilingual-e5-small"  # the library is bilingual
@@ -121,6 +124,9 @@ def main() -> None:
     parser.add_argument("--languages", default=",".join(LANGUAGES))
     parser.add_argument("--limit", type=int, default=0, help="at most N cases of each kind")
     parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
+    parser.add_argument(
+        "--judge", action="store_true", help="the model's second-stage verdict on each passage"
+    )
     args = parser.parse_args()
 
     cases = _limited(load_cases(tuple(args.languages.split(","))), args.limit)
@@ -128,7 +134,8 @@ def main() -> None:
     report = {"machine": machine_report(), "embedder": args.embedder, "models": {}}
     options = {"quantization": args.quantization} if args.quantization else {}
     for model in args.models.split(",") if args.models else [None]:
-        with RAG(data_dir, model, args.embedder, **options) as rag:
+        config = RAGConfig(judge_passages=args.judge)
+        with RAG(data_dir, model, args.embedder, config=config, **options) as rag:
             name = model or rag.engine.model_path.name
             outcomes = []
             log = (
@@ -141,11 +148,18 @@ def main() -> None:
                     answers.write(json.dumps(asdict(outcomes[-1]), ensure_ascii=False) + "\n")
                     answers.flush()
                     _progress(outcomes[-1], len(outcomes), len(cases))
+            judge = rag.reranker.stats if isinstance(rag.reranker, PassageJudge) else None
         report["models"][name] = {
             "summary": {lang: summarise(_of(outcomes, lang)) for lang in args.languages.split(",")},
+            "judge": None if judge is None else {**asdict(judge), "hit_rate": judge.cache_hit_rate},
             "outcomes": [asdict(o) for o in outcomes],
         }
         _print_table(name, report["models"][name]["summary"])
+        if judge is not None:
+            print(
+                f"judge: {judge.passages} passages, prefix-cache hit {judge.cache_hit_rate:.1%}, "
+                f"{judge.seconds / len(outcomes):.2f} s per question"
+            )
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     path = RESULTS_DIR / f"qa_{time.strftime('%Y%m%d_%H%M%S')}.json"
     path.write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")

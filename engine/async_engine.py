@@ -11,7 +11,7 @@ import asyncio
 import queue
 import threading
 import uuid
-from collections.abc import AsyncGenerator, Callable, Generator
+from collections.abc import AsyncGenerator, Callable, Generator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -153,6 +153,28 @@ class AsyncLLMEngine:
         finally:
             if not ended:
                 self._commands.put(_Abort(request_id, sink))
+
+    def complete(
+        self, prompts: Sequence[Prompt], params: SamplingParams, *, cache_salt: str | None = None
+    ) -> list[RequestOutput]:
+        """Each prompt's finished output; submitted together, so they share steps.
+
+        NOTE: for many short requests (judging passages): what a step costs whatever its
+        size (a quantized model dequantizes its weights for every prefill step) is paid
+        once for all of them rather than once each.
+        """
+        pending: list[tuple[str, Sink, queue.SimpleQueue[Item]]] = []
+        try:
+            for prompt in prompts:
+                items: queue.SimpleQueue[Item] = queue.SimpleQueue()
+                sink: Sink = items.put  # NOTE: one bound method, so an abort can name this request
+                pending.append((self._submit(prompt, params, None, cache_salt, sink), sink, items))
+            outputs = [_final(items) for _, _, items in pending]
+        except BaseException:
+            for request_id, sink, _ in pending:  # ended ones ignore it
+                self._commands.put(_Abort(request_id, sink))
+            raise
+        return outputs
 
     def abort(self, request_id: str) -> None:
         """Stop a request and free its blocks; its stream ends without a finished output."""
@@ -313,6 +335,18 @@ class AsyncLLMEngine:
 
     def _publish(self) -> None:
         self._stats = snapshot(self.engine, self._counters)
+
+
+def _final(items: "queue.SimpleQueue[Item]") -> RequestOutput:
+    """Read a synchronous request's items to its finished output; raise what it failed with."""
+    while True:
+        item = items.get()
+        if isinstance(item, BaseException):
+            raise item
+        if item is None:
+            raise RuntimeError("the request was aborted before it finished")
+        if item.finished:
+            return item
 
 
 def _is_last(item: Item) -> bool:

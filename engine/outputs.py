@@ -1,5 +1,6 @@
 """What the engine hands back for each request."""
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 
@@ -22,3 +23,13 @@ class RequestOutput:
     @property
     def num_prompt_tokens(self) -> int:
         return len(self.prompt_token_ids)
+
+
+def final_output(outputs: Iterable[RequestOutput]) -> RequestOutput:
+    """The last output of a request's stream, once it has run to the end."""
+    last = None
+    for last in outputs:  # noqa: B007 - the final output is the one wanted
+        pass
+    if last is None:
+        raise RuntimeError("the engine finished a request without producing a token")
+    return last

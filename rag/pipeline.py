@@ -15,7 +15,7 @@ from typing import Any
 
 from engine.async_engine import AsyncLLMEngine
 from engine.config import EngineConfig
-from engine.outputs import RequestOutput
+from engine.outputs import RequestOutput, final_output
 from engine.sampling_params import SamplingParams
 from indexer.index import SEARCH_MODES, Index
 from indexer.paths import default_data_dir
@@ -35,6 +35,7 @@ from rag.attribution import attribute
 from rag.errors import InvalidQuestionError
 from rag.grounding import Grounding, ground
 from rag.language import PHRASES, Language, detect_language
+from rag.passage_judge import PassageJudge
 from rag.prompt import BuiltPrompt, PromptBuilder, canonical_order, cited_numbers
 from rag.relevance import RelevanceJudge
 from rag.rewrite import Standalone, Turn, parse_history, rewrite_messages, standalone_question
@@ -53,6 +54,10 @@ class RAGConfig:
     # Withdraw answers the passages do not support (rag/grounding.py). Off only where the
     # model is a stand-in whose fragments are not answers (the 135M model of API tests).
     check_support: bool = True
+    # The model's own yes/no verdict on each candidate as a second ranking stage
+    # (rag/passage_judge.py). Off: with the default model it lowered bench-qa's retrieval
+    # hit and added seconds per question (docs/benchmarks.md).
+    judge_passages: bool = False
 
     def __post_init__(self) -> None:
         if self.search_mode not in SEARCH_MODES:
@@ -102,7 +107,9 @@ class RAG:
     ) -> None:
         self.index = index or Index(data_dir or default_data_dir(), embedder)
         self.config = config or RAGConfig()
-        self.reranker = reranker or NoReranker()
+        self.reranker = reranker or (
+            PassageJudge(lambda: self.engine) if self.config.judge_passages else NoReranker()
+        )
         self._engine = engine
         self._engine_config = EngineConfig(model=model, **engine_options)
         self._builder: PromptBuilder | None = None
@@ -168,7 +175,7 @@ class RAG:
         standalone, rewrite_ms = Standalone(question, question, rewritten=False), 0.0
         if history:
             rewrite = self.prompts.chat(rewrite_messages(history, question))
-            generated = _final(self.engine.stream(rewrite, self._rewrite()))
+            generated = final_output(self.engine.stream(rewrite, self._rewrite()))
             standalone = standalone_question(generated.text, question, history)
             rewrite_ms = _ms_since(started)
         plan = self._plan(question, standalone, params, retrieval, started, rewrite_ms)
@@ -384,15 +391,6 @@ def _last_answer(events: Iterator[AnswerEvent]) -> Answer:
         if isinstance(event, DoneEvent):
             return event.answer
     raise RuntimeError("the answer stream ended without a final answer")
-
-
-def _final(outputs: Iterator[RequestOutput]) -> RequestOutput:
-    last = None
-    for last in outputs:  # noqa: B007 - the final output is the one wanted
-        pass
-    if last is None:
-        raise RuntimeError("the engine finished a request without producing a token")
-    return last
 
 
 async def _afinal(outputs: AsyncGenerator[RequestOutput, None]) -> RequestOutput:

@@ -261,3 +261,25 @@ def test_stats_count_tokens_and_prefix_cache_hits(serving: AsyncLLMEngine) -> No
     assert after.num_finished_requests - before.num_finished_requests == 2
     assert after.kv_blocks_cached > 0 and after.kv_blocks_used == 0
     assert after.kv_blocks_total == serving.engine.block_manager.num_blocks
+
+
+def test_complete_runs_prompts_together_and_returns_their_final_outputs(
+    serving: AsyncLLMEngine, expected: dict[str, list[int]]
+) -> None:
+    before = serving.stats().num_steps
+    outputs = serving.complete(PROMPTS, GREEDY)
+    assert [out.token_ids for out in outputs] == [expected[p] for p in PROMPTS]
+    assert all(out.finished for out in outputs)
+    steps = settled(serving).num_steps - before
+    assert steps < sum(len(expected[p]) for p in PROMPTS) / 2  # one batch, not one by one
+
+
+def test_complete_with_a_bad_prompt_raises_and_aborts_the_others(serving: AsyncLLMEngine) -> None:
+    with pytest.raises(PromptTooLongError):
+        serving.complete(["word " * 600, PROMPTS[0]], LONG)  # max_model_len is 512
+    deadline = time.monotonic() + 10
+    while serving.stats().num_aborted_requests == 0:  # the abort follows the raise
+        assert time.monotonic() < deadline, "the other request was not aborted"
+        time.sleep(0.01)
+    stats = settled(serving)
+    assert stats.kv_blocks_used == 0 and stats.num_aborted_requests == 1
