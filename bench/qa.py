@@ -133,8 +133,8 @@ def main() -> None:
     data_dir, keys = build_library(args.workdir, args.embedder)
     report = {"machine": machine_report(), "embedder": args.embedder, "models": {}}
     options = {"quantization": args.quantization} if args.quantization else {}
+    config = RAGConfig(judge_passages=args.judge)
     for model in args.models.split(",") if args.models else [None]:
-        config = RAGConfig(judge_passages=args.judge)
         with RAG(data_dir, model, args.embedder, config=config, **options) as rag:
             name = model or rag.engine.model_path.name
             outcomes = []

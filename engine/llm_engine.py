@@ -142,8 +142,8 @@ class LLMEngine:
             [r.generator or self._default_generator for r in requests],
         )
         for row, (request, token) in enumerate(zip(requests, next_tokens, strict=True)):
-            top = request.seq.params.logprobs
-            if request.logprobs is not None and top is not None:
+            if request.logprobs is not None:  # the request set SamplingParams.logprobs
+                top = request.seq.params.logprobs or 0
                 request.logprobs.append(token_logprobs(model_output.logits[row], token, top))
         return [self._postprocess(r, token) for r, token in zip(requests, next_tokens, strict=True)]
 

@@ -32,7 +32,7 @@ def token_logprobs(
 ) -> dict[int, float]:
     """The chosen token's log-probability and those of the `top` most likely tokens."""
     logprobs = logits.log_softmax(dim=-1)
-    values, ids = logprobs.topk(top) if top else (logprobs[:0], logprobs[:0].long())
+    values, ids = logprobs.topk(top)
     chosen = {token_id: logprobs[token_id].item()}
     return {**dict(zip(ids.tolist(), values.tolist(), strict=True)), **chosen}
 

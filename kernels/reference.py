@@ -1,7 +1,7 @@
 """Paged attention in plain PyTorch: the reference every kernel is tested against.
 
-It is also what runs on the CPU. Each decode is one fused attention call
-over its gathered blocks; prefill chunks, each large enough to amortise a Python loop, go through
+It is also what runs on the CPU. Each decode is one fused attention call over its
+gathered blocks; prefill chunks, each large enough to amortise a Python loop, go through
 `scaled_dot_product_attention` with a causal mask offset by the cached prefix.
 """
 

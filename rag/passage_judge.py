@@ -12,6 +12,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from engine.async_engine import AsyncLLMEngine
@@ -19,6 +20,7 @@ from engine.outputs import RequestOutput
 from engine.sampling_params import MAX_LOGPROBS, SamplingParams
 from indexer.records import SearchHit
 from indexer.rerank import Reranker
+from rag.prompt import PromptBuilder
 
 JUDGE_SYSTEM_PROMPT = (
     "You check whether a passage contains the answer to a question. Reply with one word: yes or no."
@@ -68,7 +70,6 @@ class PassageJudge(Reranker):
         self._engine_source = engine
         self.judged = judged
         self.keep_share = keep_share
-        self._answer_ids: tuple[frozenset[int], frozenset[int]] | None = None
         self.stats = JudgeStats()
 
     def rerank(self, query: str, hits: list[SearchHit], k: int) -> list[SearchHit]:
@@ -80,10 +81,15 @@ class PassageJudge(Reranker):
         return (kept + hits[self.judged :])[:k]
 
     def judge(self, question: str, hits: list[SearchHit]) -> list[JudgedPassage]:
-        engine = self._engine_source()
         started = time.perf_counter()
-        prompts = [self._prompt(engine, hit, question) for hit in hits]
-        outputs = engine.complete(prompts, JUDGE_PARAMS)  # together: one prefill for all
+        prompts = [
+            self._prompts.user_turn(
+                f"Passage:\n{hit.text.strip()}\n\n",
+                f"Question: {question.strip()}\n{JUDGE_QUESTION}",
+            )
+            for hit in hits
+        ]
+        outputs = self._engine.complete(prompts, JUDGE_PARAMS)  # together: one prefill for all
         scores = [self._score(output) for output in outputs]
         self.stats.passages += len(hits)
         self.stats.prompt_tokens += sum(out.num_prompt_tokens for out in outputs)
@@ -91,33 +97,26 @@ class PassageJudge(Reranker):
         self.stats.seconds += time.perf_counter() - started
         return [JudgedPassage(hit, score) for hit, score in zip(hits, scores, strict=True)]
 
-    def _prompt(self, engine: AsyncLLMEngine, hit: SearchHit, question: str) -> list[int]:
-        messages = [
-            {"role": "system", "content": JUDGE_SYSTEM_PROMPT},
-            {
-                "role": "user",
-                "content": f"Passage:\n{hit.text.strip()}\n\nQuestion: {question.strip()}\n"
-                f"{JUDGE_QUESTION}",
-            },
-        ]
-        text = engine.tokenizer.apply_chat_template(
-            messages, tokenize=False, add_generation_prompt=True
-        )
-        return list(engine.tokenizer(text, add_special_tokens=False).input_ids)
+    @cached_property
+    def _engine(self) -> AsyncLLMEngine:
+        return self._engine_source()
+
+    @cached_property
+    def _prompts(self) -> PromptBuilder:
+        return PromptBuilder(self._engine.tokenizer, JUDGE_SYSTEM_PROMPT)
+
+    @cached_property
+    def _answer_ids(self) -> tuple[frozenset[int], frozenset[int]]:
+        tokenizer = self._engine.tokenizer
+        return _word_ids(tokenizer, YES_WORDS), _word_ids(tokenizer, NO_WORDS)
 
     def _score(self, output: RequestOutput) -> float:
-        yes_ids, no_ids = self._answers(output)
+        yes_ids, no_ids = self._answer_ids
         assert output.logprobs  # JUDGE_PARAMS asks for them
         first = output.logprobs[0]
         yes = sum(math.exp(value) for token, value in first.items() if token in yes_ids)
         no = sum(math.exp(value) for token, value in first.items() if token in no_ids)
         return yes / (yes + no) if yes + no > 0 else 0.0
-
-    def _answers(self, output: RequestOutput) -> tuple[frozenset[int], frozenset[int]]:
-        if self._answer_ids is None:
-            tokenizer = self._engine_source().tokenizer
-            self._answer_ids = (_word_ids(tokenizer, YES_WORDS), _word_ids(tokenizer, NO_WORDS))
-        return self._answer_ids
 
 
 def _word_ids(tokenizer: Any, words: tuple[str, ...]) -> frozenset[int]:

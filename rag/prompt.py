@@ -76,6 +76,14 @@ class PromptBuilder:
         token_ids += self._encode_text(question_text) + self._tail_ids
         return BuiltPrompt(token_ids, citations, num_shared)
 
+    def user_turn(self, *parts: str) -> list[int]:
+        """One user message under the system prompt, its parts tokenized apart as plain
+        text, so a part that recurs (a passage) keeps the same ids whatever follows it."""
+        token_ids = self._encode_template(self._head)
+        for part in parts:
+            token_ids += self._encode_text(part)
+        return token_ids + self._tail_ids
+
     def chat(self, messages: list[dict[str, str]]) -> list[int]:
         """Token ids of a plain conversation (no passages) under the chat template."""
         text = self.tokenizer.apply_chat_template(
