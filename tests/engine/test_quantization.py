@@ -108,6 +108,24 @@ def test_weights_read_back_off_a_64_byte_boundary_serve_every_row_count(
         torch.testing.assert_close(quantized(x), expected, atol=5e-2, rtol=2e-2)
 
 
+@pytest.mark.parametrize("config", [INT8, INT4], ids=["int8", "int4"])
+def test_prefill_linears_sharing_the_scratch_buffer_keep_their_own_outputs(
+    config: QuantizationConfig,
+) -> None:
+    """Every prefill linear dequantizes into one buffer: an output must not alias it."""
+    torch.manual_seed(1)
+    small, large = nn.Linear(64, 48, bias=False), nn.Linear(64, 160, bias=False)
+    small_q, large_q = (quantize_linear(lin, config, torch.float32) for lin in (small, large))
+    x = torch.randn(40, 64)  # past KERNEL_MAX_ROWS: the dequantizing path
+    first = small_q(x)
+    expected_first = x @ small_q.dequantized_weight().t()
+    second = large_q(x)  # grows the buffer and overwrites what `small` dequantized
+    again = small_q(x)
+    torch.testing.assert_close(first, expected_first)
+    torch.testing.assert_close(second, x @ large_q.dequantized_weight().t())
+    assert torch.equal(again, first)
+
+
 def test_quantized_linear_keeps_only_the_portable_tensors_for_saving() -> None:
     linear = nn.Linear(64, 32, bias=False).to(torch.bfloat16)
     quantized = quantize_linear(linear, INT4, torch.bfloat16)
