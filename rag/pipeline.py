@@ -89,6 +89,7 @@ class RAG:
         data_dir: where the database, files and indexes live (default: the data dir).
         model: a library name, HF directory or .gguf; None is the default model.
         embedder: the embedder's name or folder; None is the index's own (or the default).
+        database_url: the library's database (SQLAlchemy URL); None is SQLite in data_dir.
         engine: an already running engine to share (the server passes its own).
         engine_options: more `EngineConfig` fields (dtype, kv_cache_memory, ...).
     """
@@ -99,13 +100,16 @@ class RAG:
         model: str | None = None,
         embedder: str | None = None,
         *,
+        database_url: str | None = None,
         index: Index | None = None,
         engine: AsyncLLMEngine | None = None,
         reranker: Reranker | None = None,
         config: RAGConfig | None = None,
         **engine_options: Any,
     ) -> None:
-        self.index = index or Index(data_dir or default_data_dir(), embedder)
+        self.index = index or Index(
+            data_dir or default_data_dir(), embedder, database_url=database_url
+        )
         self.config = config or RAGConfig()
         self.reranker = reranker or (
             PassageJudge(lambda: self.engine) if self.config.judge_passages else NoReranker()

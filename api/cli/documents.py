@@ -1,14 +1,11 @@
 """`pagedrag ingest`, `documents`, `delete`, `search` and `reindex`: the indexer from a shell."""
 
 import argparse
-import os
 import sys
 from typing import Any
 
 from api.cli.models import format_table, human_size
-from indexer.paths import default_data_dir
-
-DATABASE_URL_VARIABLE = "PAGEDRAG_DATABASE_URL"  # read here, at the edge, never by indexer/
+from api.cli.options import add_library_options, library_options
 
 
 def add_parsers(subparsers: Any) -> None:
@@ -18,18 +15,18 @@ def add_parsers(subparsers: Any) -> None:
     ingest.add_argument("paths", nargs="+", metavar="PATH")
     ingest.add_argument("--collection", help="collection to add to (default: 'default')")
     ingest.add_argument("--quiet", action="store_true", help="no progress bars")
-    _index_options(ingest)
+    add_library_options(ingest)
     _chunk_options(ingest)
     ingest.set_defaults(handler=run_ingest)
 
     documents = subparsers.add_parser("documents", help="list the indexed documents")
     documents.add_argument("--collection", help="only this collection")
-    _index_options(documents)
+    add_library_options(documents)
     documents.set_defaults(handler=run_documents)
 
     remove = subparsers.add_parser("delete", help="remove documents from the index")
     remove.add_argument("ids", nargs="+", type=int, metavar="ID")
-    _index_options(remove)
+    add_library_options(remove)
     remove.set_defaults(handler=run_delete)
 
     search = subparsers.add_parser("search", help="show the passages a question retrieves")
@@ -37,33 +34,16 @@ def add_parsers(subparsers: Any) -> None:
     search.add_argument("-k", type=int, default=5, help="how many passages (default 5)")
     search.add_argument("--mode", choices=("hybrid", "dense", "bm25"), default="hybrid")
     search.add_argument("--collection", help="only this collection")
-    _index_options(search)
+    add_library_options(search)
     search.set_defaults(handler=run_search)
 
     reindex = subparsers.add_parser(
         "reindex", help="rebuild every index from the database (e.g. with another embedder)"
     )
     reindex.add_argument("--quiet", action="store_true", help="no progress bars")
-    _index_options(reindex)
+    add_library_options(reindex)
     _chunk_options(reindex)
     reindex.set_defaults(handler=run_reindex)
-
-
-def _index_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--data-dir", default=None, help=f"index location (default: {default_data_dir()})"
-    )
-    parser.add_argument(
-        "--embedder",
-        default=None,
-        help="all-minilm-l6-v2 (default), multilingual-e5-small, or a sentence-transformers folder",
-    )
-    parser.add_argument(
-        "--database-url",
-        default=None,
-        help="SQLAlchemy URL of the database, e.g. postgresql+psycopg://user@host/db "
-        f"(default: ${DATABASE_URL_VARIABLE}, else SQLite in the data directory)",
-    )
 
 
 def _chunk_options(parser: argparse.ArgumentParser) -> None:
@@ -85,13 +65,12 @@ def _chunk_options(parser: argparse.ArgumentParser) -> None:
 def _open(args: argparse.Namespace) -> Any:
     from indexer import Index, IndexConfig
 
-    database_url = args.database_url or os.environ.get(DATABASE_URL_VARIABLE) or None
-    config = IndexConfig(chunking=_chunking(args))
+    library = library_options(args)
     return Index(
-        args.data_dir or default_data_dir(),
-        embedder=args.embedder,
-        database_url=database_url,
-        config=config,
+        library.data_dir,
+        embedder=library.embedder,
+        database_url=library.database_url,
+        config=IndexConfig(chunking=_chunking(args)),
     )
 
 

@@ -1,7 +1,14 @@
 """Argument types shared by several commands."""
 
 import argparse
+import os
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+from indexer.paths import default_data_dir
+
+DATABASE_URL_VARIABLE = "PAGEDRAG_DATABASE_URL"  # read here, at the edge, never by indexer/
 
 UNITS = {"K": 2**10, "M": 2**20, "G": 2**30}
 
@@ -45,3 +52,41 @@ def weight_options(args: argparse.Namespace) -> dict[str, Any]:
     if args.dtype:
         options["dtype"] = args.dtype
     return options
+
+
+@dataclass(frozen=True)
+class LibraryOptions:
+    """Where the library lives: every command that opens it gets all three, or a command
+    would read another database than the one `ingest` wrote."""
+
+    data_dir: Path
+    embedder: str | None  # None: the index's own, else the default
+    database_url: str | None  # None: SQLite in data_dir
+
+
+def add_library_options(parser: argparse.ArgumentParser) -> None:
+    """--data-dir, --embedder and --database-url, for every command that opens the library."""
+    parser.add_argument(
+        "--data-dir", default=None, help=f"index location (default: {default_data_dir()})"
+    )
+    parser.add_argument(
+        "--embedder",
+        default=None,
+        help="all-minilm-l6-v2 (default), multilingual-e5-small, or a sentence-transformers "
+        "folder (default: the index's own)",
+    )
+    parser.add_argument(
+        "--database-url",
+        default=None,
+        help="SQLAlchemy URL of the database, e.g. postgresql+psycopg://user@host/db "
+        f"(default: ${DATABASE_URL_VARIABLE}, else SQLite in the data directory)",
+    )
+
+
+def library_options(args: argparse.Namespace) -> LibraryOptions:
+    """The options `add_library_options` set, with the environment's database URL."""
+    return LibraryOptions(
+        data_dir=Path(args.data_dir).expanduser() if args.data_dir else default_data_dir(),
+        embedder=args.embedder,
+        database_url=args.database_url or os.environ.get(DATABASE_URL_VARIABLE) or None,
+    )

@@ -7,9 +7,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from api.cli.options import add_weight_options, size_argument, weight_options
+from api.cli.options import (
+    add_library_options,
+    add_weight_options,
+    library_options,
+    size_argument,
+    weight_options,
+)
 from api.cli.repl import BYE, user_lines
-from indexer.paths import default_data_dir
 
 EXAMPLE_QUESTION = "How does PagedRAG share work between prompts?"
 
@@ -53,12 +58,7 @@ def add_parsers(subparsers: Any) -> None:
 
 def _pipeline_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="library name, HF directory or .gguf (default model)")
-    parser.add_argument(
-        "--data-dir", default=None, help=f"index location (default: {default_data_dir()})"
-    )
-    parser.add_argument(
-        "--embedder", default=None, help="embedder name or folder (default: the index's)"
-    )
+    add_library_options(parser)
     add_weight_options(parser)
     parser.add_argument(
         "--kv-cache-memory",
@@ -92,10 +92,12 @@ def run_serve(args: argparse.Namespace) -> int:
 
     _check_port_free(args.host, args.port)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    library = library_options(args)
     settings = ServerSettings(
-        data_dir=Path(args.data_dir).expanduser() if args.data_dir else default_data_dir(),
+        data_dir=library.data_dir,
         model=args.model,
-        embedder=args.embedder,
+        embedder=library.embedder,
+        database_url=library.database_url,
         max_upload_bytes=args.max_upload,
         engine_options=_engine_options(args),
         ingest_paths=tuple(args.ingest),
@@ -132,7 +134,14 @@ def _print_ready(url: str) -> None:
 def _open_rag(args: argparse.Namespace) -> Any:
     from rag import RAG
 
-    return RAG(args.data_dir, args.model, args.embedder, **_engine_options(args))
+    library = library_options(args)
+    return RAG(
+        library.data_dir,
+        args.model,
+        library.embedder,
+        database_url=library.database_url,
+        **_engine_options(args),
+    )
 
 
 def run_ask(args: argparse.Namespace) -> int:

@@ -73,7 +73,13 @@ def create_app(
 
 
 def _build_rag(settings: ServerSettings) -> RAG:
-    return RAG(settings.data_dir, settings.model, settings.embedder, **settings.engine_options)
+    return RAG(
+        settings.data_dir,
+        settings.model,
+        settings.embedder,
+        database_url=settings.database_url,
+        **settings.engine_options,
+    )
 
 
 def _ingest_at_start(pipeline: RAG, paths: tuple[Path, ...]) -> None:

@@ -12,6 +12,7 @@ class ServerSettings:
     data_dir: Path
     model: str | None = None  # library name, HF directory or .gguf; None: the default model
     embedder: str | None = None  # None: the index's own, else the default
+    database_url: str | None = None  # the library's database; None: SQLite in data_dir
     max_upload_bytes: int = 100 << 20  # one POST /ingest; larger requests get 413
     background_ingest_bytes: int = 2 << 20  # uploads above this run as a background job
     max_prompt_chars: int = 200_000  # raw prompts above this get 400 before tokenizing

@@ -1,13 +1,18 @@
 """`pagedrag ask`, `chat` and `serve` as a user runs them (real subprocesses, small model)."""
 
+import json
+import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from bench.server_process import get, stop, wait_until_ready
 from rag import RAG
-from tests.api.conftest import FOLLOW_UP_DIALOGUES
-from tests.api.test_cli import assert_one_line_error, pagedrag
+from tests.api.conftest import FOLLOW_UP_DIALOGUES, free_port
+from tests.api.test_cli import ROOT, assert_one_line_error, pagedrag
 
 pytestmark = pytest.mark.slow
 SAMPLES = Path(__file__).resolve().parents[2] / "data" / "samples"
@@ -78,3 +83,35 @@ def test_serve_refuses_a_port_in_use(data_dir) -> None:
         port = str(taken.getsockname()[1])
         result = pagedrag("serve", "--port", port, "--data-dir", str(data_dir), *MODEL)
     assert_one_line_error(result, "--port")
+
+
+def test_ask_chat_and_serve_read_the_database_ingest_wrote(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--database-url and PAGEDRAG_DATABASE_URL reach every command, not only `ingest`."""
+    data = ["--data-dir", str(tmp_path / "data")]
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    ingested = pagedrag("ingest", str(SAMPLES), "--quiet", "--database-url", url, *data)
+    assert ingested.returncode == 0, ingested.stderr
+    monkeypatch.setenv("PAGEDRAG_DATABASE_URL", url)
+    question = "How many tokens does a KV cache block hold?"
+    asked = pagedrag("ask", question, "--max-tokens", "4", *data, *MODEL)
+    chatted = pagedrag("chat", "--max-tokens", "4", *data, *MODEL, stdin=f"{question}\n/bye\n")
+    assert asked.returncode == 0 and chatted.returncode == 0, asked.stderr + chatted.stderr
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "api.cli", "serve", "--port", str(port), *data, *MODEL],
+        cwd=ROOT,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert wait_until_ready(server, f"127.0.0.1:{port}", "/health", 300) is None
+        status, body = get(f"127.0.0.1:{port}", "/documents")
+    finally:
+        stop(server)
+    assert status == 200
+    titles = {document["title"] for document in json.loads(body)}
+    assert "How the PagedRAG engine reuses work" in titles
+    assert not (tmp_path / "data" / "pagedrag.db").exists()  # no command fell back to SQLite
