@@ -19,10 +19,11 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from common.scripts import CJK
+
 CountTokens = Callable[[Sequence[str]], list[int]]
 
 PARAGRAPH, SENTENCE, CLAUSE, WORD = 3, 2, 1, 0
-_CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af"
 _BOUNDARIES = re.compile(
     r"""
     (?P<paragraph>\n[ \t]*\n\s*)
@@ -31,7 +32,7 @@ _BOUNDARIES = re.compile(
     """,
     re.VERBOSE,
 )
-_WORDS = re.compile(rf"[{_CJK}]\s*|[^\s{_CJK}]+\s*|\s+")
+_WORDS = re.compile(rf"[{CJK}]\s*|[^\s{CJK}]+\s*|\s+")
 _STRENGTH = {"paragraph": PARAGRAPH, "sentence": SENTENCE, "clause": CLAUSE}
 
 

@@ -3,6 +3,7 @@
 import os
 from pathlib import Path
 
+from common.paths import pagedrag_home
 from indexer.errors import IndexerError
 
 
@@ -10,8 +11,7 @@ def default_data_dir() -> Path:
     """`$PAGEDRAG_DATA_DIR`, else `$PAGEDRAG_HOME/data` (home defaults to ~/.cache/pagedrag)."""
     if os.environ.get("PAGEDRAG_DATA_DIR"):
         return Path(os.environ["PAGEDRAG_DATA_DIR"]).expanduser()
-    home = os.environ.get("PAGEDRAG_HOME") or Path.home() / ".cache" / "pagedrag"
-    return Path(home).expanduser() / "data"
+    return pagedrag_home() / "data"
 
 
 def make_data_dir(path: Path) -> Path:

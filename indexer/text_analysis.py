@@ -12,8 +12,9 @@ from functools import lru_cache
 
 import snowballstemmer
 
-_CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af"
-_TERMS = re.compile(rf"(?P<cjk>[{_CJK}]+)|(?P<word>[^\W_{_CJK}]+)")
+from common.scripts import CJK
+
+_TERMS = re.compile(rf"(?P<cjk>[{CJK}]+)|(?P<word>[^\W_{CJK}]+)")
 _STEMMER = snowballstemmer.stemmer("english")
 _STOP_WORD_TEXT = """
 a an and are as at be but by for from has have how if in into is it its of on or that the

@@ -3,6 +3,8 @@
 from dataclasses import dataclass
 from enum import StrEnum
 
+from common.scripts import is_han
+
 CHINESE_SHARE = 0.2  # of letters; mixed questions ("什么是 FAISS?") still count as Chinese
 
 
@@ -39,10 +41,5 @@ def detect_language(text: str) -> Language:
     letters = [ch for ch in text if ch.isalpha()]
     if not letters:
         return Language.ENGLISH
-    chinese = sum(1 for ch in letters if _is_cjk(ch))
+    chinese = sum(1 for ch in letters if is_han(ch))
     return Language.CHINESE if chinese / len(letters) >= CHINESE_SHARE else Language.ENGLISH
-
-
-def _is_cjk(ch: str) -> bool:
-    code = ord(ch)
-    return 0x4E00 <= code <= 0x9FFF or 0x3400 <= code <= 0x4DBF or 0xF900 <= code <= 0xFAFF

@@ -9,9 +9,10 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 
+from common.scripts import has_han
+
 MAX_QUESTIONS = 3
 _WORD = re.compile(r"[A-Za-z][A-Za-z\-]{3,}")
-_CJK = re.compile(r"[\u3400-\u9fff]")
 _STOPWORDS = frozenset(
     str.split(
         "this that with from have been were they them their there which when what where "
@@ -24,7 +25,7 @@ _STOPWORDS = frozenset(
 
 def starter_questions(title: str, passages: Sequence[str]) -> list[str]:
     """Up to three questions about a document, from its title and first passages."""
-    chinese = bool(_CJK.search(title + "".join(passages[:2])))
+    chinese = has_han(title + "".join(passages[:2]))
     questions = [f"总结一下《{title}》。" if chinese else f"Summarize “{title}”."]
     for heading in _headings(passages):
         if len(questions) < MAX_QUESTIONS and heading.lower() != title.lower():
@@ -46,7 +47,7 @@ def _headings(passages: Sequence[str]) -> list[str]:
         for line in dict.fromkeys(lines)
         if 3 <= len(line) <= 60
         and not line.endswith((".", ",", ";", ":", "。", "，"))
-        and (len(line.split()) >= 2 or _CJK.search(line))
+        and (len(line.split()) >= 2 or has_han(line))
     ]
 
 

@@ -3,7 +3,7 @@
 from engine.library.catalog import CATALOG, DEFAULT_MODEL, CatalogEntry, PackagePart
 from engine.library.pull import pull
 from engine.library.resolve import resolve_model
-from engine.library.store import InstalledModel, ModelStore, default_home, list_models
+from engine.library.store import InstalledModel, ModelStore, list_models
 
 __all__ = [
     "CATALOG",
@@ -12,7 +12,6 @@ __all__ = [
     "InstalledModel",
     "ModelStore",
     "PackagePart",
-    "default_home",
     "list_models",
     "pull",
     "resolve_model",

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.library import CATALOG, DEFAULT_MODEL, ModelStore, default_home, list_models
+from common.paths import pagedrag_home
+from engine.library import CATALOG, DEFAULT_MODEL, ModelStore, list_models
 from engine.library.store import MANIFEST
 
 
@@ -20,8 +21,8 @@ def install_fake(store: ModelStore, name: str, architecture: str, size: int) -> 
     return path
 
 
-def test_default_home_reads_pagedrag_home(home: Path) -> None:
-    assert default_home() == home
+def test_pagedrag_home_reads_pagedrag_home(home: Path) -> None:
+    assert pagedrag_home() == home
     assert ModelStore.default().root == home / "models"
 
 
