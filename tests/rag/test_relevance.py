@@ -5,7 +5,7 @@ from dataclasses import replace
 import pytest
 
 from rag.language import Language
-from rag.relevance import CALIBRATIONS, RelevanceJudge, term_share
+from rag.relevance import CALIBRATIONS, RelevanceJudge, named_subjects, term_share
 from tests.rag.test_prompt import hit
 
 E5 = "multilingual-e5-small"
@@ -54,3 +54,35 @@ def test_an_uncalibrated_embedder_keeps_its_own_cosine_threshold() -> None:
     hits = [scored(1, "alpha", 0.5, rrf=0.9), scored(2, "beta", 0.7, rrf=0.1)]
     judge = RelevanceJudge("/models/my-embedder", fallback_threshold=0.6)
     assert [s.hit.chunk_id for s in judge.relevant("gamma?", Language.ENGLISH, hits)] == [2]
+
+
+@pytest.mark.parametrize(
+    ("question", "language", "subjects"),
+    [
+        (
+            "在 Debian 上如何配置 WireGuard VPN 隧道？",
+            Language.CHINESE,
+            ["Debian", "WireGuard", "VPN"],
+        ),
+        ("Which line of pg_hba.conf allows password logins?", Language.ENGLISH, ["pg_hba.conf"]),
+        ("What does VACUUM do in PostgreSQL?", Language.ENGLISH, ["VACUUM", "PostgreSQL"]),
+        ("How do I remove a package with apt?", Language.ENGLISH, []),  # plain words: none
+        ("龙井茶什么时候采摘？", Language.CHINESE, []),
+    ],
+)
+def test_named_subjects_are_names_not_plain_words(
+    question: str, language: Language, subjects: list[str]
+) -> None:
+    assert named_subjects(question, language) == subjects
+
+
+def test_a_question_whose_subject_no_candidate_names_has_nothing_relevant() -> None:
+    question = "在 Debian 上如何配置 WireGuard VPN 隧道？"
+    debian = scored(
+        1, "在 Debian 上配置 VPN：安装 openvpn 软件包，然后编辑配置文件。", 0.95, rrf=0.9
+    )
+    judge = RelevanceJudge(E5, fallback_threshold=0.84)
+    assert judge.relevant(question, Language.CHINESE, [debian]) == []  # close, but no WireGuard
+    wireguard = scored(2, "WireGuard 隧道的配置写在 /etc/wireguard/wg0.conf 里。", 0.93, rrf=0.5)
+    kept = judge.relevant(question, Language.CHINESE, [debian, wireguard])
+    assert {s.hit.chunk_id for s in kept} == {1, 2}  # named by one of them: scores decide
