@@ -9,6 +9,11 @@ what it says, and an answer that only repeats the question ("Australia" to "What
 capital of Australia?") answers nothing; otherwise it becomes the "not found" reply. A
 refusal in the model's own words is a "not found" too, so every client sees one flag and
 one phrase for it. A marker [n] stays only on a sentence that passage n supports.
+
+Code is held to a stricter standard: a command or snippet (in backticks or a fenced
+block) whose terms the passages mostly lack is the model's own, however well its prose
+around it echoes the question ("CREATE INDEX idx_city ON weather (city)" answering a
+question about indexes from a tutorial that has none), so the answer is withdrawn.
 """
 
 import re
@@ -57,6 +62,11 @@ REFUSALS = re.compile(
     r"|没有找到|无法(?:回答|找到)",
     re.IGNORECASE,
 )
+# Fenced blocks (closed or cut off by the token limit) and inline code.
+CODE_SPAN = re.compile(r"```[^\n]*\n(?P<block>.*?)(?:```|\Z)|`(?P<inline>[^`\n]+)`", re.DOTALL)
+# Of a code span's terms, the share the passages must hold. Calibrated with `make bench-qa`:
+# made-up SQL held 3 of 5; a right answer's ten-line example missed 3 of about 20.
+CODE_SUPPORT = 0.8
 _SPACED_MARKER = re.compile(r"(?P<space>\s*)\[(?P<numbers>\d+(?:\s*[,，]\s*\d+)*)\]")
 
 
@@ -71,7 +81,7 @@ def ground(
     answer: str, question: str, citations: Sequence[Citation], language: Language
 ) -> Grounding:
     """Whether the passages support `answer`, and its markers that they support."""
-    if not answer.strip() or REFUSALS.search(answer):
+    if not answer.strip() or REFUSALS.search(answer) or not _code_supported(answer, citations):
         return Grounding(False, answer, [])
     asked = set(analyze(question))
     topic = asked - GENERIC
@@ -94,6 +104,19 @@ def ground(
     text = "".join(kept_text)
     grounded = said > 0 and supported >= ANSWER_SUPPORT * said  # an echo answers nothing
     return Grounding(grounded, text, cited_numbers(text, len(citations)))
+
+
+def _code_supported(answer: str, citations: Sequence[Citation]) -> bool:
+    """Whether the passages hold most of the terms of every code span in the answer."""
+    spans = [m.group("block") or m.group("inline") for m in CODE_SPAN.finditer(answer)]
+    if not spans:
+        return True
+    known = {term for citation in citations for term in analyze(citation.text)}
+    for span in spans:
+        terms = set(analyze(span))
+        if terms and len(terms & known) < CODE_SUPPORT * len(terms):
+            return False
+    return True
 
 
 def _windows(passage: str) -> list[set[str]]:

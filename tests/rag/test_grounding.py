@@ -71,3 +71,39 @@ def test_an_answer_that_only_repeats_the_question_answers_nothing() -> None:
     assert not ground(
         "Australia.", "What is the capital of Australia?", APT, Language.ENGLISH
     ).supported
+
+
+TUTORIAL = [
+    passage(1, "The SQL command CREATE TABLE weather (city varchar(80), temp_lo int, date date);"),
+    passage(2, "To leave psql, type \\q. Run python3 -m venv tutorial-env to make an environment."),
+]
+
+
+INDEX_QUESTION = "How do I create an index on the city column of the weather table?"
+INDEX_ECHO = "To create an index on the city column of the weather table, use the SQL command"
+VENV_QUESTION = "How do I make a virtual environment, and how do I leave psql?"
+
+
+@pytest.mark.parametrize(
+    ("answer", "question", "supported"),
+    [
+        # made up: the prose echoes the question, the SQL is the model's own
+        (
+            f"{INDEX_ECHO}:\n\n```sql\nCREATE INDEX idx_city ON weather (city);\n```",
+            INDEX_QUESTION,
+            False,
+        ),
+        (f"{INDEX_ECHO}:\n\n```sql\nCREATE INDEX idx_city ON weather (city", INDEX_QUESTION, False),
+        (f"{INDEX_ECHO} `CREATE INDEX idx_city ON weather (city)` in SQL.", INDEX_QUESTION, False),
+        # the passage's own commands
+        (
+            "Run `python3 -m venv tutorial-env` [2]; type `\\q` to leave psql [2].",
+            VENV_QUESTION,
+            True,
+        ),
+    ],
+)
+def test_code_the_passages_do_not_hold_withdraws_the_answer(
+    answer: str, question: str, supported: bool
+) -> None:
+    assert ground(answer, question, TUTORIAL, Language.ENGLISH).supported is supported
