@@ -123,6 +123,16 @@ def batched_decode_step(llm: LLM, batch: int = 8, context: int = 1000) -> float:
     return statistics.median(step_times) * 1e3
 
 
+def prefill_ms(llm: LLM, tokens: int = 1000) -> float:
+    """Time to first token of one `tokens`-long prompt that shares nothing with the cache:
+    a RAG question over passages no earlier question retrieved."""
+    llm.engine.block_manager.reset_prefix_cache()
+    prompt = [100, *range(300, 300 + tokens - 1)]
+    start = time.perf_counter()
+    llm.generate([prompt], SamplingParams(temperature=0, max_tokens=1))
+    return (time.perf_counter() - start) * 1e3
+
+
 def memory_bandwidth() -> float:
     """Bytes per second for a large copy (read + write), the best of a few tries."""
     src = torch.empty(256 << 20, dtype=torch.uint8).fill_(1)

@@ -1,7 +1,7 @@
 """Answer quality over a real bilingual library: `make bench-qa`.
 
     python -m bench.qa [--models NAME,NAME] [--embedder NAME] [--quantization int4]
-        [--languages en,zh] [--limit N] [--workdir bench/work/qa] [--judge]
+        [--languages en,zh] [--limit N] [--workdir bench/work/qa] [--judge] [--top-k K]
 
 Set-up: the manuals of bench/qa_corpus.py are fetched with `apt-get download` and
 ingested once into a library under the work folder (kept for later runs, never
@@ -127,13 +127,21 @@ def main() -> None:
     parser.add_argument(
         "--judge", action="store_true", help="the model's second-stage verdict on each passage"
     )
+    parser.add_argument(
+        "--top-k", type=int, default=RAGConfig.top_k, help="passages given to the model"
+    )
     args = parser.parse_args()
 
     cases = _limited(load_cases(tuple(args.languages.split(","))), args.limit)
     data_dir, keys = build_library(args.workdir, args.embedder)
-    report = {"machine": machine_report(), "embedder": args.embedder, "models": {}}
+    report = {
+        "machine": machine_report(),
+        "embedder": args.embedder,
+        "top_k": args.top_k,
+        "models": {},
+    }
     options = {"quantization": args.quantization} if args.quantization else {}
-    config = RAGConfig(judge_passages=args.judge)
+    config = RAGConfig(top_k=args.top_k, judge_passages=args.judge)
     for model in args.models.split(",") if args.models else [None]:
         with RAG(data_dir, model, args.embedder, config=config, **options) as rag:
             name = model or rag.engine.model_path.name

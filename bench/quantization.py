@@ -8,7 +8,8 @@ int4: perplexity on SciFact abstracts (real scientific text, at least 20,000 sco
 tokens), the share of positions whose top next-token choice equals full precision's,
 greedy generations' agreement with it, the single-request decode step against the
 weight-bandwidth floor measured in the same run, and the step of 8 sequences decoding
-together behind 1,000-token prompts (a RAG server's concurrent clients). The decode
+together behind 1,000-token prompts (a RAG server's concurrent clients), and the prefill of a
+1,000-token prompt the cache does not hold (a RAG question's time to first token). The decode
 timings alternate the methods round after round so that a busy machine slows all alike.
 """
 
@@ -26,6 +27,7 @@ from bench.engine_throughput import (
     decode_step_vs_floor,
     machine_report,
     memory_bandwidth,
+    prefill_ms,
     spread,
 )
 from bench.perplexity import WindowScores, score_windows, windows
@@ -111,6 +113,7 @@ def main() -> None:
             llm = load(model, method, args.dtype)
             result = decode_step_vs_floor(llm, memory_bandwidth())
             result["batch8_step_ms"] = batched_decode_step(llm, batch=8, context=1000)
+            result["prefill_1000_ms"] = prefill_ms(llm, tokens=1000)
             decode[method].append({**result, "loadavg": load_avg})
             del llm
             gc.collect()
@@ -148,9 +151,10 @@ def _print_table(rows: list[dict], rounds: int) -> None:
     print(f"\nmedian (min-max) over {rounds} rounds of decode timings\n")
     print(
         "| weights | perplexity | vs full precision | top-1 agreement | greedy agreement "
-        "| decode step (ms) | floor (ms) | step / floor | 8 x 1,000-token decode step (ms) |"
+        "| decode step (ms) | floor (ms) | step / floor | 8 x 1,000-token decode step (ms) "
+        "| 1,000-token prefill (ms) |"
     )
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for row in rows:
         d = row["decode"]
         accuracy = [row.get(key, "–") for key in ACCURACY_COLUMNS]
@@ -159,7 +163,8 @@ def _print_table(rows: list[dict], rounds: int) -> None:
             f"| {spread([r['decode_step_ms'] for r in d])} "
             f"| {spread([r['floor_ms'] for r in d])} "
             f"| {spread([r['ratio_to_floor'] for r in d])} "
-            f"| {spread([r['batch8_step_ms'] for r in d])} |"
+            f"| {spread([r['batch8_step_ms'] for r in d])} "
+            f"| {spread([r['prefill_1000_ms'] for r in d])} |"
         )
 
 
