@@ -25,7 +25,7 @@ from bench.engine_throughput import RESULTS_DIR, machine_report
 from bench.qa_corpus import corpus_files, fetch
 from bench.qa_set import LANGUAGES, Case, holds_evidence, is_right, load_cases
 from indexer import Index
-from rag import RAG, CitationsEvent, DoneEvent, RAGConfig
+from rag import RAG, CitationsEvent, DoneEvent, RAGConfig, TokenEvent
 from rag.passage_judge import PassageJudge
 
 DEFAULT_WORKDIR = Path(__file__).resolve().parent / "work" / "qa"
@@ -42,6 +42,7 @@ class Outcome:
     question: str
     standalone: str
     answer: str
+    generated: str  # what the model wrote, before the answer check (empty: not asked)
     found: bool
     right: bool  # holds an accepted answer (answerable and follow-up questions)
     hit: bool  # a passage given to the model holds the evidence
@@ -85,6 +86,7 @@ def ask(rag: RAG, case: Case, keys: dict[int, str]) -> Outcome:
         question=case.question,
         standalone=answer.standalone_question,
         answer=answer.answer,
+        generated="".join(e.delta for e in events if isinstance(e, TokenEvent)),
         found=answer.found,
         right=answer.found and is_right(answer.answer, case.accepted),
         hit=hit,
