@@ -4,9 +4,19 @@ The CLI and the HTTP layer print `str(error)` as one line; they never show a tra
 for these. Impossible states raise `RuntimeError` instead, naming the bug.
 """
 
+from common.errors import InvalidInputError, PagedRAGError, UnavailableError
 
-class PagedRAGError(Exception):
-    """Base of every error caused by input, configuration or the environment."""
+__all__ = [
+    "EngineClosedError",
+    "EngineConfigError",
+    "EngineOverloadedError",
+    "EngineStepError",
+    "ModelIntegrityError",
+    "ModelNotFoundError",
+    "PagedRAGError",
+    "PromptTooLongError",
+    "UnsupportedModelError",
+]
 
 
 class ModelNotFoundError(PagedRAGError):
@@ -21,15 +31,15 @@ class ModelIntegrityError(PagedRAGError):
     """A model file that is corrupt or does not match its pinned checksum."""
 
 
-class PromptTooLongError(PagedRAGError, ValueError):
+class PromptTooLongError(InvalidInputError):
     """A prompt that does not fit in the model's context (or in the whole KV pool)."""
 
 
-class EngineOverloadedError(PagedRAGError):
+class EngineOverloadedError(UnavailableError):
     """More requests are pending than the engine accepts; retry later (HTTP 503)."""
 
 
-class EngineClosedError(PagedRAGError):
+class EngineClosedError(UnavailableError):
     """The serving engine has been shut down; a new one must be started to serve requests."""
 
 
@@ -41,5 +51,5 @@ class EngineStepError(RuntimeError):
     """
 
 
-class EngineConfigError(PagedRAGError, ValueError):
+class EngineConfigError(InvalidInputError):
     """An engine setting out of range (a KV budget too small, a zero block size, ...)."""

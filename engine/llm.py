@@ -8,6 +8,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from common.errors import InvalidInputError
 from engine.config import EngineConfig
 from engine.llm_engine import LLMEngine
 from engine.outputs import RequestOutput
@@ -169,5 +170,5 @@ def _per_prompt(
     if isinstance(sampling_params, SamplingParams):
         return [sampling_params] * count
     if len(sampling_params) != count:
-        raise ValueError(f"got {len(sampling_params)} sampling params for {count} prompts")
+        raise InvalidInputError(f"got {len(sampling_params)} sampling params for {count} prompts")
     return list(sampling_params)

@@ -13,6 +13,7 @@ import torch
 from transformers import GenerationConfig, PreTrainedTokenizerBase
 
 import kernels
+from common.errors import InvalidInputError
 from engine.block_manager import BlockManager
 from engine.config import EngineConfig
 from engine.detokenizer import IncrementalDetokenizer
@@ -101,7 +102,7 @@ class LLMEngine:
         """Queue a prompt (text or token ids); returns its request id."""
         request_id = request_id or str(next(self._request_counter))
         if request_id in self._requests:
-            raise ValueError(f"request id {request_id!r} is already in use")
+            raise InvalidInputError(f"request id {request_id!r} is already in use")
         token_ids = self.tokenizer(prompt).input_ids if isinstance(prompt, str) else list(prompt)
         self._check_prompt(token_ids)
         seq = Sequence(request_id, token_ids, len(token_ids), params, cache_salt)
@@ -181,7 +182,7 @@ class LLMEngine:
 
     def _check_prompt(self, token_ids: list[int]) -> None:
         if not token_ids:
-            raise ValueError("the prompt is empty")
+            raise InvalidInputError("the prompt is empty")
         if len(token_ids) >= self.max_model_len:
             raise PromptTooLongError(
                 f"the prompt has {len(token_ids)} tokens; this engine holds at most "
@@ -189,7 +190,7 @@ class LLMEngine:
             )
         vocab = self.runner.model.config.vocab_size
         if min(token_ids) < 0 or max(token_ids) >= vocab:
-            raise ValueError(f"prompt token ids must be in [0, {vocab})")
+            raise InvalidInputError(f"prompt token ids must be in [0, {vocab})")
 
     def _quantization(self) -> tuple[QuantizationConfig | None, Path | None]:
         """The quantization asked for, and where its weights are kept between starts."""

@@ -45,15 +45,17 @@ def _filtered_probs(
     temperature = torch.tensor([p.temperature for p in params], device=device)[:, None]
     logits = logits / temperature
     vocab = logits.shape[-1]
-    top_k = torch.tensor([p.top_k if p.top_k > 0 else vocab for p in params], device=device)
+    # NOTE: clamped here, in Python: a top_k past int64 (10**20) or a top_p that rounds to
+    # 0 in float32 (5e-324) would otherwise fail the step for every request in it.
+    top_k = torch.tensor([min(p.top_k, vocab) if p.top_k > 0 else vocab for p in params])
     top_p = torch.tensor([p.top_p for p in params], device=device)
     sorted_logits, sorted_ids = logits.sort(dim=-1, descending=True)  # [M, vocab]
     ranks = torch.arange(vocab, device=device)[None, :]
-    sorted_logits.masked_fill_(ranks >= top_k.clamp(max=vocab)[:, None], float("-inf"))
+    sorted_logits.masked_fill_(ranks >= top_k.to(device)[:, None], float("-inf"))
     sorted_probs = sorted_logits.softmax(dim=-1)
-    # Keep a token while the mass of the tokens ranked above it is still below top_p,
-    # so the most likely token always survives.
+    # Keep a token while the mass of the tokens ranked above it is still below top_p;
+    # the most likely token always survives.
     mass_above = sorted_probs.cumsum(dim=-1) - sorted_probs
-    sorted_logits.masked_fill_(mass_above >= top_p[:, None], float("-inf"))
+    sorted_logits.masked_fill_((mass_above >= top_p[:, None]) & (ranks > 0), float("-inf"))
     filtered = torch.full_like(logits, float("-inf")).scatter(-1, sorted_ids, sorted_logits)
     return filtered.softmax(dim=-1)

@@ -1,8 +1,14 @@
 """How one request wants its tokens chosen and when it wants generation to stop."""
 
+import math
 from dataclasses import dataclass
 
+from common.errors import InvalidInputError
+
 MAX_LOGPROBS = 20  # as OpenAI's top_logprobs
+# Temperatures below this sample as greedy (vLLM's _SAMPLING_EPS): dividing logits by a
+# temperature that rounds to 0 in float32 would turn a row into infinities and NaNs.
+GREEDY_TEMPERATURE = 1e-5
 
 
 @dataclass(frozen=True)
@@ -30,19 +36,25 @@ class SamplingParams:
         stop = (self.stop,) if isinstance(self.stop, str) else tuple(self.stop)
         object.__setattr__(self, "stop", stop)
         object.__setattr__(self, "stop_token_ids", tuple(self.stop_token_ids))
-        if self.temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if not (math.isfinite(self.temperature) and self.temperature >= 0):
+            raise InvalidInputError(
+                f"temperature must be a finite number >= 0, got {self.temperature}"
+            )
         if not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+            raise InvalidInputError(f"top_p must be in (0, 1], got {self.top_p}")
         if self.top_k < -1:
-            raise ValueError(f"top_k must be -1 (all) or a positive number, got {self.top_k}")
+            raise InvalidInputError(
+                f"top_k must be -1 (all) or a positive number, got {self.top_k}"
+            )
         if self.max_tokens is not None and self.max_tokens < 1:
-            raise ValueError(f"max_tokens must be at least 1, got {self.max_tokens}")
+            raise InvalidInputError(f"max_tokens must be at least 1, got {self.max_tokens}")
         if any(not s for s in self.stop):
-            raise ValueError("stop strings must not be empty")
+            raise InvalidInputError("stop strings must not be empty")
         if self.logprobs is not None and not 0 <= self.logprobs <= MAX_LOGPROBS:
-            raise ValueError(f"logprobs must be between 0 and {MAX_LOGPROBS}, got {self.logprobs}")
+            raise InvalidInputError(
+                f"logprobs must be between 0 and {MAX_LOGPROBS}, got {self.logprobs}"
+            )
 
     @property
     def is_greedy(self) -> bool:
-        return self.temperature == 0
+        return self.temperature < GREEDY_TEMPERATURE

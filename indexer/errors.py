@@ -3,8 +3,10 @@
 The CLI and the HTTP layer print `str(error)` as one line, never a traceback.
 """
 
+from common.errors import NotFoundError, PagedRAGError, UnsupportedError
 
-class IndexerError(Exception):
+
+class IndexerError(PagedRAGError):
     """Base of every indexer error caused by input, configuration or the environment."""
 
 
@@ -12,7 +14,7 @@ class ParseError(IndexerError):
     """A file whose text cannot be extracted: encrypted, empty, scanned-only or corrupt."""
 
 
-class UnsupportedFormatError(ParseError):
+class UnsupportedFormatError(ParseError, UnsupportedError):
     """A file type the indexer has no parser for."""
 
 
@@ -24,5 +26,5 @@ class UnknownEmbedderError(IndexerError):
     """An embedder name the indexer does not know."""
 
 
-class DocumentNotFoundError(IndexerError):
+class DocumentNotFoundError(IndexerError, NotFoundError):
     """A document id that is not in the index."""

@@ -1,7 +1,7 @@
 """Errors a user can cause when asking, each with a message that says what to do."""
 
-from engine.errors import PagedRAGError
+from common.errors import InvalidInputError
 
 
-class InvalidQuestionError(PagedRAGError, ValueError):
+class InvalidQuestionError(InvalidInputError):
     """An empty question, a malformed history or an out-of-range option."""

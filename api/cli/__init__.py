@@ -5,8 +5,7 @@ import os
 import sys
 
 from api.cli import documents, generate, models, serve
-from engine.errors import PagedRAGError
-from indexer.errors import IndexerError
+from common.errors import PagedRAGError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.handler(args) or 0)
-    except (PagedRAGError, IndexerError) as error:
+    except PagedRAGError as error:
         print(f"pagedrag: error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -5,19 +5,14 @@ OpenAI clients expect `{"error": {"message", "type", "code"}}`; Ollama clients e
 """
 
 import logging
+from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
-from engine.errors import (
-    EngineClosedError,
-    EngineOverloadedError,
-    PagedRAGError,
-    PromptTooLongError,
-)
-from indexer.errors import DocumentNotFoundError, IndexerError, UnsupportedFormatError
+from common.errors import NotFoundError, PagedRAGError, UnavailableError, UnsupportedError
 
 logger = logging.getLogger(__name__)
 
@@ -32,18 +27,29 @@ class ApiError(Exception):
 
 
 def status_of(error: Exception) -> int:
-    """The HTTP status for an error raised below the API layer."""
+    """The HTTP status for an error raised below the API layer, by its category."""
     if isinstance(error, ApiError):
         return error.status
-    if isinstance(error, DocumentNotFoundError):
+    if isinstance(error, NotFoundError):
         return 404
-    if isinstance(error, UnsupportedFormatError):
+    if isinstance(error, UnsupportedError):
         return 415
-    if isinstance(error, EngineOverloadedError | EngineClosedError):
+    if isinstance(error, UnavailableError):
         return 503
-    if isinstance(error, PromptTooLongError | PagedRAGError | IndexerError | ValueError):
+    if isinstance(error, PagedRAGError):
         return 400
     return 500
+
+
+INTERNAL_ERROR = "internal server error; see the server log"
+
+
+def client_message(error: Exception) -> str:
+    """What a client is told: a user error's own words; for a bug, nothing of its text
+    (which may hold server paths or data), only where to look."""
+    if isinstance(error, ApiError | PagedRAGError):
+        return str(error) or type(error).__name__
+    return INTERNAL_ERROR
 
 
 def error_body(path: str, status: int, message: str) -> dict[str, object]:
@@ -73,13 +79,21 @@ def install_error_handlers(app: FastAPI) -> None:
 
     # NOTE: registered one by one so that Starlette answers them itself; a handler for
     # `Exception` alone would also log each 4xx as a crash.
-    for error_class in (ApiError, PagedRAGError, IndexerError, ValueError):
+    for error_class in (ApiError, PagedRAGError):
         app.add_exception_handler(error_class, known_error)
 
-    @app.exception_handler(Exception)
-    async def unexpected_error(request: Request, error: Exception) -> JSONResponse:
-        logger.exception("unexpected error on %s", request.url.path)
-        return error_response(request, 500, "internal server error; see the server log")
+    # NOTE: a middleware, not an `Exception` handler: Starlette re-raises after such a
+    # handler answers, and the server then drops the connection, so a client's next
+    # request on it failed too.
+    @app.middleware("http")
+    async def unexpected_error(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        try:
+            return await call_next(request)
+        except Exception:
+            logger.exception("unexpected error on %s", request.url.path)
+            return error_response(request, 500, INTERNAL_ERROR)
 
 
 def _describe(problem: dict[str, object]) -> str:

@@ -17,6 +17,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from api.server.errors import client_message
 from indexer.records import IngestReport
 
 logger = logging.getLogger(__name__)
@@ -116,7 +117,7 @@ class IngestJobs:
             job.status = JobStatus.DONE
         except Exception as error:  # a job's failure is reported, never raised into the worker
             logger.exception("ingestion job %s failed", job.id)
-            job.error = str(error) or type(error).__name__
+            job.error = client_message(error)
             job.status = JobStatus.FAILED
         job.phase = None
         job.version += 1

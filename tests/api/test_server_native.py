@@ -223,6 +223,25 @@ def test_bad_requests_get_json_errors(live_server, method, path, kwargs, status)
     assert message and "Traceback" not in message
 
 
+def test_a_bug_is_a_500_that_shows_nothing_of_its_message(
+    live_server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bare ValueError from deep inside is a bug, not the client's fault (it was a 400
+    echoing its raw message); a user error keeps its category's status and its words."""
+
+    def broken(*_: object) -> None:
+        raise ValueError("cannot parse /srv/pagedrag/secret.db")
+
+    monkeypatch.setattr(live_server.rag, "documents", broken)
+    with live_server.client() as client:
+        bug = client.get("/documents")
+        user_error = client.post("/generate", json={"prompt": "Hi", "stop": [""]})
+    assert bug.status_code == 500
+    assert "secret" not in bug.text and "see the server log" in bug.json()["error"]["message"]
+    assert user_error.status_code == 400
+    assert "stop strings must not be empty" in user_error.json()["error"]["message"]
+
+
 def test_metrics_report_requests_latency_and_the_prefix_cache(live_server) -> None:
     with live_server.client() as client:
         client.post("/ask", json={"question": QUESTION, "max_tokens": 3})

@@ -50,6 +50,8 @@ def test_top_p_keeps_the_smallest_set_reaching_p() -> None:
 def test_sampling_params_reject_bad_values() -> None:
     for bad in (
         {"temperature": -1},
+        {"temperature": float("nan")},
+        {"temperature": float("inf")},
         {"top_p": 0},
         {"top_k": -2},
         {"max_tokens": 0},
@@ -60,6 +62,20 @@ def test_sampling_params_reject_bad_values() -> None:
         with pytest.raises(ValueError):
             SamplingParams(**bad)
     assert SamplingParams(stop="x").stop == ("x",)
+
+
+def test_extreme_but_valid_values_still_sample_a_token() -> None:
+    """One request's extreme values must not fail the step for the whole batch."""
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]] * 4))
+    params = [
+        SamplingParams(temperature=1.0, top_k=10**20),  # past int64
+        SamplingParams(temperature=1.0, top_p=5e-324),  # rounds to 0 in float32
+        SamplingParams(temperature=5e-324),  # rounds to 0: greedy
+        SamplingParams(temperature=1e300),  # rounds to inf: uniform
+    ]
+    tokens = sample(logits, params, [torch.Generator().manual_seed(0)] * 4)
+    assert all(0 <= token < 4 for token in tokens)
+    assert tokens[1] == 0 and tokens[2] == 0  # the most likely token survives any top_p
 
 
 # ---- through the engine --------------------------------------------------------------

@@ -11,6 +11,7 @@ from fastapi.responses import StreamingResponse
 
 from api.server.deps import StateDep
 from api.server.disconnect import unless_disconnected
+from api.server.errors import client_message
 from api.server.schemas import AskRequest
 from api.server.state import AppState
 from api.server.streaming import SSE_HEADERS, sse
@@ -95,7 +96,7 @@ async def _sse(first: AnswerEvent, events: AsyncIterator[AnswerEvent]) -> AsyncI
             yield _encode(event)
     except Exception as error:  # the status line is sent: report the failure in the stream
         logger.exception("streamed answer failed")
-        yield sse("error", {"message": str(error) or type(error).__name__})
+        yield sse("error", {"message": client_message(error)})
 
 
 def _encode(event: AnswerEvent) -> str:
