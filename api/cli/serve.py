@@ -110,6 +110,9 @@ def run_serve(args: argparse.Namespace) -> int:
 
 def _check_port_free(host: str, port: int) -> None:
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        # NOTE: bound as uvicorn binds, with SO_REUSEADDR: a port a killed server left in
+        # TIME_WAIT is free to it, while one another server listens on is still taken.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError as error:

@@ -3,6 +3,7 @@
 import io
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -217,3 +218,19 @@ def test_run_is_a_multi_turn_chat_that_ends_on_bye() -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.count(">>> ") == 3
     assert "Paris" in result.stdout and "Rome" in result.stdout
+
+
+def test_a_port_left_in_time_wait_is_free_to_serve_again() -> None:
+    """Right after `kill -9`, the old server's connections hold its port in TIME_WAIT."""
+    from api.cli.serve import _check_port_free
+
+    with socket.socket() as server:
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port)) as client:
+            connection, _ = server.accept()
+            connection.close()  # the server's side closes first: its end waits in TIME_WAIT
+            client.recv(1)
+    _check_port_free("127.0.0.1", port)  # no SystemExit
