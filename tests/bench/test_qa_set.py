@@ -55,7 +55,9 @@ def test_a_passage_holds_the_evidence_by_its_answer_or_the_quote() -> None:
 
 
 def outcome(kind: str, *, found: bool, right: bool = False, hit: bool = False, ms: float = 1000):
-    return Outcome("i", kind, "en", "q", "q", "a", "a", found, right, hit, [], [], [], ms, None, 0, 0)
+    return Outcome(
+        "i", kind, "en", "q", "q", "a", "a", found, right, hit, [], [], [], ms, None, 0, 0
+    )
 
 
 def test_the_summary_counts_refusals_and_made_up_answers_apart() -> None:
