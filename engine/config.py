@@ -26,7 +26,8 @@ class EngineConfig:
     seed: int = 0  # for sampled requests without a seed of their own
     # Weight-only quantization of the linears (vLLM's option name): "none", "int8" (per
     # output channel) or "int4" (group-wise); kept in the model store after the first start.
-    quantization: str = "none"
+    # None: the library model's own default (int4 for the 1.5B model), else "none".
+    quantization: str | None = None
     quantization_group_size: int = 32  # int4: input columns per scale (llama.cpp's Q4_K: 32)
 
     def __post_init__(self) -> None:
@@ -44,7 +45,7 @@ class EngineConfig:
             )
         if self.max_num_batched_tokens < 1 or self.max_num_seqs < 1:
             raise EngineConfigError("max_num_batched_tokens and max_num_seqs must be positive")
-        if self.quantization not in QUANTIZATION_METHODS:
+        if self.quantization is not None and self.quantization not in QUANTIZATION_METHODS:
             raise EngineConfigError(
                 f"quantization must be one of {', '.join(QUANTIZATION_METHODS)}, "
                 f"got {self.quantization!r}"

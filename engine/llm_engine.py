@@ -20,7 +20,7 @@ from engine.detokenizer import IncrementalDetokenizer
 from engine.device import default_device, resolve_dtype
 from engine.errors import EngineConfigError, PromptTooLongError
 from engine.kv_cache import KVCacheSpec, allocate_kv_cache, default_kv_budget
-from engine.library import resolve_model
+from engine.library import default_quantization, resolve_model
 from engine.library.store import ModelStore
 from engine.model_runner import ModelRunner
 from engine.models.loader import load_model, read_decoder_config
@@ -48,6 +48,7 @@ class LLMEngine:
     def __init__(self, config: EngineConfig) -> None:
         self.config = config
         self.model_path: Path = resolve_model(config.model)
+        self.quantization = config.quantization or default_quantization(config.model)
         self.device = torch.device(config.device) if config.device else default_device()
         self.dtype = resolve_dtype(config.dtype, self.device)
         self.attention_backend = self._attention_backend()
@@ -82,7 +83,7 @@ class LLMEngine:
             "%d KV blocks of %d tokens (%.2f GiB)",
             self.model_path.name,
             self.dtype,
-            config.quantization,
+            self.quantization,
             self.device,
             self.attention_backend,
             num_blocks,
@@ -194,11 +195,9 @@ class LLMEngine:
 
     def _quantization(self) -> tuple[QuantizationConfig | None, Path | None]:
         """The quantization asked for, and where its weights are kept between starts."""
-        if self.config.quantization == "none":
+        if self.quantization == "none":
             return None, None
-        quantization = QuantizationConfig(
-            self.config.quantization, self.config.quantization_group_size
-        )
+        quantization = QuantizationConfig(self.quantization, self.config.quantization_group_size)
         return quantization, ModelStore.default().quantized_weights_path(
             self.model_path, quantization.tag
         )

@@ -31,8 +31,9 @@ def add_weight_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--quantization",
         choices=["none", "int8", "int4"],
-        default="none",
-        help="weight-only quantization of the linears, made once and kept in the model store",
+        default=None,
+        help="weight-only quantization of the linears, made once and kept in the model store "
+        "(default: the model's own: int4 for qwen2.5-coder:1.5b-instruct, else none)",
     )
     parser.add_argument(
         "--quantization-group-size",
@@ -46,7 +47,7 @@ def add_weight_options(parser: argparse.ArgumentParser) -> None:
 def weight_options(args: argparse.Namespace) -> dict[str, Any]:
     """The EngineConfig fields `add_weight_options` set."""
     options: dict[str, Any] = {
-        "quantization": args.quantization,
+        "quantization": args.quantization,  # None: the model's own
         "quantization_group_size": args.quantization_group_size,
     }
     if args.dtype:

@@ -9,6 +9,7 @@ from torch import nn
 from engine import LLM, SamplingParams
 from engine.config import EngineConfig
 from engine.errors import EngineConfigError
+from engine.library import DEFAULT_MODEL, default_quantization
 from engine.library.store import ModelStore
 from engine.models import quantization
 from engine.models.quantization import (
@@ -179,6 +180,18 @@ def test_quantized_engine_agrees_with_full_precision_and_keeps_its_weights(
     monkeypatch.setattr(quantization, "quantize_linear", refuse)
     again = LLM(str(tiny_dir), quantization="int8", **options)
     assert greedy(again, prompt) == greedy(llm, prompt)
+
+
+def test_each_model_has_its_own_default_quantization(tiny_dir: Path) -> None:
+    """As Ollama's tags come quantized: the 1.5B model is served int4 unless told."""
+    assert default_quantization("qwen2.5-coder:1.5b-instruct") == "int4"
+    assert default_quantization(None) == default_quantization(DEFAULT_MODEL) == "none"
+    assert default_quantization(str(tiny_dir)) == "none"  # a folder: as it is
+    options = {"kv_cache_memory": 8 << 20}
+    assert LLM(str(tiny_dir), **options).engine.quantization == "none"
+    chosen = LLM(str(tiny_dir), quantization="int8", **options).engine
+    assert chosen.quantization == "int8"
+    assert isinstance(chosen.runner.model.lm_head, QuantizedLinear)
 
 
 def test_changed_weights_are_quantized_again(tiny_dir: Path) -> None:
