@@ -41,6 +41,7 @@ from rag.relevance import RelevanceJudge
 from rag.rewrite import Standalone, Turn, parse_history, rewrite_messages, standalone_question
 
 MAX_QUESTION_CHARS = 4000
+MAX_TOP_K = 50  # passages one question may ask for
 
 
 @dataclass(frozen=True)
@@ -265,8 +266,8 @@ class RAG:
         if len(question) > MAX_QUESTION_CHARS:
             raise InvalidQuestionError(f"the question is longer than {MAX_QUESTION_CHARS} chars")
         top_k = options.get("top_k")
-        if top_k is not None and not 1 <= top_k <= 50:
-            raise InvalidQuestionError(f"top_k must be between 1 and 50, got {top_k}")
+        if top_k is not None and not 1 <= top_k <= MAX_TOP_K:
+            raise InvalidQuestionError(f"top_k must be between 1 and {MAX_TOP_K}, got {top_k}")
         try:
             history = parse_history(options.get("history"))
             params = SamplingParams(

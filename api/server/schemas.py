@@ -4,6 +4,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from rag.pipeline import MAX_QUESTION_CHARS, MAX_TOP_K
+
 
 class ChatMessage(BaseModel):
     role: Literal["user", "assistant"]
@@ -11,13 +13,13 @@ class ChatMessage(BaseModel):
 
 
 class AskRequest(BaseModel):
-    question: str = Field(min_length=1, max_length=4000, description="What to ask.")
+    question: str = Field(min_length=1, max_length=MAX_QUESTION_CHARS, description="What to ask.")
     collection: str | None = Field(None, description="Search only this collection.")
     document_ids: list[int] | None = Field(None, description="Search only these documents.")
     history: list[ChatMessage] = Field(
         default_factory=list, description="Earlier turns; a follow-up is rewritten with them."
     )
-    top_k: int | None = Field(None, ge=1, le=50, description="Passages given to the model.")
+    top_k: int | None = Field(None, ge=1, le=MAX_TOP_K, description="Passages given to the model.")
     max_tokens: int | None = Field(None, ge=1, le=4096)
     temperature: float | None = Field(None, ge=0, le=2)
     stream: bool = Field(False, description="Server-sent events instead of one JSON answer.")
