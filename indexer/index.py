@@ -23,6 +23,7 @@ import numpy as np
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from common.ids import storable
 from indexer.chunking import ChunkingConfig, Region, TextChunk, chunk_text
 from indexer.collection_indexes import CollectionIndexes
 from indexer.embedders import Embedder, load_embedder
@@ -345,6 +346,7 @@ class Index:
 
     def delete(self, document_id: int) -> None:
         """Remove a document, its chunks (database and every index) and its stored file."""
+        _check_storable(document_id)
         with self._writing():
             with self.database.session() as session:
                 document = session.get(Document, document_id)
@@ -544,6 +546,7 @@ class Index:
             return [_info(document, name) for document, name in session.execute(query)]
 
     def document(self, document_id: int) -> DocumentInfo:
+        _check_storable(document_id)
         with self.database.session() as session:
             row = session.execute(
                 select(Document, Collection.name).join(Collection).where(Document.id == document_id)
@@ -558,6 +561,7 @@ class Index:
 
     def document_text(self, document_id: int) -> DocumentText:
         """The text the document's chunks were cut from, with where each page lies in it."""
+        _check_storable(document_id)
         with self.database.session() as session:
             document = session.get(Document, document_id)
             if document is None:
@@ -567,6 +571,7 @@ class Index:
 
     def original_file(self, document_id: int) -> Path | None:
         """Where the uploaded file is kept (None for documents given as text)."""
+        _check_storable(document_id)
         with self.database.session() as session:
             document = session.get(Document, document_id)
             if document is None:
@@ -955,3 +960,8 @@ def _validated_text(position: int, item: Any) -> dict[str, Any]:
         "title": (title or text.strip().split("\n", 1)[0])[:200],
         "metadata": metadata,
     }
+
+
+def _check_storable(document_id: int) -> None:
+    if not storable(document_id):
+        raise DocumentNotFoundError(f"no document with id {document_id}")

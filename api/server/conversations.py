@@ -14,6 +14,8 @@ from typing import Any
 from sqlalchemy import ForeignKey, String, Text, create_engine, delete, event, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
+from common.ids import storable
+
 DB_NAME = "conversations.sqlite"
 TITLE_CHARS = 60  # an automatic title is the first question, cut to this length
 
@@ -140,6 +142,8 @@ class ConversationStore:
             session.commit()
 
     def _row(self, session: Session, conversation_id: int) -> _Conversation:
+        if not storable(conversation_id):
+            raise ConversationNotFoundError(conversation_id)
         row = session.get(_Conversation, conversation_id)
         if row is None:
             raise ConversationNotFoundError(conversation_id)

@@ -197,6 +197,11 @@ SMALL = ("small.txt", b"Foxes are small.", "text/plain")
         ("get", "/documents/987654", {}, 404),
         ("get", "/documents/987654/text", {}, 404),
         ("delete", "/documents/987654", {}, 404),
+        # past a database integer: still "no such document", not an overflow
+        ("get", f"/documents/{10**20}", {}, 404),
+        ("get", f"/documents/{10**20}/text", {}, 404),
+        ("delete", f"/documents/{10**20}", {}, 404),
+        ("get", f"/conversations/{10**20}", {}, 404),
         ("get", "/ingest/nope", {}, 404),
         (
             "post",
