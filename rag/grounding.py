@@ -81,11 +81,13 @@ def ground(
     answer: str, question: str, citations: Sequence[Citation], language: Language
 ) -> Grounding:
     """Whether the passages support `answer`, and its markers that they support."""
-    if not answer.strip() or REFUSALS.search(answer) or not _code_supported(answer, citations):
+    if not answer.strip() or REFUSALS.search(answer):
+        return Grounding(False, answer, [])
+    windows = {c.n: _windows(c.text) for c in citations}
+    if not _code_supported(answer, windows):
         return Grounding(False, answer, [])
     asked = set(analyze(question))
     topic = asked - GENERIC
-    windows = {c.n: _windows(c.text) for c in citations}
     needed = SENTENCE_SUPPORT[language]
     said = supported = 0
     kept_text = []
@@ -106,12 +108,13 @@ def ground(
     return Grounding(grounded, text, cited_numbers(text, len(citations)))
 
 
-def _code_supported(answer: str, citations: Sequence[Citation]) -> bool:
-    """Whether the passages hold most of the terms of every code span in the answer."""
+def _code_supported(answer: str, windows: dict[int, list[set[str]]]) -> bool:
+    """Whether the passages (their term windows, which cover every term) hold most of
+    the terms of every code span in the answer."""
     spans = [m.group("block") or m.group("inline") for m in CODE_SPAN.finditer(answer)]
     if not spans:
         return True
-    known = {term for citation in citations for term in analyze(citation.text)}
+    known = {term for passage in windows.values() for window in passage for term in window}
     for span in spans:
         terms = set(analyze(span))
         if terms and len(terms & known) < CODE_SUPPORT * len(terms):

@@ -66,15 +66,23 @@ class RelevanceJudge:
     def relevant(self, question: str, language: Language, hits: list[SearchHit]) -> list[ScoredHit]:
         """The hits that reach the threshold, most relevant first (none when one of the
         question's named subjects is in none of them)."""
-        if unknown_subjects(question, language, hits):
+        hit_terms = [set(analyze(hit.text)) for hit in hits]  # each passage analyzed once
+        if unknown_subjects(question, language, set().union(*hit_terms)):
             return []
+        asked = set(analyze(question))
         threshold = self.calibration.thresholds[language]
-        scored = [ScoredHit(hit, self.score(question, language, hit)) for hit in hits]
+        scored = [
+            ScoredHit(hit, self._score(asked, language, hit, terms))
+            for hit, terms in zip(hits, hit_terms, strict=True)
+        ]
         scored.sort(key=lambda s: s.relevance, reverse=True)
         return [s for s in scored if s.relevance >= threshold]
 
     def score(self, question: str, language: Language, hit: SearchHit) -> float:
-        share = term_share(question, hit.text)
+        return self._score(set(analyze(question)), language, hit, set(analyze(hit.text)))
+
+    def _score(self, asked: set[str], language: Language, hit: SearchHit, terms: set[str]) -> float:
+        share = _share(asked, terms)
         if language is Language.CHINESE and self.embedder in ENGLISH_ONLY_EMBEDDERS:
             return share
         cosine = hit.dense_score if hit.dense_score is not None else 0.0
@@ -83,10 +91,11 @@ class RelevanceJudge:
 
 def term_share(question: str, passage: str) -> float:
     """The share of the question's distinct terms that the passage contains."""
-    asked = set(analyze(question))
-    if not asked:
-        return 0.0
-    return len(asked & set(analyze(passage))) / len(asked)
+    return _share(set(analyze(question)), set(analyze(passage)))
+
+
+def _share(asked: set[str], terms: set[str]) -> float:
+    return len(asked & terms) / len(asked) if asked else 0.0
 
 
 # A Latin-script word of three characters or more; inner dots, dashes, slashes, plus signs
@@ -111,12 +120,7 @@ def named_subjects(question: str, language: Language) -> list[str]:
     return [w for w in words if _IDENTIFIER.search(w)]
 
 
-def unknown_subjects(question: str, language: Language, hits: list[SearchHit]) -> list[str]:
-    """The question's named subjects whose terms no hit contains."""
-    subjects = named_subjects(question, language)
-    if not subjects:
-        return []
-    known: set[str] = set()
-    for hit in hits:
-        known.update(analyze(hit.text))
-    return [s for s in subjects if not set(analyze(s)) <= known]
+def unknown_subjects(question: str, language: Language, known: set[str]) -> list[str]:
+    """The question's named subjects whose terms are not all among `known` (the
+    candidates' terms)."""
+    return [s for s in named_subjects(question, language) if not set(analyze(s)) <= known]

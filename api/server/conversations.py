@@ -142,9 +142,7 @@ class ConversationStore:
             session.commit()
 
     def _row(self, session: Session, conversation_id: int) -> _Conversation:
-        if not storable(conversation_id):
-            raise ConversationNotFoundError(conversation_id)
-        row = session.get(_Conversation, conversation_id)
+        row = session.get(_Conversation, conversation_id) if storable(conversation_id) else None
         if row is None:
             raise ConversationNotFoundError(conversation_id)
         return row

@@ -243,7 +243,9 @@ class _Scratch(threading.local):
     """Each thread's buffer the prefill path dequantizes weights into, one at a time.
 
     NOTE: a fresh buffer per linear is fresh pages: on the 1.5B model a prefill step
-    dequantizes 2.6 GB, and first-touch page faults cost about a second of it.
+    dequantizes 2.6 GB, and first-touch page faults cost about a second of it. The
+    buffer keeps the size of the largest weight dequantized so far (the LM head's,
+    once a step samples more than KERNEL_MAX_ROWS rows).
     """
 
     buffer: torch.Tensor | None = None
