@@ -10,10 +10,12 @@ capital of Australia?") answers nothing; otherwise it becomes the "not found" re
 refusal in the model's own words is a "not found" too, so every client sees one flag and
 one phrase for it. A marker [n] stays only on a sentence that passage n supports.
 
-Code is held to a stricter standard: a command or snippet (in backticks or a fenced
-block) whose terms the passages mostly lack is the model's own, however well its prose
-around it echoes the question ("CREATE INDEX idx_city ON weather (city)" answering a
-question about indexes from a tutorial that has none), so the answer is withdrawn.
+Code is held to a stricter standard: a command or snippet (in backticks, a fenced
+block, or a shell or SQL line of its own) whose terms the passages mostly lack is the
+model's own, however well its prose around it echoes the question ("CREATE INDEX
+idx_city ON weather (city)" answering a question about indexes from a tutorial that
+has none), so the answer is withdrawn. Operators, paths, options and keywords, which
+the terms miss, are compared literally (rag/literals.py).
 """
 
 import re
@@ -24,6 +26,7 @@ from indexer.text_analysis import analyze
 from rag.answer import Citation
 from rag.attribution import sentence_spans
 from rag.language import Language
+from rag.literals import holds, literal_facts
 from rag.prompt import CITATION_MARKER, cited_numbers
 
 # Calibrated with `make bench-qa` (docs/benchmarks.md): right answers against answers to
@@ -64,6 +67,11 @@ REFUSALS = re.compile(
 )
 # Fenced blocks (closed or cut off by the token limit) and inline code.
 CODE_SPAN = re.compile(r"```[^\n]*\n(?P<block>.*?)(?:```|\Z)|`(?P<inline>[^`\n]+)`", re.DOTALL)
+# Code the model wrote without backticks: a shell line ("$ dropdb mydb") or an SQL
+# statement ("CREATE INDEX city_index ON weather (city);") on a line of its own.
+CODE_LINE = re.compile(
+    r"^[ \t]*(?:\$[ \t]+(?P<shell>\S[^\n]*)|(?P<statement>[A-Z]{2,}\b[^\n]*;))[ \t]*$", re.MULTILINE
+)
 # Of a code span's terms, the share the passages must hold. Calibrated with `make bench-qa`:
 # made-up SQL held 3 of 5; a right answer's ten-line example missed 3 of about 20.
 CODE_SUPPORT = 0.8
@@ -95,10 +103,17 @@ def ground(
     for start, end in sentence_spans(answer):
         sentence = answer[start:end]
         new = set(analyze(CITATION_MARKER.sub(" ", sentence))) - asked - GENERIC
-        shares = {n: _support(new, topic, spans, language) for n, spans in windows.items()}
-        said += len(new)
-        if new and max(shares.values(), default=0.0) >= needed:
-            supported += len(new)
+        literals = literal_facts(sentence, question)
+        shares = {
+            c.n: max(
+                _support(new, topic, windows[c.n], language), _literal_support(literals, c.text)
+            )
+            for c in citations
+        }
+        weight = len(new) + len(literals)
+        said += weight
+        if weight and max(shares.values(), default=0.0) >= needed:
+            supported += weight
         kept_text.append(answer[last:start])
         kept_text.append(_keep_markers(sentence, shares, needed))
         last = end
@@ -112,6 +127,7 @@ def _code_supported(answer: str, windows: dict[int, list[set[str]]]) -> bool:
     """Whether the passages (their term windows, which cover every term) hold most of
     the terms of every code span in the answer."""
     spans = [m.group("block") or m.group("inline") for m in CODE_SPAN.finditer(answer)]
+    spans += [m.group("shell") or m.group("statement") for m in CODE_LINE.finditer(answer)]
     if not spans:
         return True
     known = {term for passage in windows.values() for window in passage for term in window}
@@ -120,6 +136,13 @@ def _code_supported(answer: str, windows: dict[int, list[set[str]]]) -> bool:
         if terms and len(terms & known) < CODE_SUPPORT * len(terms):
             return False
     return True
+
+
+def _literal_support(literals: set[str], passage: str) -> float:
+    """The share of the sentence's literals the passage holds (0 when it has none)."""
+    if not literals:
+        return 0.0
+    return sum(holds(passage, literal) for literal in literals) / len(literals)
 
 
 def _windows(passage: str) -> list[set[str]]:

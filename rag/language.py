@@ -19,6 +19,7 @@ class Phrases:
 
     not_found: str  # the answer when retrieval finds nothing relevant
     answer_in: str  # the instruction that fixes the answer's language
+    in_words: str  # instead, once the model answered with nothing but a marker ("[2]")
     follow_up: str  # a follow-up the model could not rewrite, with the question before it
 
 
@@ -26,11 +27,14 @@ PHRASES = {
     Language.ENGLISH: Phrases(
         not_found="I could not find this in your documents.",
         answer_in="Answer in English.",
+        in_words="Answer in English, in a full sentence that states the answer itself, "
+        "then cite the passage like [1].",
         follow_up="{question} (This follows the earlier question: {previous})",
     ),
     Language.CHINESE: Phrases(
         not_found="在您的文档中没有找到相关内容。",
         answer_in="请用中文回答。",
+        in_words="请用中文回答：用一句完整的话写出答案本身，然后注明段落编号，如 [1]。",
         follow_up="{question}（这是接着上一个问题问的：{previous}）",
     ),
 }

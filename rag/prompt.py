@@ -64,15 +64,26 @@ class PromptBuilder:
         self._head_ids = self._encode_template(self._head + PASSAGES_INTRO)
         self._tail_ids = self._encode_template(self._tail)
 
-    def build(self, hits: Sequence[SearchHit], question: str, language: Language) -> BuiltPrompt:
-        """Token ids of the whole prompt; `hits` must already be in canonical order."""
+    def build(
+        self,
+        hits: Sequence[SearchHit],
+        question: str,
+        language: Language,
+        instruction: str | None = None,
+    ) -> BuiltPrompt:
+        """Token ids of the whole prompt; `hits` must already be in canonical order.
+
+        `instruction` replaces the one that fixes the answer's language (and only that:
+        the passages keep their cached prefix).
+        """
         token_ids = list(self._head_ids)
         citations = []
         for n, hit in enumerate(hits, start=1):
             token_ids += self._encode_text(format_passage(n, hit))
             citations.append(_citation(n, hit))
         num_shared = len(token_ids)
-        question_text = f"\nQuestion: {question.strip()}\n{REMINDER} {PHRASES[language].answer_in}"
+        instruction = instruction or PHRASES[language].answer_in
+        question_text = f"\nQuestion: {question.strip()}\n{REMINDER} {instruction}"
         token_ids += self._encode_text(question_text) + self._tail_ids
         return BuiltPrompt(token_ids, citations, num_shared)
 

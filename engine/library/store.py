@@ -11,6 +11,12 @@ from common.paths import pagedrag_home
 # Written last by a conversion, so a readable manifest naming the model and its
 # architecture means "complete"; a missing or damaged one means "pull again".
 MANIFEST = "pagedrag.json"
+QUANTIZED_DIR = "quantized"  # a store model's quantized weights, beside its own
+
+
+def own_quantized_weights(model_dir: Path, tag: str) -> Path:
+    """Where a store model keeps its quantized weights (`tag`: int8, int4-g32)."""
+    return model_dir / QUANTIZED_DIR / f"{tag}.safetensors"
 
 
 @dataclass(frozen=True)
@@ -46,9 +52,9 @@ class ModelStore:
         """
         model_dir = model_dir.resolve()
         if model_dir.parent == self.root.resolve():
-            return model_dir / "quantized" / f"{tag}.safetensors"
+            return own_quantized_weights(model_dir, tag)
         key = hashlib.sha256(str(model_dir).encode()).hexdigest()[:12]
-        return self.root / "quantized" / f"{model_dir.name}-{key}" / f"{tag}.safetensors"
+        return own_quantized_weights(self.root / QUANTIZED_DIR / f"{model_dir.name}-{key}", tag)
 
     def is_installed(self, name: str) -> bool:
         """Whether the model's directory has a valid manifest; if not, `pull` rebuilds it."""
