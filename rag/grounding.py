@@ -105,10 +105,7 @@ def ground(
         new = set(analyze(CITATION_MARKER.sub(" ", sentence))) - asked - GENERIC
         literals = literal_facts(sentence, question)
         shares = {
-            c.n: max(
-                _support(new, topic, windows[c.n], language), _literal_support(literals, c.text)
-            )
-            for c in citations
+            c.n: _share(new, literals, topic, windows[c.n], c.text, language) for c in citations
         }
         weight = len(new) + len(literals)
         said += weight
@@ -136,6 +133,22 @@ def _code_supported(answer: str, windows: dict[int, list[set[str]]]) -> bool:
         if terms and len(terms & known) < CODE_SUPPORT * len(terms):
             return False
     return True
+
+
+def _share(
+    new: set[str],
+    literals: set[str],
+    topic: set[str],
+    windows: list[set[str]],
+    passage: str,
+    language: Language,
+) -> float:
+    """How well one passage supports a sentence: by its terms or by its literals, the
+    better of the two (an operator's sentence may add no term at all)."""
+    by_literals = _literal_support(literals, passage)
+    if literals and not new:
+        return by_literals
+    return max(_support(new, topic, windows, language), by_literals)
 
 
 def _literal_support(literals: set[str], passage: str) -> float:

@@ -175,7 +175,7 @@ def test_run_drops_old_turns_and_survives_a_message_too_long(
 def test_models_on_an_empty_store_says_how_to_pull(tmp_path: Path) -> None:
     result = pagedrag("models", home=tmp_path)
     assert result.returncode == 0
-    assert "pagedrag pull qwen2.5-coder:0.5b-instruct" in result.stdout
+    assert "pagedrag pull qwen2.5-coder:1.5b-instruct" in result.stdout
 
 
 def test_models_prints_an_aligned_table(tmp_path: Path) -> None:

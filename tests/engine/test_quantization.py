@@ -185,7 +185,8 @@ def test_quantized_engine_agrees_with_full_precision_and_keeps_its_weights(
 def test_each_model_has_its_own_default_quantization(tiny_dir: Path) -> None:
     """As Ollama's tags come quantized: the 1.5B model is served int4 unless told."""
     assert default_quantization("qwen2.5-coder:1.5b-instruct") == "int4"
-    assert default_quantization(None) == default_quantization(DEFAULT_MODEL) == "none"
+    assert default_quantization(None) == default_quantization(DEFAULT_MODEL) == "int4"
+    assert default_quantization("qwen2.5-coder:0.5b-instruct") == "none"
     assert default_quantization(str(tiny_dir)) == "none"  # a folder: as it is
     options = {"kv_cache_memory": 8 << 20}
     assert LLM(str(tiny_dir), **options).engine.quantization == "none"

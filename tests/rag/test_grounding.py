@@ -95,6 +95,9 @@ VENV_QUESTION = "How do I make a virtual environment, and how do I leave psql?"
         ),
         (f"{INDEX_ECHO}:\n\n```sql\nCREATE INDEX idx_city ON weather (city", INDEX_QUESTION, False),
         (f"{INDEX_ECHO} `CREATE INDEX idx_city ON weather (city)` in SQL.", INDEX_QUESTION, False),
+        # the same without backticks, on a line of its own; and a shell line
+        (f"{INDEX_ECHO}:\nCREATE INDEX idx_city ON weather (city);", INDEX_QUESTION, False),
+        ("To drop it, run:\n$ dropdb weatherdb --if-exists", "How do I drop the db?", False),
         # the passage's own commands
         (
             "Run `python3 -m venv tutorial-env` [2]; type `\\q` to leave psql [2].",
@@ -107,3 +110,50 @@ def test_code_the_passages_do_not_hold_withdraws_the_answer(
     answer: str, question: str, supported: bool
 ) -> None:
     assert ground(answer, question, TUTORIAL, Language.ENGLISH).supported is supported
+
+
+OPERATORS = [
+    passage(1, "The // operator performs floor division (it discards the fractional part)."),
+    passage(2, "In psql, \\i basics.sql reads commands from a file. See http://www.example.org."),
+    passage(3, "SELECT DISTINCT city FROM weather; removes duplicate rows from the result."),
+    passage(4, "在 ~/.bashrc 中为 quilt 定义别名 dquilt，使它使用 debian/patches。"),
+]
+
+
+@pytest.mark.parametrize(
+    ("answer", "question", "language"),
+    [
+        # the fact is an operator, a meta-command, a keyword: no term of its own
+        (
+            "The // operator divides two integers and throws away the fractional part.",
+            "Which operator divides two integers and throws away the fractional part?",
+            Language.ENGLISH,
+        ),
+        (
+            "The psql meta-command that reads SQL commands from a file is `\\i`.",
+            "Which psql meta-command reads SQL commands from a file?",
+            Language.ENGLISH,
+        ),
+        (
+            "To return each city once, use the DISTINCT keyword in your SQL query.",
+            "How do I make a query return each city only once?",
+            Language.ENGLISH,
+        ),
+        (
+            "在 ~/.bashrc 中定义的别名是 `dquilt`。",
+            "教程建议在 ~/.bashrc 中定义什么别名？",
+            Language.CHINESE,
+        ),
+    ],
+)
+def test_a_fact_the_passages_hold_literally_stands(
+    answer: str, question: str, language: Language
+) -> None:
+    assert ground(answer, question, OPERATORS, language).supported
+
+
+def test_a_literal_counts_only_as_a_whole_token() -> None:
+    # "//" stands in the passages only inside a URL: no support for it
+    answer = "The // operator divides two integers and throws away the fractional part."
+    question = "Which operator divides two integers and throws away the fractional part?"
+    assert not ground(answer, question, OPERATORS[1:], Language.ENGLISH).supported

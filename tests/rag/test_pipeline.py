@@ -78,7 +78,8 @@ def test_streaming_events_and_a_repeat_served_from_the_prefix_cache(english) -> 
     assert "".join(e.delta for e in events[1:-1]).strip() == answer.answer
     assert 1 <= answer.usage.completion_tokens <= 8
     again = english.ask("Where is the Zorblat festival held?", max_tokens=4)
-    assert again.usage.cached_tokens >= again.usage.prompt_tokens - 32
+    # all but the question's tail (under 32 tokens) and the partial block before it (< 16)
+    assert again.usage.cached_tokens >= again.usage.prompt_tokens - 48
     assert again.timings.ttft_ms is not None and again.timings.retrieve_ms > 0
 
 

