@@ -34,3 +34,16 @@ def test_package_imports_only_the_layers_below(package: str) -> None:
     for path in (ROOT / package).rglob("*.py"):
         forbidden = project_imports(path) - ALLOWED[package]
         assert not forbidden, f"{path.relative_to(ROOT)} imports {sorted(forbidden)}"
+
+
+def test_no_route_module_imports_another() -> None:
+    """Routes translate requests; what two of them share lives in a service module."""
+    routes = ROOT / "api" / "server" / "routes"
+    for path in routes.glob("*.py"):
+        modules = {
+            node.module
+            for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, ast.ImportFrom) and node.module
+        }
+        imported = {m for m in modules if m.startswith("api.server.routes")}
+        assert not imported, f"{path.relative_to(ROOT)} imports {sorted(imported)}"

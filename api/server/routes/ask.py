@@ -1,21 +1,19 @@
 """`POST /ask`: a question over the documents, answered with citations (JSON or SSE)."""
 
 import logging
-import time
 from collections.abc import AsyncIterator
-from contextlib import aclosing
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
+from api.server.chat import final_answer, rag_events
 from api.server.deps import StateDep
 from api.server.disconnect import unless_disconnected
 from api.server.errors import client_message
 from api.server.schemas import AskRequest
-from api.server.state import AppState
 from api.server.streaming import SSE_HEADERS, sse
-from rag.answer import Answer, AnswerEvent, CitationsEvent, DoneEvent, TokenEvent
+from rag.answer import AnswerEvent, CitationsEvent, TokenEvent
 
 router = APIRouter(tags=["ask"])
 logger = logging.getLogger(__name__)
@@ -36,7 +34,7 @@ async def ask(body: AskRequest, request: Request, state: StateDep) -> Any:
     `citations` first, then `token` events (`{"delta"}`), then `done` with the whole
     answer, usage and timings.
     """
-    events = observed_events(state, body)
+    events = rag_events(state, body)
     first = await anext(events)  # errors in validation or retrieval are HTTP errors, not events
     if not body.stream:
         answer = await unless_disconnected(request, final_answer(events))
@@ -44,49 +42,6 @@ async def ask(body: AskRequest, request: Request, state: StateDep) -> Any:
     return StreamingResponse(
         _sse(first, events), media_type="text/event-stream", headers=SSE_HEADERS
     )
-
-
-async def observed_events(state: AppState, body: AskRequest) -> AsyncIterator[AnswerEvent]:
-    """The pipeline's events for one request, feeding TTFT and token metrics on the way."""
-    started = last = time.perf_counter()
-    first_token = True
-    events = state.rag.ask_events(
-        body.question,
-        collection=body.collection,
-        history=[m.model_dump() for m in body.history],
-        top_k=body.top_k,
-        max_tokens=body.max_tokens,
-        temperature=body.temperature,
-        document_ids=body.document_ids,
-    )
-    async with aclosing(events):  # closed early (client gone): the generation is aborted
-        async for event in events:
-            now = time.perf_counter()
-            if isinstance(event, TokenEvent):
-                if first_token:
-                    state.metrics.ttft.observe(now - started)
-                    first_token = False
-                else:
-                    state.metrics.inter_token.observe(now - last)
-                last = now
-            elif isinstance(event, DoneEvent):
-                state.metrics.prompt_tokens.inc(event.answer.usage.prompt_tokens)
-                state.metrics.generation_tokens.inc(event.answer.usage.completion_tokens)
-            yield event
-
-
-def withdrawn(answer: Answer, streamed: bool) -> str:
-    """What a token stream appends for a "not found" answer: the reply, on a paragraph of
-    its own when the model's unsupported text was already streamed before it."""
-    return ("\n\n" if streamed else "") + answer.answer
-
-
-async def final_answer(events: AsyncIterator[AnswerEvent]) -> Answer:
-    """The `Answer` at the end of an event stream."""
-    async for event in events:
-        if isinstance(event, DoneEvent):
-            return event.answer
-    raise RuntimeError("the answer stream ended without a final answer")
 
 
 async def _sse(first: AnswerEvent, events: AsyncIterator[AnswerEvent]) -> AsyncIterator[str]:

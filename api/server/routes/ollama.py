@@ -14,9 +14,17 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.server.chat import (
+    RAG_MODEL,
+    chat_messages,
+    check_model,
+    final_answer,
+    rag_events,
+    rag_request,
+    withdrawn,
+)
 from api.server.deps import StateDep
 from api.server.disconnect import unless_disconnected
-from api.server.errors import ApiError
 from api.server.generation import (
     Generation,
     chat_ids,
@@ -26,9 +34,6 @@ from api.server.generation import (
     primed,
     prompt_ids,
 )
-from api.server.routes.ask import final_answer, observed_events, withdrawn
-from api.server.routes.openai import RAG_MODEL
-from api.server.schemas import AskRequest
 from api.server.settings import VERSION
 from api.server.state import AppState
 from api.server.streaming import ndjson
@@ -124,7 +129,7 @@ async def tags(state: StateDep) -> dict[str, Any]:
 @router.post("/generate")
 async def generate_route(body: GenerateRequest, request: Request, state: StateDep) -> Any:
     """Complete a prompt (with the chat template unless `raw`)."""
-    _check_model(state, body.model)
+    check_model(state, body.model)
     started = time.perf_counter()
     if not body.prompt:  # Ollama loads the model and answers done for an empty prompt
         return _final(state, body.model, Generation(started), {"response": ""})
@@ -141,8 +146,8 @@ async def chat_route(body: ChatRequest, request: Request, state: StateDep) -> An
     """Chat with the model; the model `pagedrag-rag` answers over the documents."""
     if body.model == RAG_MODEL:
         return await _rag_chat(body, request, state)
-    _check_model(state, body.model)
-    messages = [_message(m) for m in body.messages]
+    check_model(state, body.model)
+    messages = chat_messages(body.messages)
     if not messages:
         return _final(state, body.model, Generation(time.perf_counter()), _assistant(""))
     return await _respond(state, request, body, chat_ids(state, messages), "message")
@@ -188,20 +193,13 @@ async def _respond(
 
 
 async def _rag_chat(body: ChatRequest, request: Request, state: StateDep) -> Any:
-    messages = [_message(m) for m in body.messages if m.get("role") != "system"]
-    if not messages or messages[-1]["role"] != "user":
-        raise ApiError(400, "the last message must come from the user")
-    ask = AskRequest.model_validate(
-        dict(
-            question=messages[-1]["content"],
-            history=messages[:-1],
-            max_tokens=body.options.num_predict
-            if body.options.num_predict and body.options.num_predict > 0
-            else None,
-            temperature=body.options.rag_temperature(),
-        )
+    limit = body.options.num_predict
+    ask = rag_request(
+        chat_messages(body.messages),
+        max_tokens=limit if limit and limit > 0 else None,
+        temperature=body.options.rag_temperature(),
     )
-    events = observed_events(state, ask)
+    events = rag_events(state, ask)
     await anext(events)  # the citations: validation and retrieval errors become HTTP errors
     generation = Generation(time.perf_counter())
     if not body.stream:
@@ -265,21 +263,6 @@ def _head(model: str) -> dict[str, Any]:
 
 def _assistant(text: str) -> dict[str, Any]:
     return {"message": {"role": "assistant", "content": text}}
-
-
-def _message(message: dict[str, Any]) -> dict[str, str]:
-    role, content = message.get("role"), message.get("content", "")
-    if role not in ("system", "user", "assistant") or not isinstance(content, str):
-        raise ApiError(
-            400, "each message needs role system, user or assistant and a string content"
-        )
-    return {"role": role, "content": content}
-
-
-def _check_model(state: AppState, model: str) -> None:
-    known = {state.model_name, f"{state.model_name}:latest", state.engine.model_path.name}
-    if model not in known:
-        raise ApiError(404, f"model '{model}' not found; available: {state.model_name}")
 
 
 def _family(state: AppState) -> str:

@@ -14,6 +14,15 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.server.chat import (
+    RAG_MODEL,
+    chat_messages,
+    check_model,
+    final_answer,
+    rag_events,
+    rag_request,
+    withdrawn,
+)
 from api.server.deps import StateDep
 from api.server.disconnect import unless_disconnected
 from api.server.errors import ApiError
@@ -26,15 +35,11 @@ from api.server.generation import (
     primed,
     prompt_ids,
 )
-from api.server.routes.ask import final_answer, observed_events, withdrawn
-from api.server.schemas import AskRequest
-from api.server.state import AppState
 from api.server.streaming import SSE_HEADERS, sse
 from engine.sampling_params import SamplingParams
 from rag.answer import CitationsEvent, DoneEvent, TokenEvent
 
 router = APIRouter(prefix="/v1", tags=["openai"])
-RAG_MODEL = "pagedrag-rag"
 
 
 class StreamOptions(BaseModel):
@@ -105,10 +110,10 @@ async def models(state: StateDep) -> dict[str, Any]:
 @router.post("/chat/completions")
 async def chat_completions(body: ChatRequest, request: Request, state: StateDep) -> Any:
     """Chat with the model; with `"rag": true` or model `pagedrag-rag`, over the documents."""
-    _check_model(state, body.model, allow_rag=True)
+    check_model(state, body.model, allow_rag=True)
     if body.rag or body.model == RAG_MODEL:
         return await _rag_chat(body, request, state)
-    messages = [_text_message(m) for m in body.messages]
+    messages = chat_messages(body.messages)
     params = body.sampling(body.max_completion_tokens or body.max_tokens, 1024)
     token_ids = chat_ids(state, messages)
     reply = _Reply("chatcmpl", "chat.completion", state.model_name)
@@ -125,7 +130,7 @@ async def chat_completions(body: ChatRequest, request: Request, state: StateDep)
 @router.post("/completions")
 async def completions(body: CompletionRequest, request: Request, state: StateDep) -> Any:
     """Raw text completion, no chat template; a list of prompts is generated as one batch."""
-    _check_model(state, body.model)
+    check_model(state, body.model)
     prompts = _prompt_list(body.prompt)
     params = body.sampling(body.max_tokens, 16)
     reply = _Reply("cmpl", "text_completion", state.model_name)
@@ -244,20 +249,14 @@ async def _completion_stream(
 
 
 async def _rag_chat(body: ChatRequest, request: Request, state: StateDep) -> Any:
-    messages = [_text_message(m) for m in body.messages if m.get("role") != "system"]
-    if not messages or messages[-1]["role"] != "user":
-        raise ApiError(400, "the last message must come from the user")
-    ask = AskRequest.model_validate(
-        dict(
-            question=messages[-1]["content"],
-            collection=body.collection,
-            history=[m for m in messages[:-1] if m["role"] in ("user", "assistant")],
-            max_tokens=body.max_completion_tokens or body.max_tokens,
-            temperature=body.rag_temperature(),
-        )
+    ask = rag_request(
+        chat_messages(body.messages),
+        collection=body.collection,
+        max_tokens=body.max_completion_tokens or body.max_tokens,
+        temperature=body.rag_temperature(),
     )
     reply = _Reply("chatcmpl", "chat.completion", RAG_MODEL)
-    events = observed_events(state, ask)
+    events = rag_events(state, ask)
     first = await anext(events)
     citations = [c.to_dict() for c in first.citations] if isinstance(first, CitationsEvent) else []
     if body.stream:
@@ -294,27 +293,6 @@ async def _rag_stream(
 
 
 # -- small helpers ----------------------------------------------------------------------------
-
-
-def _check_model(state: AppState, model: str | None, allow_rag: bool = False) -> None:
-    known = {state.model_name, state.engine.model_path.name} | ({RAG_MODEL} if allow_rag else set())
-    if model is not None and model not in known:
-        raise ApiError(
-            404, f"the model {model!r} does not exist; available: {', '.join(sorted(known))}"
-        )
-
-
-def _text_message(message: dict[str, Any]) -> dict[str, str]:
-    role, content = message.get("role"), message.get("content")
-    if role not in ("system", "user", "assistant"):
-        raise ApiError(400, f"unsupported message role {role!r}")
-    if isinstance(content, list):  # content parts: keep the text ones
-        content = "".join(
-            p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text"
-        )
-    if not isinstance(content, str):
-        raise ApiError(400, "message content must be a string or a list of text parts")
-    return {"role": role, "content": content}
 
 
 def _prompt_list(prompt: Any) -> list[str | list[int]]:

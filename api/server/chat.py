@@ -1,0 +1,120 @@
+"""One chat turn for every API: messages checked once, a RAG turn's events metered once.
+
+The native (`/ask`), OpenAI (`/v1`) and Ollama (`/api`) routes translate their request
+into the same steps: `chat_messages` validates the messages, `rag_request` makes a
+question with its history, `rag_events` runs it through the pipeline and feeds the
+metrics, and `final_answer` / `withdrawn` shape the end of the stream. The routes only
+encode the events in their own wire format (JSON, SSE, NDJSON).
+"""
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from typing import Any
+
+from api.server.errors import ApiError
+from api.server.schemas import AskRequest
+from api.server.state import AppState
+from rag.answer import Answer, AnswerEvent, DoneEvent, TokenEvent
+
+RAG_MODEL = "pagedrag-rag"  # the pseudo-model that answers over the documents
+ROLES = ("system", "user", "assistant")
+
+
+def check_model(state: AppState, model: str | None, *, allow_rag: bool = False) -> None:
+    """Refuse a model this server does not run (None: the client left it to the server)."""
+    known = {state.model_name, f"{state.model_name}:latest", state.engine.model_path.name}
+    if allow_rag:
+        known.add(RAG_MODEL)
+    if model is not None and model not in known:
+        raise ApiError(
+            404,
+            f"model {model!r} not found: it does not exist here; available: "
+            + ", ".join(sorted(known)),
+        )
+
+
+def chat_messages(messages: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """Messages as `{"role", "content"}` with text content; content parts keep their text."""
+    return [_text_message(message) for message in messages]
+
+
+def rag_request(
+    messages: list[dict[str, str]],
+    *,
+    collection: str | None = None,
+    max_tokens: int | None = None,
+    temperature: float | None = None,
+) -> AskRequest:
+    """A chat as a question over the documents: the last user message, the rest history.
+
+    System messages are left out: the RAG prompt has its own rules.
+    """
+    turns = [m for m in messages if m["role"] != "system"]
+    if not turns or turns[-1]["role"] != "user":
+        raise ApiError(400, "the last message must come from the user")
+    return AskRequest.model_validate(
+        {
+            "question": turns[-1]["content"],
+            "collection": collection,
+            "history": turns[:-1],
+            "max_tokens": max_tokens,
+            "temperature": temperature,
+        }
+    )
+
+
+async def rag_events(state: AppState, body: AskRequest) -> AsyncIterator[AnswerEvent]:
+    """The pipeline's events for one question, feeding TTFT and token metrics on the way."""
+    started = last = time.perf_counter()
+    first_token = True
+    events = state.rag.ask_events(
+        body.question,
+        collection=body.collection,
+        history=[m.model_dump() for m in body.history],
+        top_k=body.top_k,
+        max_tokens=body.max_tokens,
+        temperature=body.temperature,
+        document_ids=body.document_ids,
+    )
+    async with aclosing(events):  # closed early (client gone): the generation is aborted
+        async for event in events:
+            now = time.perf_counter()
+            if isinstance(event, TokenEvent):
+                if first_token:
+                    state.metrics.ttft.observe(now - started)
+                    first_token = False
+                else:
+                    state.metrics.inter_token.observe(now - last)
+                last = now
+            elif isinstance(event, DoneEvent):
+                state.metrics.prompt_tokens.inc(event.answer.usage.prompt_tokens)
+                state.metrics.generation_tokens.inc(event.answer.usage.completion_tokens)
+            yield event
+
+
+async def final_answer(events: AsyncIterator[AnswerEvent]) -> Answer:
+    """The `Answer` at the end of an event stream."""
+    async for event in events:
+        if isinstance(event, DoneEvent):
+            return event.answer
+    raise RuntimeError("the answer stream ended without a final answer")
+
+
+def withdrawn(answer: Answer, streamed: bool) -> str:
+    """What a token stream appends for a "not found" answer: the reply, on a paragraph of
+    its own when the model's unsupported text was already streamed before it."""
+    return ("\n\n" if streamed else "") + answer.answer
+
+
+def _text_message(message: dict[str, Any]) -> dict[str, str]:
+    role, content = message.get("role"), message.get("content", "")
+    if role not in ROLES:
+        raise ApiError(400, f"unsupported message role {role!r}; use system, user or assistant")
+    if isinstance(content, list):  # OpenAI's content parts: keep the text ones
+        content = "".join(
+            p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text"
+        )
+    if not isinstance(content, str):
+        raise ApiError(400, "message content must be a string or a list of text parts")
+    return {"role": role, "content": content}
