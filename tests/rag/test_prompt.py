@@ -1,11 +1,11 @@
 """Prompt assembly for prefix sharing, citations, language, rewrites (real tokenizers, no model)."""
 
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 from transformers import AutoTokenizer
 
+from common.paths import pagedrag_home
 from indexer.records import SearchHit
 from rag.language import PHRASES, Language, detect_language
 from rag.prompt import (
@@ -17,7 +17,7 @@ from rag.prompt import (
 )
 from rag.rewrite import Turn, parse_history, rewrite_messages, standalone_question
 
-STORE = Path.home() / ".cache" / "pagedrag" / "models"
+STORE = pagedrag_home() / "models"
 
 
 @pytest.fixture(scope="module", params=["smollm2--135m-instruct", "qwen2.5-coder--0.5b-instruct"])
