@@ -97,9 +97,9 @@ bench-quant: models
 	$(PY) -m bench.quantization
 
 # Answer quality over four real manuals (English and Chinese, fetched with apt-get download):
-# accuracy, refusals, made-up answers, follow-ups, answer time. About 45 minutes a model on
-# this 2-core machine. Options through QA_ARGS, e.g. QA_ARGS="--limit 5" for a quick look or
-# QA_ARGS="--models qwen2.5-coder:0.5b-instruct,qwen2.5-coder:1.5b-instruct --quantization int4".
+# accuracy, refusals, made-up answers, follow-ups, answer time. About 25 minutes for the
+# default model on this 2-core machine (10 for the 0.5B). Options through QA_ARGS, e.g.
+# QA_ARGS="--limit 5" for a quick look or QA_ARGS="--models qwen2.5-coder:0.5b-instruct".
 bench-qa: models
 	$(PY) -m bench.qa $(QA_ARGS)
 
