@@ -2,6 +2,7 @@
 
 import argparse
 import logging
+import signal
 import socket
 import sys
 from pathlib import Path
@@ -39,6 +40,14 @@ def add_parsers(subparsers: Any) -> None:
         default=(),
         metavar="PATH",
         help="files or folders to ingest before serving (unchanged ones are skipped)",
+    )
+    serve.add_argument(
+        "--shutdown-timeout",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="on SIGTERM or Ctrl-C, how long requests in flight may finish before they are "
+        "aborted (default 5)",
     )
     _pipeline_options(serve)
     serve.set_defaults(handler=run_serve)
@@ -87,6 +96,9 @@ def _engine_options(args: argparse.Namespace) -> dict[str, Any]:
 def run_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    if args.shutdown_timeout < 0:
+        raise SystemExit("pagedrag: error: --shutdown-timeout must not be negative")
+
     from api.server.app import create_app
     from api.server.settings import ServerSettings
 
@@ -104,8 +116,25 @@ def run_serve(args: argparse.Namespace) -> int:
     )
     url = f"http://{args.host}:{args.port}"
     app = create_app(settings, on_ready=lambda: _print_ready(url))
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    # NOTE: without a graceful timeout uvicorn waits for every connection to close, and a
+    # long non-streaming generation kept a SIGTERMed server alive for minutes. After it,
+    # uvicorn cancels the handlers, which aborts their generations (api/server/disconnect.py),
+    # and the app's shutdown closes the engine and the index.
+    # NOTE: uvicorn re-raises the signal it stopped on once it is done; a SIGTERM that
+    # reached a clean shutdown is then a normal exit, not a death by signal.
+    signal.signal(signal.SIGTERM, _exit_after_shutdown)
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level="warning",
+        timeout_graceful_shutdown=args.shutdown_timeout,
+    )
     return 0
+
+
+def _exit_after_shutdown(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 def _check_port_free(host: str, port: int) -> None:
