@@ -13,7 +13,7 @@ from fastapi import FastAPI, Request, Response
 
 from api.server.conversations import ConversationStore
 from api.server.errors import install_error_handlers
-from api.server.jobs import IngestJob, IngestJobs
+from api.server.jobs import UPLOADS, IngestJob, IngestJobs, remove_stale_uploads
 from api.server.json_body import JsonBodyMiddleware
 from api.server.metrics import ServerMetrics
 from api.server.routes import ask, conversations, documents, ollama, openai, system, vllm, web
@@ -38,6 +38,9 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        removed = remove_stale_uploads(settings.data_dir / UPLOADS)
+        if removed:
+            logger.info("removed %d upload folders a stopped server left behind", removed)
         pipeline = rag or _build_rag(settings)
         pipeline.engine  # noqa: B018 - load the model now, not on the first question
         if settings.ingest_paths:

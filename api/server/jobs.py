@@ -23,6 +23,24 @@ from indexer.records import IngestReport
 logger = logging.getLogger(__name__)
 
 KEPT_JOBS = 200  # finished jobs remembered for GET /ingest/{id}
+UPLOADS = "uploads"  # the data directory's folder of upload folders, one per request
+# An upload folder this old at start-up belongs to no job: its server died mid-upload or
+# mid-job. Younger ones may be another server's (several can share a data directory).
+STALE_UPLOAD_S = 3600
+
+
+def remove_stale_uploads(uploads: Path, older_than_s: float = STALE_UPLOAD_S) -> int:
+    """Remove the upload folders a killed server left behind; returns how many."""
+    removed = 0
+    for folder in uploads.glob("*") if uploads.is_dir() else ():
+        try:
+            stale = time.time() - folder.stat().st_mtime > older_than_s
+        except FileNotFoundError:
+            continue  # its job just finished
+        if stale and folder.is_dir():
+            shutil.rmtree(folder, ignore_errors=True)
+            removed += 1
+    return removed
 
 
 class JobStatus(StrEnum):

@@ -1,12 +1,15 @@
 """PagedRAG's own routes over real HTTP: ingest, ask (JSON and SSE), documents, errors, metrics."""
 
 import json
+import os
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import pytest
 
+from api.server.jobs import STALE_UPLOAD_S, remove_stale_uploads
 from tests.indexer.documents import make_pdf
 
 pytestmark = pytest.mark.slow
@@ -347,3 +350,25 @@ def test_ask_searches_only_the_chosen_documents(live_server) -> None:
         answer = client.post("/ask", json=body).json()
     assert answer["citations"]
     assert {c["document_id"] for c in answer["citations"]} == {guide}
+
+
+def test_a_refused_upload_leaves_no_files_behind(live_server) -> None:
+    uploads = live_server.data_dir / "uploads"
+    before = set(uploads.glob("*")) if uploads.is_dir() else set()
+    with live_server.client() as client:
+        assert client.post("/ingest", files=[("files", BIG)]).status_code == 413
+    after = set(uploads.glob("*")) if uploads.is_dir() else set()
+    assert after <= before
+
+
+def test_upload_folders_a_killed_server_left_are_removed_once_stale(tmp_path: Path) -> None:
+    uploads = tmp_path / "uploads"
+    old, fresh = uploads / "old", uploads / "fresh"
+    for folder in (old, fresh):
+        folder.mkdir(parents=True)
+        (folder / "half.pdf").write_bytes(b"%PDF-1.4 cut off")
+    an_hour_and_more = time.time() - STALE_UPLOAD_S - 60
+    os.utime(old, (an_hour_and_more, an_hour_and_more))
+    assert remove_stale_uploads(uploads) == 1
+    assert not old.exists() and fresh.exists()  # a young one may be another server's job
+    assert remove_stale_uploads(tmp_path / "none yet") == 0

@@ -3,6 +3,7 @@
 import asyncio
 import json
 import re
+import shutil
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import asdict
@@ -15,7 +16,7 @@ from starlette.datastructures import UploadFile
 
 from api.server.deps import StateDep
 from api.server.errors import ApiError
-from api.server.jobs import IngestJob
+from api.server.jobs import UPLOADS, IngestJob
 from api.server.schemas import IngestTextsRequest
 from api.server.state import AppState
 from api.server.streaming import sse
@@ -69,8 +70,12 @@ async def ingest(
         return await _ingest_texts(request, state)
     if not content_type.startswith("multipart/form-data"):
         raise ApiError(415, "send files as multipart/form-data or documents as JSON")
-    upload_dir = state.settings.data_dir / "uploads" / uuid.uuid4().hex
-    paths, collection, size = await _save_uploads(request, upload_dir, state)
+    upload_dir = state.settings.data_dir / UPLOADS / uuid.uuid4().hex
+    try:
+        paths, collection, size = await _save_uploads(request, upload_dir, state)
+    except BaseException:  # too large, refused, or the client went away mid-upload
+        shutil.rmtree(upload_dir, ignore_errors=True)
+        raise
     job = state.jobs.submit(paths, upload_dir, _ingest_fn(state, collection))
     if background or (not wait and size > state.settings.background_ingest_bytes):
         return JSONResponse(_job_body(job), status_code=202)
