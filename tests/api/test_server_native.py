@@ -353,10 +353,19 @@ def test_ask_searches_only_the_chosen_documents(live_server) -> None:
 
 
 def test_a_refused_upload_leaves_no_files_behind(live_server) -> None:
+    """Sent in chunks, without a length: the limit is only found out while saving it."""
     uploads = live_server.data_dir / "uploads"
     before = set(uploads.glob("*")) if uploads.is_dir() else set()
+    name, data, mime = BIG
+    head = (
+        f'--cut\r\nContent-Disposition: form-data; name="files"; filename="{name}"\r\n'
+        f"Content-Type: {mime}\r\n\r\n"
+    ).encode()
+    body = head + data + b"\r\n--cut--\r\n"
+    chunks = (body[i : i + 65536] for i in range(0, len(body), 65536))
+    headers = {"content-type": "multipart/form-data; boundary=cut"}
     with live_server.client() as client:
-        assert client.post("/ingest", files=[("files", BIG)]).status_code == 413
+        assert client.post("/ingest", content=chunks, headers=headers).status_code == 413
     after = set(uploads.glob("*")) if uploads.is_dir() else set()
     assert after <= before
 
