@@ -187,7 +187,7 @@ class Index:
         try:
             data = path.read_bytes()
         except OSError as error:
-            report.failures.append(IngestFailure(str(path), f"{path}: {error.strerror}"))
+            report.failures.append(IngestFailure(str(path), f"{path.name}: {error.strerror}"))
             return None
         sha = sha256_of(data)
         with self.database.session() as session:

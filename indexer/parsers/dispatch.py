@@ -1,5 +1,6 @@
 """Choosing a parser by file suffix, and turning every failure into a one-line ParseError."""
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +52,16 @@ def mime_type_for(path: Path) -> str:
     return _format_for(path).mime_type
 
 
+# An absolute path in a library's message ("Package not found at '/srv/.../a.docx'"): the
+# client sees the file's name, never where the server keeps it.
+_ABSOLUTE_PATH = re.compile(r"(?:[A-Za-z]:)?[\\/](?:[^\s'\"\\/]+[\\/])+(?P<name>[^\s'\"\\/]*)")
+
+
+def without_paths(message: str) -> str:
+    """`message` with each absolute path cut down to its last part."""
+    return _ABSOLUTE_PATH.sub(lambda match: match.group("name"), message)
+
+
 def parse_file(path: Path) -> ParsedDocument:
     """Extract a file's text, choosing the parser by suffix (case-insensitive).
 
@@ -65,7 +76,9 @@ def parse_file(path: Path) -> ParsedDocument:
         raise ParseError(f"{path.name}: {reason}; check the path and ingest again")
     try:
         document = file_format.parse(path)
-    except (ParseError, MemoryError):
+    except ParseError as error:  # a parser's message may quote its library's, paths and all
+        raise ParseError(without_paths(str(error))) from error
+    except MemoryError:
         raise
     except OSError as error:
         raise ParseError(
@@ -75,7 +88,8 @@ def parse_file(path: Path) -> ParsedDocument:
     except Exception as error:  # a parser library's own failure on a malformed file
         raise ParseError(
             f"{path.name}: cannot be read as {file_format.name} "
-            f"({type(error).__name__}: {one_line(str(error))[:200]}); check that it opens "
+            f"({type(error).__name__}: {without_paths(one_line(str(error)))[:200]}); "
+            "check that it opens "
             "in its usual application, save it again and ingest the new copy"
         ) from error
     if not document.text.strip():

@@ -233,6 +233,14 @@ def test_docx_random_bytes(tmp_path: Path) -> None:
     assert_parse_error(path, "not a valid DOCX file")
 
 
+def test_a_failure_names_the_file_never_where_it_is(tmp_path: Path) -> None:
+    path = tmp_path / "notzip.docx"
+    path.write_text("hello, not a zip")  # python-docx: "Package not found at '<path>'"
+    with pytest.raises(ParseError) as raised:
+        parse_file(path)
+    assert "notzip.docx" in str(raised.value) and str(tmp_path) not in str(raised.value)
+
+
 def test_docx_zip_that_is_not_docx(tmp_path: Path) -> None:
     path = tmp_path / "archive.docx"
     with zipfile.ZipFile(path, "w") as archive:
