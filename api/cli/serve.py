@@ -42,6 +42,22 @@ def add_parsers(subparsers: Any) -> None:
         help="files or folders to ingest before serving (unchanged ones are skipped)",
     )
     serve.add_argument(
+        "--allowed-hosts",
+        type=_names,
+        default=(),
+        metavar="NAMES",
+        help="more Host names to serve, comma-separated, beyond localhost and the --host "
+        "address (`*`: any; for a reverse proxy that checks them)",
+    )
+    serve.add_argument(
+        "--allowed-origins",
+        type=_names,
+        default=(),
+        metavar="ORIGINS",
+        help="web pages on other sites that may call the API (CORS), comma-separated, "
+        "e.g. http://localhost:3000 (default: none)",
+    )
+    serve.add_argument(
         "--shutdown-timeout",
         type=float,
         default=5.0,
@@ -100,6 +116,7 @@ def run_serve(args: argparse.Namespace) -> int:
         raise SystemExit("pagedrag: error: --shutdown-timeout must not be negative")
 
     from api.server.app import create_app
+    from api.server.browser_safety import BrowserPolicy
     from api.server.settings import ServerSettings
 
     _check_port_free(args.host, args.port)
@@ -113,6 +130,7 @@ def run_serve(args: argparse.Namespace) -> int:
         max_upload_bytes=args.max_upload,
         engine_options=_engine_options(args),
         ingest_paths=tuple(args.ingest),
+        browser=BrowserPolicy.for_address(args.host, args.allowed_hosts, args.allowed_origins),
     )
     url = f"http://{args.host}:{args.port}"
     app = create_app(settings, on_ready=lambda: _print_ready(url))
@@ -131,6 +149,10 @@ def run_serve(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=args.shutdown_timeout,
     )
     return 0
+
+
+def _names(value: str) -> tuple[str, ...]:
+    return tuple(name.strip() for name in value.split(",") if name.strip())
 
 
 def _exit_after_shutdown(signum: int, frame: object) -> None:

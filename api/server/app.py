@@ -10,7 +10,9 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI, Request, Response
+from fastapi.middleware.cors import CORSMiddleware
 
+from api.server.browser_safety import BrowserSafetyMiddleware
 from api.server.conversations import ConversationStore
 from api.server.errors import install_error_handlers
 from api.server.jobs import UPLOADS, IngestJob, IngestJobs, remove_stale_uploads
@@ -68,7 +70,16 @@ def create_app(
     )
     install_error_handlers(app)
     app.add_middleware(JsonBodyMiddleware)
+    if settings.browser.allowed_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.browser.allowed_origins),
+            allow_methods=["*"],
+            allow_headers=["*"],
+        )
     app.middleware("http")(_count_requests)
+    # NOTE: added last, so it runs first: nothing else sees a refused request.
+    app.add_middleware(BrowserSafetyMiddleware, policy=settings.browser)
     for module in (system, documents, ask, conversations, openai, ollama, vllm):
         app.include_router(module.router)
     web.install(app)

@@ -4,6 +4,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from api.server.browser_safety import BrowserPolicy
+
 VERSION = "0.1.0"
 
 
@@ -18,6 +20,8 @@ class ServerSettings:
     max_prompt_chars: int = 200_000  # raw prompts above this get 400 before tokenizing
     engine_options: dict[str, Any] = field(default_factory=dict)  # more EngineConfig fields
     ingest_paths: tuple[Path, ...] = ()  # ingested at start-up; unchanged files are skipped
+    # Host names and foreign origins accepted (default: loopback names, no origin)
+    browser: BrowserPolicy = field(default_factory=BrowserPolicy)
 
     def __post_init__(self) -> None:
         if self.max_upload_bytes < 1:

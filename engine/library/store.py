@@ -54,7 +54,7 @@ class ModelStore:
         if model_dir.parent == self.root.resolve():
             return own_quantized_weights(model_dir, tag)
         key = hashlib.sha256(str(model_dir).encode()).hexdigest()[:12]
-        return own_quantized_weights(self.root / QUANTIZED_DIR / f"{model_dir.name}-{key}", tag)
+        return self.root / QUANTIZED_DIR / f"{model_dir.name}-{key}" / f"{tag}.safetensors"
 
     def is_installed(self, name: str) -> bool:
         """Whether the model's directory has a valid manifest; if not, `pull` rebuilds it."""

@@ -44,6 +44,7 @@ class LiveServer:
     url: str
     rag: RAG
     data_dir: Path
+    settings: ServerSettings
 
     def client(self, **kwargs) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=120, **kwargs)
@@ -92,6 +93,6 @@ def live_server(tmp_path_factory) -> Iterator[LiveServer]:
     )
     try:
         with serve_in_thread(settings, rag) as url:
-            yield LiveServer(url, rag, data_dir)
+            yield LiveServer(url, rag, data_dir, settings)
     finally:
         rag.close()

@@ -40,7 +40,7 @@ def web_server(tmp_path_factory) -> Iterator[LiveServer]:
     settings = ServerSettings(data_dir=data_dir, model=TEST_MODEL)
     try:
         with serve_in_thread(settings, rag) as url:
-            yield LiveServer(url, rag, data_dir)
+            yield LiveServer(url, rag, data_dir, settings)
     finally:
         rag.close()
 
@@ -75,8 +75,9 @@ def default_model_server(tmp_path_factory) -> Iterator[LiveServer]:
     engine = AsyncLLMEngine.from_config(EngineConfig(kv_cache_memory=256 << 20, max_model_len=4096))
     rag = RAG(data_dir, engine=engine)
     try:
-        with serve_in_thread(ServerSettings(data_dir=data_dir), rag) as url:
-            yield LiveServer(url, rag, data_dir)
+        settings = ServerSettings(data_dir=data_dir)
+        with serve_in_thread(settings, rag) as url:
+            yield LiveServer(url, rag, data_dir, settings)
     finally:
         rag.close()
 
