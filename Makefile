@@ -24,7 +24,7 @@ PORT ?= 8000
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install install-dev models serve test lint unit bench bench-engine bench-retrieval bench-serve bench-kernels bench-peers bench-quant bench-qa clean
+.PHONY: install install-dev models serve test lint unit bench bench-engine bench-retrieval bench-serve bench-kernels bench-peers bench-quant bench-qa bench-injection clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -102,6 +102,11 @@ bench-quant: models
 # QA_ARGS="--limit 5" for a quick look or QA_ARGS="--models qwen2.5-coder:0.5b-instruct".
 bench-qa: models
 	$(PY) -m bench.qa $(QA_ARGS)
+
+# Orders planted in documents (45: English and Chinese, nine attack styles): how many the
+# default model follows. About 3 minutes.
+bench-injection: models
+	$(PY) -m bench.injection
 
 # PagedRAG vs llama.cpp and vLLM's CPU build, each in a virtualenv of its own under
 # bench/work/peers/ (never the project's). Not part of `bench`: it takes hours on a quiet

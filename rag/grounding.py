@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from indexer.text_analysis import analyze
 from rag.answer import Citation
 from rag.attribution import sentence_spans
+from rag.injection import without_orders
 from rag.language import Language
 from rag.literals import holds, literal_facts
 from rag.prompt import CITATION_MARKER, cited_numbers
@@ -91,7 +92,9 @@ def ground(
     """Whether the passages support `answer`, and its markers that they support."""
     if not answer.strip() or REFUSALS.search(answer):
         return Grounding(False, answer, [])
-    windows = {c.n: _windows(c.text) for c in citations}
+    # The passages as the model read them: an order planted in one supports nothing.
+    texts = {c.n: without_orders(c.text) for c in citations}
+    windows = {n: _windows(text) for n, text in texts.items()}
     if not _code_supported(answer, windows):
         return Grounding(False, answer, [])
     asked = set(analyze(question))
@@ -105,7 +108,7 @@ def ground(
         new = set(analyze(CITATION_MARKER.sub(" ", sentence))) - asked - GENERIC
         literals = literal_facts(sentence, question)
         shares = {
-            c.n: _share(new, literals, topic, windows[c.n], c.text, language) for c in citations
+            n: _share(new, literals, topic, windows[n], text, language) for n, text in texts.items()
         }
         weight = len(new) + len(literals)
         said += weight

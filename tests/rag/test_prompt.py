@@ -7,9 +7,9 @@ from transformers import AutoTokenizer
 
 from common.paths import pagedrag_home
 from indexer.records import SearchHit
+from rag.injection import INJECTION_REMOVED
 from rag.language import PHRASES, Language, detect_language
 from rag.prompt import (
-    INJECTION_REMOVED,
     PromptBuilder,
     canonical_order,
     cited_numbers,
