@@ -6,7 +6,6 @@ batched together and reuse each other's cached passage prefixes.
 """
 
 import asyncio
-import re
 import time
 from collections.abc import AsyncGenerator, Iterator, Sequence
 from contextlib import aclosing, closing
@@ -25,26 +24,17 @@ from indexer.rerank import NoReranker, Reranker
 from rag.answer import (
     Answer,
     AnswerEvent,
-    Citation,
     CitationsEvent,
     DoneEvent,
-    Timings,
     TokenEvent,
-    Usage,
 )
-from rag.attribution import attribute
-from rag.errors import InvalidQuestionError
-from rag.grounding import Grounding, ground
+from rag.answer_tracker import AnswerTracker, Plan, last_answer, ms_since, not_found_answer
 from rag.language import PHRASES, Language, detect_language
 from rag.passage_judge import PassageJudge
-from rag.prompt import BuiltPrompt, PromptBuilder, canonical_order, cited_numbers
+from rag.prompt import BuiltPrompt, PromptBuilder, canonical_order
+from rag.question import Question, validated_question
 from rag.relevance import RelevanceJudge
-from rag.rewrite import Standalone, Turn, parse_history, rewrite_messages, standalone_question
-
-MAX_QUESTION_CHARS = 4000
-MAX_TOP_K = 50  # passages one question may ask for
-# Text that is nothing but citation markers, complete or still being written ("[", "[2, ").
-_BARE_MARKERS = re.compile(r"\s*(?:\[[\d\s,，]*\]?\s*)*")
+from rag.rewrite import Standalone, rewrite_messages, standalone_question
 
 
 @dataclass(frozen=True)
@@ -72,24 +62,6 @@ class RAGConfig:
             raise ValueError(f"search_mode must be one of {', '.join(SEARCH_MODES)}")
         if not 1 <= self.top_k <= self.candidates:
             raise ValueError("top_k must be at least 1 and at most candidates")
-
-
-@dataclass(frozen=True, slots=True)
-class _Plan:
-    """Everything decided before the answer is generated."""
-
-    question: str
-    standalone: str
-    prompt: BuiltPrompt | None  # None: nothing relevant was found
-    hits: list[SearchHit]  # the passages in the prompt, in its order
-    prompt_question: str  # the question as the prompt states it
-    language: Language  # the question's, and so the answer's
-    not_found: str  # the reply when `prompt` is None or the passages do not support the answer
-    params: SamplingParams
-    salt: str | None
-    started: float  # time.perf_counter() when the question arrived
-    rewrite_ms: float
-    retrieve_ms: float
 
 
 class RAG:
@@ -181,23 +153,23 @@ class RAG:
         events = self._events(question, **options)
         if stream:
             return events
-        return _last_answer(events)
+        return last_answer(events)
 
     def _events(self, question: str, **options: Any) -> Iterator[AnswerEvent]:
         started = time.perf_counter()
-        question, history, params, retrieval = self._validated(question, options)
-        standalone, rewrite_ms = Standalone(question, question, rewritten=False), 0.0
-        if history:
-            rewrite = self.prompts.chat(rewrite_messages(history, question))
+        asked = self._question(question, options)
+        standalone, rewrite_ms = Standalone(asked.text, asked.text, rewritten=False), 0.0
+        if asked.history:
+            rewrite = self.prompts.chat(rewrite_messages(asked.history, asked.text))
             generated = final_output(self.engine.stream(rewrite, self._rewrite()))
-            standalone = standalone_question(generated.text, question, history)
-            rewrite_ms = _ms_since(started)
-        plan = self._plan(question, standalone, params, retrieval, started, rewrite_ms)
+            standalone = standalone_question(generated.text, asked.text, asked.history)
+            rewrite_ms = ms_since(started)
+        plan = self._plan(asked, standalone, started, rewrite_ms)
         yield CitationsEvent(plan.prompt.citations if plan.prompt else [], plan.standalone)
         if plan.prompt is None:
-            yield DoneEvent(_not_found(plan))
+            yield DoneEvent(not_found_answer(plan))
             return
-        tracker = _Tracker(plan, self.config.check_support)
+        tracker = AnswerTracker(plan, self.config.check_support)
         for prompt in self._attempts(plan, tracker):
             outputs = self.engine.stream(prompt.token_ids, plan.params, cache_salt=plan.salt)
             with closing(outputs):  # a consumer that stops reading aborts the generation now
@@ -209,21 +181,19 @@ class RAG:
     async def ask_events(self, question: str, **options: Any) -> AsyncGenerator[AnswerEvent, None]:
         """`ask(stream=True)` for asyncio callers (the server); cancelling aborts generation."""
         started = time.perf_counter()
-        question, history, params, retrieval = self._validated(question, options)
-        standalone, rewrite_ms = Standalone(question, question, rewritten=False), 0.0
-        if history:
-            rewrite = self.prompts.chat(rewrite_messages(history, question))
+        asked = self._question(question, options)
+        standalone, rewrite_ms = Standalone(asked.text, asked.text, rewritten=False), 0.0
+        if asked.history:
+            rewrite = self.prompts.chat(rewrite_messages(asked.history, asked.text))
             generated = await _afinal(self.engine.generate(rewrite, self._rewrite()))
-            standalone = standalone_question(generated.text, question, history)
-            rewrite_ms = _ms_since(started)
-        plan = await asyncio.to_thread(
-            self._plan, question, standalone, params, retrieval, started, rewrite_ms
-        )
+            standalone = standalone_question(generated.text, asked.text, asked.history)
+            rewrite_ms = ms_since(started)
+        plan = await asyncio.to_thread(self._plan, asked, standalone, started, rewrite_ms)
         yield CitationsEvent(plan.prompt.citations if plan.prompt else [], plan.standalone)
         if plan.prompt is None:
-            yield DoneEvent(_not_found(plan))
+            yield DoneEvent(not_found_answer(plan))
             return
-        tracker = _Tracker(plan, self.config.check_support)
+        tracker = AnswerTracker(plan, self.config.check_support)
         for prompt in self._attempts(plan, tracker):
             outputs = self.engine.generate(prompt.token_ids, plan.params, cache_salt=plan.salt)
             async with aclosing(outputs):  # cancelled or closed: the generation is aborted now
@@ -255,73 +225,37 @@ class RAG:
 
     # -- the steps ----------------------------------------------------------------------
 
-    def _validated(
-        self, question: str, options: dict[str, Any]
-    ) -> tuple[str, list[Turn], SamplingParams, dict[str, Any]]:
-        unknown = set(options) - {
-            "collection",
-            "history",
-            "top_k",
-            "max_tokens",
-            "temperature",
-            "document_ids",
-        }
-        if unknown:
-            raise TypeError(f"unknown ask options: {', '.join(sorted(unknown))}")
-        if not isinstance(question, str) or not question.strip():
-            raise InvalidQuestionError("the question is empty")
-        if len(question) > MAX_QUESTION_CHARS:
-            raise InvalidQuestionError(f"the question is longer than {MAX_QUESTION_CHARS} chars")
-        top_k = options.get("top_k")
-        if top_k is not None and not 1 <= top_k <= MAX_TOP_K:
-            raise InvalidQuestionError(f"top_k must be between 1 and {MAX_TOP_K}, got {top_k}")
-        try:
-            history = parse_history(options.get("history"))
-            params = SamplingParams(
-                temperature=_pick(options.get("temperature"), self.config.temperature),
-                max_tokens=_pick(options.get("max_tokens"), self.config.max_tokens),
-            )
-        except ValueError as error:
-            raise InvalidQuestionError(str(error)) from None
-        retrieval = {
-            "collection": options.get("collection"),
-            "top_k": top_k,
-            "document_ids": options.get("document_ids"),
-        }
-        return question.strip(), history, params, retrieval
+    def _question(self, question: str, options: dict[str, Any]) -> Question:
+        return validated_question(
+            question, options, self.config.temperature, self.config.max_tokens
+        )
 
     def _rewrite(self) -> SamplingParams:
         return SamplingParams(temperature=0, max_tokens=self.config.rewrite_max_tokens)
 
     def _plan(
-        self,
-        question: str,
-        standalone: Standalone,
-        params: SamplingParams,
-        retrieval: dict[str, Any],
-        started: float,
-        rewrite_ms: float,
-    ) -> _Plan:
-        hits = canonical_order(self.retrieve(standalone.query, **retrieval))
-        retrieve_ms = _ms_since(started) - rewrite_ms
-        language = detect_language(question)
+        self, asked: Question, standalone: Standalone, started: float, rewrite_ms: float
+    ) -> Plan:
+        hits = canonical_order(self.retrieve(standalone.query, **asked.retrieval()))
+        retrieve_ms = ms_since(started) - rewrite_ms
+        language = detect_language(asked.text)
         prompt = self._fitting_prompt(hits, standalone.prompt_question, language)
-        return _Plan(
-            question=question,
+        return Plan(
+            question=asked.text,
             standalone=standalone.query,
             prompt=prompt,
             hits=hits[: len(prompt.citations)] if prompt else [],
             prompt_question=standalone.prompt_question,
             language=language,
             not_found=PHRASES[language].not_found,
-            params=params,
-            salt=retrieval["collection"],
+            params=asked.params,
+            salt=asked.collection,
             started=started,
             rewrite_ms=rewrite_ms,
             retrieve_ms=retrieve_ms,
         )
 
-    def _attempts(self, plan: _Plan, tracker: "_Tracker") -> Iterator[BuiltPrompt]:
+    def _attempts(self, plan: Plan, tracker: AnswerTracker) -> Iterator[BuiltPrompt]:
         """The prompt, then once more if the model answered only with a marker ("[2]").
 
         NOTE: small models often take "cite the passages like [1]" for the answer's form
@@ -353,109 +287,6 @@ class RAG:
         return None
 
 
-class _Tracker:
-    """Follows a question's generations: text deltas, time to first token, the answer.
-
-    Text that is nothing but markers so far ("[2]") is held back: it may be all the
-    model says, and then it is asked again (`RAG._attempts`) and never shown.
-    """
-
-    def __init__(self, plan: _Plan, check_support: bool) -> None:
-        self.plan = plan
-        self.check_support = check_support
-        self.shown = 0
-        self.ttft_ms: float | None = None
-        self.last: RequestOutput | None = None
-        self.spent = Usage()  # of the generations before the last one
-
-    def add(self, output: RequestOutput) -> str:
-        if self.ttft_ms is None:
-            self.ttft_ms = _ms_since(self.plan.started)
-        self.last = output
-        if _BARE_MARKERS.fullmatch(output.text):
-            return ""
-        delta = output.text[self.shown :]
-        self.shown = len(output.text)
-        return delta
-
-    def bare(self) -> bool:
-        """Whether the finished generation said nothing but citation markers."""
-        return self.last is not None and _BARE_MARKERS.fullmatch(self.last.text) is not None
-
-    def restart(self) -> None:
-        """Before another generation for the same question: what this one cost is kept."""
-        self.spent = self._usage()
-        self.last = None
-
-    def _usage(self) -> Usage:
-        last, spent = self.last, self.spent
-        if last is None:
-            return spent
-        return Usage(
-            spent.prompt_tokens + last.num_prompt_tokens,
-            spent.completion_tokens + len(last.token_ids),
-            spent.cached_tokens + last.num_cached_tokens,
-        )
-
-    def answer(self) -> Answer:
-        plan, last = self.plan, self.last
-        if last is None or plan.prompt is None:
-            raise RuntimeError("the engine finished a request without producing a token")
-        citations: list[Citation] = plan.prompt.citations
-        text = last.text.strip()
-        grounding = (
-            ground(text, f"{plan.question} {plan.standalone}", citations, plan.language)
-            if self.check_support
-            else Grounding(True, text, cited_numbers(text, len(citations)))
-        )
-        usage = self._usage()
-        timings = Timings(plan.rewrite_ms, plan.retrieve_ms, self.ttft_ms, _ms_since(plan.started))
-        if not grounding.supported:
-            return _not_found(plan, last.finish_reason, usage, timings)
-        return Answer(
-            question=plan.question,
-            standalone_question=plan.standalone,
-            answer=grounding.text,
-            citations=citations,
-            cited=grounding.cited,
-            attributions=attribute(grounding.text, citations),
-            found=True,
-            finish_reason=last.finish_reason,
-            usage=usage,
-            timings=timings,
-        )
-
-
-def _not_found(
-    plan: _Plan,
-    finish_reason: str | None = None,
-    usage: Usage | None = None,
-    timings: Timings | None = None,
-) -> Answer:
-    """The "not found" reply: nothing relevant was retrieved, or the passages do not
-    support what the model wrote (then `usage` and `timings` say what the model cost)."""
-    return Answer(
-        question=plan.question,
-        standalone_question=plan.standalone,
-        answer=plan.not_found,
-        citations=[],
-        cited=[],
-        attributions=[],
-        found=False,
-        finish_reason=finish_reason,
-        usage=usage or Usage(),
-        timings=timings
-        or Timings(plan.rewrite_ms, plan.retrieve_ms, None, _ms_since(plan.started)),
-    )
-
-
-def _last_answer(events: Iterator[AnswerEvent]) -> Answer:
-    for event in events:
-        if isinstance(event, DoneEvent):
-            return event.answer
-    raise RuntimeError("the answer stream ended without a final answer")
-
-
 async def _afinal(outputs: AsyncGenerator[RequestOutput, None]) -> RequestOutput:
     last = None
     async with aclosing(outputs):
@@ -464,11 +295,3 @@ async def _afinal(outputs: AsyncGenerator[RequestOutput, None]) -> RequestOutput
     if last is None:
         raise RuntimeError("the engine finished a request without producing a token")
     return last
-
-
-def _pick(value: Any, default: Any) -> Any:
-    return default if value is None else value
-
-
-def _ms_since(started: float) -> float:
-    return (time.perf_counter() - started) * 1000

@@ -4,7 +4,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from rag.pipeline import MAX_QUESTION_CHARS, MAX_TOP_K
+from rag.question import MAX_QUESTION_CHARS, MAX_TOP_K
 
 
 class ChatMessage(BaseModel):

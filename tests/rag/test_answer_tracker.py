@@ -6,12 +6,12 @@ import pytest
 
 from engine.outputs import RequestOutput
 from engine.sampling_params import SamplingParams
+from rag.answer_tracker import AnswerTracker, Plan
 from rag.language import PHRASES, Language
-from rag.pipeline import _Plan, _Tracker
 
 
-def plan() -> _Plan:
-    return _Plan(
+def plan() -> Plan:
+    return Plan(
         question="Which file configures adduser?",
         standalone="Which file configures adduser?",
         prompt=None,
@@ -33,13 +33,13 @@ def output(text: str, tokens: int, *, prompt: int = 100, cached: int = 0) -> Req
 
 @pytest.mark.parametrize("text", ["", "[", "[2", "[2]", " [2, 3]\n", "[53]"])
 def test_markers_alone_are_never_shown(text: str) -> None:
-    tracker = _Tracker(plan(), check_support=True)
+    tracker = AnswerTracker(plan(), check_support=True)
     assert tracker.add(output(text, 2)) == ""
     assert tracker.bare()
 
 
 def test_text_after_a_marker_is_shown_with_the_marker() -> None:
-    tracker = _Tracker(plan(), check_support=True)
+    tracker = AnswerTracker(plan(), check_support=True)
     assert tracker.add(output("[2]", 3)) == ""
     assert tracker.add(output("[2] /etc/adduser.conf", 6)) == "[2] /etc/adduser.conf"
     assert tracker.add(output("[2] /etc/adduser.conf.", 7)) == "."
@@ -47,7 +47,7 @@ def test_text_after_a_marker_is_shown_with_the_marker() -> None:
 
 
 def test_a_second_try_counts_what_both_cost() -> None:
-    tracker = _Tracker(plan(), check_support=True)
+    tracker = AnswerTracker(plan(), check_support=True)
     tracker.add(output("[2]", 3, prompt=700))
     tracker.restart()
     tracker.add(output("It is /etc/adduser.conf [2].", 9, prompt=720, cached=690))
