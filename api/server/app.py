@@ -5,11 +5,11 @@ embedders may pass a ready `RAG` instead, so that nothing is built at import tim
 """
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from api.server.browser_safety import BrowserSafetyMiddleware
@@ -17,7 +17,7 @@ from api.server.conversations import ConversationStore
 from api.server.errors import install_error_handlers
 from api.server.jobs import UPLOADS, IngestJob, IngestJobs, remove_stale_uploads
 from api.server.json_body import JsonBodyMiddleware
-from api.server.metrics import ServerMetrics
+from api.server.metrics import RequestCountMiddleware, ServerMetrics
 from api.server.routes import ask, conversations, documents, ollama, openai, system, vllm, web
 from api.server.settings import VERSION, ServerSettings
 from api.server.state import AppState
@@ -77,7 +77,7 @@ def create_app(
             allow_methods=["*"],
             allow_headers=["*"],
         )
-    app.middleware("http")(_count_requests)
+    app.add_middleware(RequestCountMiddleware)
     # NOTE: added last, so it runs first: nothing else sees a refused request.
     app.add_middleware(BrowserSafetyMiddleware, policy=settings.browser)
     for module in (system, documents, ask, conversations, openai, ollama, vllm):
@@ -132,15 +132,3 @@ def _model_name(model: str | None) -> str:
     if model is None:
         return DEFAULT_MODEL
     return Path(model).name if ("/" in model or model.endswith(".gguf")) else model
-
-
-async def _count_requests(
-    request: Request, call_next: Callable[[Request], Awaitable[Response]]
-) -> Response:
-    response = await call_next(request)
-    route = request.scope.get("route")
-    path = getattr(route, "path", "unmatched")
-    state = getattr(request.app.state, "pagedrag", None)
-    if state is not None:
-        state.metrics.requests.labels(path, request.method, str(response.status_code)).inc()
-    return response

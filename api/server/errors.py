@@ -5,12 +5,12 @@ OpenAI clients expect `{"error": {"message", "type", "code"}}`; Ollama clients e
 """
 
 import logging
-from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from common.errors import NotFoundError, PagedRAGError, UnavailableError, UnsupportedError
 
@@ -82,18 +82,41 @@ def install_error_handlers(app: FastAPI) -> None:
     for error_class in (ApiError, PagedRAGError):
         app.add_exception_handler(error_class, known_error)
 
-    # NOTE: a middleware, not an `Exception` handler: Starlette re-raises after such a
-    # handler answers, and the server then drops the connection, so a client's next
-    # request on it failed too.
-    @app.middleware("http")
-    async def unexpected_error(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
+    app.add_middleware(UnexpectedErrorMiddleware)
+
+
+class UnexpectedErrorMiddleware:
+    """A bug's exception becomes a 500 with a generic message, its traceback in the log.
+
+    NOTE: a middleware, not an `Exception` handler: Starlette re-raises after such a
+    handler answers, and the server then drops the connection, so a client's next
+    request on it failed too. And plain ASGI, not `@app.middleware("http")`: Starlette's
+    BaseHTTPMiddleware hides a client's disconnect from `request.is_disconnected()`, so
+    a non-streaming generation ran on after its client had gone.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watched_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
         try:
-            return await call_next(request)
+            await self.app(scope, receive, watched_send)
         except Exception:
-            logger.exception("unexpected error on %s", request.url.path)
-            return error_response(request, 500, INTERNAL_ERROR)
+            logger.exception("unexpected error on %s", scope["path"])
+            if started:  # the status line is out: the stream just ends
+                return
+            body = error_body(scope["path"], 500, INTERNAL_ERROR)
+            await JSONResponse(body, status_code=500)(scope, receive, send)
 
 
 def _describe(problem: dict[str, object]) -> str:

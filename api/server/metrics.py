@@ -5,6 +5,7 @@ from collections.abc import Callable, Iterator
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from engine.engine_stats import EngineStats
 
@@ -102,3 +103,34 @@ def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
 
 def _counter(name: str, documentation: str, value: float) -> CounterMetricFamily:
     return CounterMetricFamily(name, documentation, value=value)
+
+
+class RequestCountMiddleware:
+    """Counts every HTTP request by route, method and status (`pagedrag_requests_total`).
+
+    NOTE: plain ASGI, not `@app.middleware("http")`, which would hide a client's
+    disconnect from the routes (see api/server/errors.py).
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500  # what a request that ends without a response counts as
+
+        async def counted_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, counted_send)
+        finally:
+            state = getattr(scope["app"].state, "pagedrag", None)
+            path = getattr(scope.get("route"), "path", "unmatched")
+            if state is not None:
+                state.metrics.requests.labels(path, scope["method"], str(status)).inc()

@@ -47,7 +47,7 @@ class LiveServer:
     settings: ServerSettings
 
     def client(self, **kwargs) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=120, **kwargs)
+        return httpx.Client(base_url=self.url, **{"timeout": 120, **kwargs})
 
 
 def free_port() -> int:

@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from api.server.jobs import STALE_UPLOAD_S, remove_stale_uploads
+from tests.api.conftest import TEST_MODEL
 from tests.indexer.documents import make_pdf
 
 pytestmark = pytest.mark.slow
@@ -381,3 +382,50 @@ def test_upload_folders_a_killed_server_left_are_removed_once_stale(tmp_path: Pa
     assert remove_stale_uploads(uploads) == 1
     assert not old.exists() and fresh.exists()  # a young one may be another server's job
     assert remove_stale_uploads(tmp_path / "none yet") == 0
+
+
+COUNTING = ", ".join(str(n) for n in range(1, 30)) + ","
+CONTINUE = f"Continue this list up to 500, numbers only: {COUNTING}"
+ABANDONED = [
+    ("/generate", {"prompt": COUNTING, "max_tokens": 400, "temperature": 0}),
+    ("/v1/completions", {"prompt": COUNTING, "max_tokens": 400, "temperature": 0}),
+    (
+        "/v1/chat/completions",
+        {"messages": [{"role": "user", "content": CONTINUE}], "max_tokens": 400},
+    ),
+    (
+        "/api/generate",
+        {"model": TEST_MODEL, "prompt": COUNTING, "raw": True, "options": {"num_predict": 400}},
+    ),
+    (
+        "/api/chat",
+        {
+            "model": TEST_MODEL,
+            "messages": [{"role": "user", "content": CONTINUE}],
+            "options": {"num_predict": 400, "temperature": 0},
+        },
+    ),
+]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+@pytest.mark.parametrize(("path", "body"), ABANDONED, ids=[path for path, _ in ABANDONED])
+def test_a_client_that_leaves_aborts_its_generation_on_every_route(
+    live_server, path: str, body: dict, stream: bool
+) -> None:
+    engine = live_server.rag.engine
+    aborted = engine.stats().num_aborted_requests
+    request = {**body, "stream": stream}
+    if stream:  # read the first piece, then hang up
+        with live_server.client() as client, client.stream("POST", path, json=request) as reply:
+            assert reply.status_code == 200
+            next(reply.iter_raw())
+    else:  # give up waiting for the whole answer
+        with live_server.client(timeout=1.5) as client, pytest.raises(httpx.ReadTimeout):
+            client.post(path, json=request)
+    deadline = time.monotonic() + 10
+    while engine.stats().num_running and time.monotonic() < deadline:
+        time.sleep(0.05)
+    stats = engine.stats()
+    assert stats.num_running == 0 and stats.num_waiting == 0
+    assert stats.num_aborted_requests > aborted
