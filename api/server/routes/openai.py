@@ -6,8 +6,6 @@ the passages come back in the extension field `citations`.
 
 import asyncio
 import time
-import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -21,7 +19,6 @@ from api.server.chat import (
     final_answer,
     rag_events,
     rag_request,
-    withdrawn,
 )
 from api.server.deps import StateDep
 from api.server.disconnect import unless_disconnected
@@ -35,9 +32,18 @@ from api.server.generation import (
     primed,
     prompt_ids,
 )
-from api.server.streaming import SSE_HEADERS, sse
+from api.server.openai_wire import (
+    Reply,
+    attributions,
+    chat_stream,
+    completion_stream,
+    rag_stream,
+    rag_usage,
+    usage_of,
+)
+from api.server.streaming import SSE_HEADERS
 from engine.sampling_params import SamplingParams
-from rag.answer import CitationsEvent, DoneEvent, TokenEvent
+from rag.answer import CitationsEvent
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
@@ -116,15 +122,15 @@ async def chat_completions(body: ChatRequest, request: Request, state: StateDep)
     messages = chat_messages(body.messages)
     params = body.sampling(body.max_completion_tokens or body.max_tokens, 1024)
     token_ids = chat_ids(state, messages)
-    reply = _Reply("chatcmpl", "chat.completion", state.model_name)
+    reply = Reply("chatcmpl", "chat.completion", state.model_name)
     if body.stream:
         generation = Generation(time.perf_counter())
         deltas = await primed(generate(state, token_ids, params, generation))
-        stream = _chat_stream(reply, deltas, generation, _include_usage(body))
+        stream = chat_stream(reply, deltas, generation, _include_usage(body))
         return StreamingResponse(stream, media_type="text/event-stream", headers=SSE_HEADERS)
     generation = Generation(time.perf_counter())
     await unless_disconnected(request, drain(generate(state, token_ids, params, generation)))
-    return reply.chat(generation.text, generation.finish_reason, _usage(generation))
+    return reply.chat(generation.text, generation.finish_reason, usage_of(generation))
 
 
 @router.post("/completions")
@@ -133,14 +139,14 @@ async def completions(body: CompletionRequest, request: Request, state: StateDep
     check_model(state, body.model)
     prompts = _prompt_list(body.prompt)
     params = body.sampling(body.max_tokens, 16)
-    reply = _Reply("cmpl", "text_completion", state.model_name)
+    reply = Reply("cmpl", "text_completion", state.model_name)
     token_lists = [prompt_ids(state, p) for p in prompts]
     if body.stream:
         if len(prompts) != 1:
             raise ApiError(400, "stream one prompt at a time")
         generation = Generation(time.perf_counter())
         deltas = await primed(generate(state, token_lists[0], params, generation))
-        stream = _completion_stream(reply, deltas, generation, _include_usage(body))
+        stream = completion_stream(reply, deltas, generation, _include_usage(body))
         return StreamingResponse(stream, media_type="text/event-stream", headers=SSE_HEADERS)
     generations = [Generation(time.perf_counter()) for _ in prompts]
     work = asyncio.gather(
@@ -170,84 +176,6 @@ async def embeddings(body: EmbeddingRequest, state: StateDep) -> dict[str, Any]:
     }
 
 
-# -- replies --------------------------------------------------------------------------------
-
-
-class _Reply:
-    """The id, timestamps and model name shared by one response's objects or chunks."""
-
-    def __init__(self, prefix: str, kind: str, model: str) -> None:
-        self.id = f"{prefix}-{uuid.uuid4().hex[:24]}"
-        self.kind = kind
-        self.model = model
-        self.created = int(time.time())
-
-    def base(self, kind: str | None = None) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "object": kind or self.kind,
-            "created": self.created,
-            "model": self.model,
-        }
-
-    def chat(
-        self, text: str, finish: str | None, usage: dict[str, Any], **extra: Any
-    ) -> dict[str, Any]:
-        choice = {
-            "index": 0,
-            "message": {"role": "assistant", "content": text},
-            "finish_reason": _finish(finish),
-            "logprobs": None,
-        }
-        return {**self.base(), "choices": [choice], "usage": usage, **extra}
-
-    def chat_chunk(self, delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
-        choice = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
-        return sse(None, {**self.base("chat.completion.chunk"), "choices": [choice], **extra})
-
-    def completion(self, generations: list[Generation]) -> dict[str, Any]:
-        choices = [
-            {
-                "index": i,
-                "text": g.text,
-                "finish_reason": _finish(g.finish_reason),
-                "logprobs": None,
-            }
-            for i, g in enumerate(generations)
-        ]
-        return {**self.base(), "choices": choices, "usage": _usage(*generations)}
-
-    def usage_chunk(self, kind: str, usage: dict[str, Any]) -> str:
-        return sse(None, {**self.base(kind), "choices": [], "usage": usage})
-
-
-async def _chat_stream(
-    reply: _Reply, deltas: AsyncIterator[str], generation: Generation, usage: bool
-) -> AsyncIterator[str]:
-    yield reply.chat_chunk({"role": "assistant", "content": ""})
-    async for delta in deltas:
-        yield reply.chat_chunk({"content": delta})
-    yield reply.chat_chunk({}, _finish(generation.finish_reason))
-    if usage:
-        yield reply.usage_chunk("chat.completion.chunk", _usage(generation))
-    yield sse(None, "[DONE]")
-
-
-async def _completion_stream(
-    reply: _Reply, deltas: AsyncIterator[str], generation: Generation, usage: bool
-) -> AsyncIterator[str]:
-    def chunk(text: str, finish: str | None) -> str:
-        choice = {"index": 0, "text": text, "finish_reason": finish, "logprobs": None}
-        return sse(None, {**reply.base(), "choices": [choice]})
-
-    async for delta in deltas:
-        yield chunk(delta, None)
-    yield chunk("", _finish(generation.finish_reason))
-    if usage:
-        yield reply.usage_chunk("text_completion", _usage(generation))
-    yield sse(None, "[DONE]")
-
-
 async def _rag_chat(body: ChatRequest, request: Request, state: StateDep) -> Any:
     ask = rag_request(
         chat_messages(body.messages),
@@ -255,41 +183,21 @@ async def _rag_chat(body: ChatRequest, request: Request, state: StateDep) -> Any
         max_tokens=body.max_completion_tokens or body.max_tokens,
         temperature=body.rag_temperature(),
     )
-    reply = _Reply("chatcmpl", "chat.completion", RAG_MODEL)
+    reply = Reply("chatcmpl", "chat.completion", RAG_MODEL)
     events = rag_events(state, ask)
     first = await anext(events)
     citations = [c.to_dict() for c in first.citations] if isinstance(first, CitationsEvent) else []
     if body.stream:
-        stream = _rag_stream(reply, citations, events, _include_usage(body))
+        stream = rag_stream(reply, citations, events, _include_usage(body))
         return StreamingResponse(stream, media_type="text/event-stream", headers=SSE_HEADERS)
     answer = await unless_disconnected(request, final_answer(events))
     return reply.chat(
         answer.answer,
         answer.finish_reason or "stop",
-        _rag_usage(answer),
+        rag_usage(answer),
         citations=citations,
-        attributions=_attributions(answer),
+        attributions=attributions(answer),
     )
-
-
-async def _rag_stream(
-    reply: _Reply, citations: list[dict[str, Any]], events: AsyncIterator[Any], usage: bool
-) -> AsyncIterator[str]:
-    yield reply.chat_chunk({"role": "assistant", "content": ""}, citations=citations)
-    streamed = False
-    async for event in events:
-        if isinstance(event, TokenEvent):
-            yield reply.chat_chunk({"content": event.delta})
-            streamed = True
-        elif isinstance(event, DoneEvent):
-            answer = event.answer
-            if not answer.found:
-                yield reply.chat_chunk({"content": withdrawn(answer, streamed)})
-            finish = _finish(answer.finish_reason or "stop")
-            yield reply.chat_chunk({}, finish, attributions=_attributions(answer))
-            if usage:
-                yield reply.usage_chunk("chat.completion.chunk", _rag_usage(answer))
-    yield sse(None, "[DONE]")
 
 
 # -- small helpers ----------------------------------------------------------------------------
@@ -307,34 +215,3 @@ def _prompt_list(prompt: Any) -> list[str | list[int]]:
 
 def _include_usage(body: _Sampling) -> bool:
     return bool(body.stream_options and body.stream_options.include_usage)
-
-
-def _attributions(answer: Any) -> list[dict[str, Any]]:
-    """The answer's uncited sentences and their passages (see `POST /ask`)."""
-    return [a.to_dict() for a in answer.attributions]
-
-
-def _finish(reason: str | None) -> str | None:
-    return "stop" if reason == "abort" else reason
-
-
-def _usage(*generations: Generation) -> dict[str, Any]:
-    prompt = sum(g.prompt_tokens for g in generations)
-    completion = sum(g.completion_tokens for g in generations)
-    cached = sum(g.cached_tokens for g in generations)
-    return {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-        "prompt_tokens_details": {"cached_tokens": cached},
-    }
-
-
-def _rag_usage(answer: Any) -> dict[str, Any]:
-    usage = answer.usage
-    return {
-        "prompt_tokens": usage.prompt_tokens,
-        "completion_tokens": usage.completion_tokens,
-        "total_tokens": usage.prompt_tokens + usage.completion_tokens,
-        "prompt_tokens_details": {"cached_tokens": usage.cached_tokens},
-    }
