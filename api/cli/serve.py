@@ -1,12 +1,14 @@
 """`pagedrag serve` runs the HTTP server; `ask` and `chat` ask the documents from a shell."""
 
 import argparse
+import ipaddress
 import logging
+import os
 import signal
 import socket
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from api.cli.options import (
     add_library_options,
@@ -17,7 +19,11 @@ from api.cli.options import (
 )
 from api.cli.repl import BYE, user_lines
 
+if TYPE_CHECKING:
+    from api.server.auth import AuthPolicy
+
 EXAMPLE_QUESTION = "How does PagedRAG share work between prompts?"
+API_KEY_VARIABLE = "PAGEDRAG_API_KEY"
 
 
 def add_parsers(subparsers: Any) -> None:
@@ -56,6 +62,27 @@ def add_parsers(subparsers: Any) -> None:
         metavar="ORIGINS",
         help="web pages on other sites that may call the API (CORS), comma-separated, "
         "e.g. http://localhost:3000 (default: none)",
+    )
+    serve.add_argument(
+        "--api-key",
+        action="append",
+        default=[],
+        metavar="KEY",
+        help="require this key (Authorization: Bearer KEY) on every route but /health; "
+        f"repeatable; also from ${API_KEY_VARIABLE}",
+    )
+    serve.add_argument(
+        "--api-keys-file",
+        type=Path,
+        metavar="FILE",
+        help="keys with roles, a line each: KEY TENANT read|write|admin",
+    )
+    serve.add_argument("--public-metrics", action="store_true", help="serve /metrics without a key")
+    serve.add_argument(
+        "--insecure-no-auth",
+        action="store_true",
+        help="listen on a non-loopback address without any API key (anyone on the network "
+        "can read and change the library)",
     )
     serve.add_argument(
         "--shutdown-timeout",
@@ -114,6 +141,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
     if args.shutdown_timeout < 0:
         raise SystemExit("pagedrag: error: --shutdown-timeout must not be negative")
+    auth = _auth_policy(args)
 
     from api.server.app import create_app
     from api.server.browser_safety import BrowserPolicy
@@ -131,9 +159,10 @@ def run_serve(args: argparse.Namespace) -> int:
         engine_options=_engine_options(args),
         ingest_paths=tuple(args.ingest),
         browser=BrowserPolicy.for_address(args.host, args.allowed_hosts, args.allowed_origins),
+        auth=auth,
     )
     url = f"http://{args.host}:{args.port}"
-    app = create_app(settings, on_ready=lambda: _print_ready(url))
+    app = create_app(settings, on_ready=lambda: _print_ready(url, auth.enabled))
     # NOTE: without a graceful timeout uvicorn waits for every connection to close, and a
     # long non-streaming generation kept a SIGTERMed server alive for minutes. After it,
     # uvicorn cancels the handlers, which aborts their generations (api/server/disconnect.py),
@@ -149,6 +178,33 @@ def run_serve(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=args.shutdown_timeout,
     )
     return 0
+
+
+def _auth_policy(args: argparse.Namespace) -> "AuthPolicy":
+    """The keys asked for; without any, only a loopback address (or an explicit
+    --insecure-no-auth) may be served."""
+    from api.server.auth import AuthPolicy
+
+    admin_keys = (*args.api_key, os.environ.get(API_KEY_VARIABLE, ""))
+    try:
+        policy = AuthPolicy.from_keys(
+            tuple(admin_keys), args.api_keys_file, public_metrics=args.public_metrics
+        )
+    except (OSError, ValueError) as error:
+        raise SystemExit(f"pagedrag: error: --api-keys-file: {error}") from None
+    if not policy.enabled and not _is_loopback(args.host) and not args.insecure_no_auth:
+        raise SystemExit(
+            f"pagedrag: error: --host {args.host} reaches beyond this machine and no API key "
+            f"is set; pass --api-key (or ${API_KEY_VARIABLE}), or --insecure-no-auth"
+        )
+    return policy
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def _names(value: str) -> tuple[str, ...]:
@@ -173,13 +229,16 @@ def _check_port_free(host: str, port: int) -> None:
             ) from None
 
 
-def _print_ready(url: str) -> None:
+def _print_ready(url: str, keyed: bool) -> None:
     print(
         f"\nPagedRAG is serving on {url}  (open it in a browser; API docs: {url}/docs)", flush=True
     )
+    if not keyed:
+        print("No API key is set: anyone who can reach it can use it (see --api-key).")
+    key = f' -H "Authorization: Bearer ${API_KEY_VARIABLE}"' if keyed else ""
     print("Try:", flush=True)
     print(
-        f"  curl -s {url}/ask -H 'Content-Type: application/json' "
+        f"  curl -s {url}/ask -H 'Content-Type: application/json'{key} "
         f'-d \'{{"question": "{EXAMPLE_QUESTION}"}}\'\n',
         flush=True,
     )

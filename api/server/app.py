@@ -12,6 +12,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from api.server.auth import AuthMiddleware
 from api.server.browser_safety import BrowserSafetyMiddleware
 from api.server.conversations import ConversationStore
 from api.server.errors import install_error_handlers
@@ -78,6 +79,7 @@ def create_app(
             allow_headers=["*"],
         )
     app.add_middleware(RequestCountMiddleware)
+    app.add_middleware(AuthMiddleware, policy=settings.auth)
     # NOTE: added last, so it runs first: nothing else sees a refused request.
     app.add_middleware(BrowserSafetyMiddleware, policy=settings.browser)
     for module in (system, documents, ask, conversations, openai, ollama, vllm):

@@ -4,6 +4,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from api.server.auth import AuthPolicy
 from api.server.browser_safety import BrowserPolicy
 
 VERSION = "0.1.0"
@@ -22,6 +23,7 @@ class ServerSettings:
     ingest_paths: tuple[Path, ...] = ()  # ingested at start-up; unchanged files are skipped
     # Host names and foreign origins accepted (default: loopback names, no origin)
     browser: BrowserPolicy = field(default_factory=BrowserPolicy)
+    auth: AuthPolicy = field(default_factory=AuthPolicy)  # API keys; none: open
 
     def __post_init__(self) -> None:
         if self.max_upload_bytes < 1:

@@ -1,11 +1,14 @@
-"""Health and Prometheus metrics."""
+"""Health, Prometheus metrics and the web page's sign-in."""
 
 from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import Response
+from pydantic import BaseModel
 
+from api.server.auth import SESSION_COOKIE
 from api.server.deps import StateDep
+from api.server.errors import ApiError
 from api.server.metrics import CONTENT_TYPE
 from api.server.settings import VERSION
 
@@ -34,3 +37,19 @@ async def health(state: StateDep) -> dict[str, Any]:
 async def metrics(state: StateDep) -> Response:
     """Prometheus text format: requests, latency histograms, tokens, KV and prefix-cache use."""
     return Response(state.metrics.render(), media_type=CONTENT_TYPE)
+
+
+class SignIn(BaseModel):
+    key: str
+
+
+@router.post("/auth/session", status_code=204)
+async def sign_in(body: SignIn, state: StateDep) -> Response:
+    """Trade an API key for the web page's session cookie (HttpOnly, SameSite=Strict)."""
+    policy = state.settings.auth
+    if policy.enabled and policy.lookup(body.key) is None:
+        raise ApiError(401, "that API key is not known to this server")
+    response = Response(status_code=204)
+    if policy.enabled:
+        response.set_cookie(SESSION_COOKIE, body.key, httponly=True, samesite="strict")
+    return response

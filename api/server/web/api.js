@@ -1,8 +1,26 @@
 // Calls to the PagedRAG HTTP API; every error becomes an Error with the server's message.
 
+// A server started with API keys answers 401 until the page has signed in: ask for a key
+// once, trade it for the session cookie, and send the request again.
+async function signedIn(send) {
+  const response = await send();
+  if (response.status !== 401) return response;
+  const key = window.prompt("This PagedRAG server needs an API key:");
+  if (!key) return response;
+  const session = await fetch("/auth/session", {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ key }),
+  });
+  if (!session.ok) return session;
+  return send();
+}
+
 export async function json(path, options = {}) {
   const headers = options.body ? { "Content-Type": "application/json" } : {};
-  const response = await fetch(path, { ...options, headers: { ...headers, ...options.headers } });
+  const response = await signedIn(() =>
+    fetch(path, { ...options, headers: { ...headers, ...options.headers } }),
+  );
   const body = await response.json().catch(() => null);
   if (!response.ok) throw new Error(messageOf(body) || `${response.status} ${response.statusText}`);
   return body;
@@ -15,12 +33,14 @@ export function messageOf(body) {
 
 // POST a body and call onEvent(name, data) for each server-sent event until the stream ends.
 export async function streamEvents(path, body, onEvent, signal) {
-  const response = await fetch(path, {
-    method: "POST",
-    headers: { "Content-Type": "application/json", Accept: "text/event-stream" },
-    body: JSON.stringify(body),
-    signal,
-  });
+  const response = await signedIn(() =>
+    fetch(path, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", Accept: "text/event-stream" },
+      body: JSON.stringify(body),
+      signal,
+    }),
+  );
   if (!response.ok) {
     const error = await response.json().catch(() => null);
     throw new Error(messageOf(error) || `${response.status} ${response.statusText}`);

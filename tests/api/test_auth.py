@@ -1,0 +1,125 @@
+"""API keys: 401 without one, 403 for a role too low, the web page's session cookie."""
+
+import hashlib
+from dataclasses import replace
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from api.server.auth import SESSION_COOKIE, ApiKey, AuthPolicy, Role, read_keys_file
+from tests.api.conftest import serve_in_thread
+from tests.api.test_cli import assert_one_line_error, pagedrag
+from tests.web.conftest import CHROMIUM_ARGS
+
+pytestmark = pytest.mark.slow
+READER, WRITER, ADMIN = "reader-key-1", "writer-key-2", "admin-key-3"
+
+
+def key(secret: str, role: Role) -> ApiKey:
+    return ApiKey(hashlib.sha256(secret.encode()).hexdigest(), "team", role)
+
+
+@pytest.fixture(scope="module")
+def keyed_server(live_server):
+    policy = AuthPolicy((key(READER, Role.READ), key(WRITER, Role.WRITE), key(ADMIN, Role.ADMIN)))
+    with serve_in_thread(replace(live_server.settings, auth=policy), live_server.rag) as url:
+        yield url
+
+
+def call(url: str, method: str, path: str, secret: str | None = None, **kwargs) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {secret}"} if secret else {}
+    with httpx.Client(base_url=url, timeout=60) as client:
+        return client.request(method, path, headers=headers, **kwargs)
+
+
+def test_without_a_key_only_health_and_the_page_are_open(keyed_server) -> None:
+    refused = call(keyed_server, "GET", "/documents")
+    assert refused.status_code == 401 and refused.headers["www-authenticate"] == "Bearer"
+    assert "API key" in refused.json()["error"]["message"]
+    assert call(keyed_server, "GET", "/documents", "not-a-key").status_code == 401
+    assert call(keyed_server, "GET", "/health").status_code == 200
+    assert call(keyed_server, "GET", "/").status_code == 200
+    assert call(keyed_server, "POST", "/v1/completions", json={"prompt": "Hi"}).status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("secret", "statuses"),
+    [
+        (READER, (200, 200, 403, 403)),
+        (WRITER, (200, 200, 404, 403)),  # 404: past the check, no such document
+        (ADMIN, (200, 200, 404, 200)),
+    ],
+)
+def test_each_role_does_what_it_may(keyed_server, secret: str, statuses) -> None:
+    asked = {"question": "How big is a KV block?", "max_tokens": 2}
+    got = (
+        call(keyed_server, "GET", "/documents", secret).status_code,
+        call(keyed_server, "POST", "/ask", secret, json=asked).status_code,
+        call(keyed_server, "DELETE", "/documents/987654", secret).status_code,
+        call(keyed_server, "GET", "/metrics", secret).status_code,
+    )
+    assert got == statuses
+
+
+def test_the_openai_client_sends_its_key_as_it_does_for_hosted_services(keyed_server) -> None:
+    good = openai.OpenAI(base_url=f"{keyed_server}/v1", api_key=READER)
+    assert {model.id for model in good.models.list()}
+    with pytest.raises(openai.AuthenticationError):
+        openai.OpenAI(base_url=f"{keyed_server}/v1", api_key="wrong").models.list()
+
+
+def test_the_page_trades_a_key_for_a_cookie_no_other_site_can_use(keyed_server) -> None:
+    with httpx.Client(base_url=keyed_server, timeout=60) as client:
+        assert client.post("/auth/session", json={"key": "wrong"}).status_code == 401
+        signed = client.post("/auth/session", json={"key": READER})
+        assert signed.status_code == 204
+        cookie = signed.headers["set-cookie"].lower()
+        assert "httponly" in cookie and "samesite=strict" in cookie
+        assert client.cookies.get(SESSION_COOKIE) == READER
+        assert client.get("/documents").status_code == 200  # the cookie is the key
+
+
+def test_the_web_page_asks_for_a_key_once(keyed_server) -> None:
+    sync_api = pytest.importorskip("playwright.sync_api")
+    from tests.web.conftest import CHROMIUM
+
+    if not CHROMIUM.exists():
+        pytest.skip("needs /usr/bin/chromium (make test installs it)")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            asked: list[str] = []
+
+            def answer(dialog) -> None:
+                asked.append(dialog.message)
+                dialog.accept(READER)
+
+            page.on("dialog", answer)
+            page.goto(keyed_server)
+            page.wait_for_selector("body[data-ready=true]")
+            page.reload()  # the cookie stays for the session: no second question
+            page.wait_for_selector("body[data-ready=true]")
+        finally:
+            browser.close()
+    assert len(asked) == 1 and "API key" in asked[0]
+
+
+def test_a_keys_file_gives_roles_and_says_which_line_is_wrong(tmp_path: Path) -> None:
+    good = tmp_path / "keys"
+    good.write_text("# key tenant role\nk1 alice read\nk2 bob ADMIN  # comment\n\n")
+    keys = read_keys_file(good)
+    assert [(k.tenant, k.role) for k in keys] == [("alice", Role.READ), ("bob", Role.ADMIN)]
+    assert AuthPolicy(tuple(keys)).lookup("k2") == keys[1]
+    bad = tmp_path / "bad"
+    bad.write_text("k1 alice read\nsecret-value carol owner\n")
+    with pytest.raises(ValueError, match="line 2") as raised:
+        read_keys_file(bad)
+    assert "secret-value" not in str(raised.value)
+
+
+def test_serving_beyond_loopback_needs_a_key(tmp_path: Path) -> None:
+    result = pagedrag("serve", "--host", "0.0.0.0", "--data-dir", str(tmp_path))
+    assert_one_line_error(result, "--api-key")
