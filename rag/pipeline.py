@@ -147,7 +147,8 @@ class RAG:
         """Answer a question over the documents.
 
         Options: collection, history ([{"role", "content"}]), top_k, max_tokens,
-        temperature, document_ids. With `stream=True`, returns an iterator of events: a
+        temperature, document_ids, tenant (whose question: its prompts are cached apart
+        from other tenants'). With `stream=True`, returns an iterator of events: a
         `CitationsEvent`, then `TokenEvent`s, then a `DoneEvent` with the whole `Answer`.
         """
         events = self._events(question, **options)
@@ -249,7 +250,7 @@ class RAG:
             language=language,
             not_found=PHRASES[language].not_found,
             params=asked.params,
-            salt=asked.collection,
+            salt=asked.cache_salt,
             started=started,
             rewrite_ms=rewrite_ms,
             retrieve_ms=retrieve_ms,

@@ -13,7 +13,9 @@ from rag.rewrite import Turn, parse_history
 
 MAX_QUESTION_CHARS = 4000
 MAX_TOP_K = 50  # passages one question may ask for
-OPTIONS = frozenset({"collection", "history", "top_k", "max_tokens", "temperature", "document_ids"})
+OPTIONS = frozenset(
+    {"collection", "history", "top_k", "max_tokens", "temperature", "document_ids", "tenant"}
+)
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,14 @@ class Question:
     collection: str | None  # search only this collection
     top_k: int | None  # passages given to the model; None: the pipeline's own
     document_ids: list[int] | None  # search only these documents
+    tenant: str | None  # whose prompts these are: the prefix cache keeps them apart
+
+    @property
+    def cache_salt(self) -> str | None:
+        """The prefix-cache namespace: the collection's, within the tenant's."""
+        if self.tenant is None:
+            return self.collection
+        return f"tenant:{self.tenant}/{self.collection or ''}"
 
     def retrieval(self) -> dict[str, Any]:
         """The options `RAG.retrieve` takes."""
@@ -69,6 +79,7 @@ def validated_question(
         options.get("collection"),
         top_k,
         options.get("document_ids"),
+        options.get("tenant"),
     )
 
 

@@ -17,6 +17,7 @@ from enum import IntEnum
 from http.cookies import SimpleCookie
 from pathlib import Path
 
+from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -134,6 +135,16 @@ class AuthMiddleware:
         else:
             scope.setdefault("state", {})["api_key"] = key
             await self.app(scope, receive, send)
+
+
+def tenant_of(request: Request) -> str | None:
+    """The tenant whose key the request carries; None on a server without keys.
+
+    NOTE: the prefix cache is salted with it, so one tenant's prompts never warm
+    another's cache (a cache hit would tell them what someone else asked).
+    """
+    key = getattr(request.state, "api_key", None)
+    return key.tenant if isinstance(key, ApiKey) else None
 
 
 def _bearer(scope: Scope) -> str:

@@ -64,8 +64,11 @@ def rag_request(
     )
 
 
-async def rag_events(state: AppState, body: AskRequest) -> AsyncIterator[AnswerEvent]:
-    """The pipeline's events for one question, feeding TTFT and token metrics on the way."""
+async def rag_events(
+    state: AppState, body: AskRequest, tenant: str | None
+) -> AsyncIterator[AnswerEvent]:
+    """The pipeline's events for one question, feeding TTFT and token metrics on the way;
+    its prompts are cached in the tenant's own namespace."""
     started = last = time.perf_counter()
     first_token = True
     events = state.rag.ask_events(
@@ -76,6 +79,7 @@ async def rag_events(state: AppState, body: AskRequest) -> AsyncIterator[AnswerE
         max_tokens=body.max_tokens,
         temperature=body.temperature,
         document_ids=body.document_ids,
+        tenant=tenant,
     )
     async with aclosing(events):  # closed early (client gone): the generation is aborted
         async for event in events:

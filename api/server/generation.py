@@ -73,10 +73,18 @@ async def embed_texts(state: AppState, texts: str | list[str]) -> tuple[list[lis
 
 
 async def generate(
-    state: AppState, token_ids: list[int], params: SamplingParams, generation: Generation
+    state: AppState,
+    token_ids: list[int],
+    params: SamplingParams,
+    generation: Generation,
+    *,
+    salt: str | None,
 ) -> AsyncGenerator[str, None]:
-    """Yield text deltas; `generation` holds the totals once the iterator is exhausted."""
-    outputs = state.engine.generate(token_ids, params)
+    """Yield text deltas; `generation` holds the totals once the iterator is exhausted.
+
+    `salt` keeps the request's prefix-cache blocks to its own namespace (its tenant's).
+    """
+    outputs = state.engine.generate(token_ids, params, cache_salt=salt)
     async with aclosing(outputs):  # a client that leaves aborts the request at once
         async for output in outputs:
             delta = _record(state, generation, output)

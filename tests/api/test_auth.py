@@ -17,8 +17,8 @@ pytestmark = pytest.mark.slow
 READER, WRITER, ADMIN = "reader-key-1", "writer-key-2", "admin-key-3"
 
 
-def key(secret: str, role: Role) -> ApiKey:
-    return ApiKey(hashlib.sha256(secret.encode()).hexdigest(), "team", role)
+def key(secret: str, role: Role, tenant: str = "team") -> ApiKey:
+    return ApiKey(hashlib.sha256(secret.encode()).hexdigest(), tenant, role)
 
 
 @pytest.fixture(scope="module")
@@ -123,3 +123,25 @@ def test_a_keys_file_gives_roles_and_says_which_line_is_wrong(tmp_path: Path) ->
 def test_serving_beyond_loopback_needs_a_key(tmp_path: Path) -> None:
     result = pagedrag("serve", "--host", "0.0.0.0", "--data-dir", str(tmp_path))
     assert_one_line_error(result, "--api-key")
+
+
+@pytest.mark.parametrize("path", ["/v1/completions", "/ask"])
+def test_one_tenants_prompts_never_warm_anothers_cache(live_server, path: str) -> None:
+    """A cache hit would confirm what another tenant asked, a block at a time."""
+    policy = AuthPolicy((key("alice-key", Role.READ, "alice"), key("bob-key", Role.READ, "bob")))
+    if path == "/ask":
+        body = {"question": "How many tokens does a KV cache block hold?", "max_tokens": 2}
+    else:  # a prompt no other test sends, long enough to fill blocks
+        body = {"prompt": "Tenant salt probe. " * 20, "max_tokens": 1}
+
+    def cached(url: str, secret: str) -> int:
+        usage = call(url, "POST", path, secret, json=body).json()["usage"]
+        details = usage.get("prompt_tokens_details")
+        return details["cached_tokens"] if details else usage["cached_tokens"]
+
+    with serve_in_thread(replace(live_server.settings, auth=policy), live_server.rag) as url:
+        first = cached(url, "alice-key")
+        again = cached(url, "alice-key")
+        other = cached(url, "bob-key")
+    assert first == 0 and again > 0
+    assert other == 0

@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
+from api.server.auth import tenant_of
 from api.server.chat import final_answer, rag_events
 from api.server.deps import StateDep
 from api.server.disconnect import unless_disconnected
@@ -34,7 +35,7 @@ async def ask(body: AskRequest, request: Request, state: StateDep) -> Any:
     `citations` first, then `token` events (`{"delta"}`), then `done` with the whole
     answer, usage and timings.
     """
-    events = rag_events(state, body)
+    events = rag_events(state, body, tenant_of(request))
     first = await anext(events)  # errors in validation or retrieval are HTTP errors, not events
     if not body.stream:
         answer = await unless_disconnected(request, final_answer(events))

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.server.auth import tenant_of
 from api.server.chat import (
     RAG_MODEL,
     chat_messages,
@@ -174,7 +175,9 @@ async def _respond(
     state: AppState, request: Request, body: _OllamaRequest, token_ids: list[int], field: str
 ) -> Any:
     generation = Generation(time.perf_counter())
-    deltas = generate(state, token_ids, body.options.sampling(), generation)
+    deltas = generate(
+        state, token_ids, body.options.sampling(), generation, salt=tenant_of(request)
+    )
 
     def piece(text: str) -> dict[str, Any]:
         return {"response": text} if field == "response" else _assistant(text)
@@ -199,7 +202,7 @@ async def _rag_chat(body: ChatRequest, request: Request, state: StateDep) -> Any
         max_tokens=limit if limit and limit > 0 else None,
         temperature=body.options.rag_temperature(),
     )
-    events = rag_events(state, ask)
+    events = rag_events(state, ask, tenant_of(request))
     await anext(events)  # the citations: validation and retrieval errors become HTTP errors
     generation = Generation(time.perf_counter())
     if not body.stream:

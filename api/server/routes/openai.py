@@ -12,6 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.server.auth import tenant_of
 from api.server.chat import (
     RAG_MODEL,
     chat_messages,
@@ -125,11 +126,15 @@ async def chat_completions(body: ChatRequest, request: Request, state: StateDep)
     reply = Reply("chatcmpl", "chat.completion", state.model_name)
     if body.stream:
         generation = Generation(time.perf_counter())
-        deltas = await primed(generate(state, token_ids, params, generation))
+        deltas = await primed(
+            generate(state, token_ids, params, generation, salt=tenant_of(request))
+        )
         stream = chat_stream(reply, deltas, generation, _include_usage(body))
         return StreamingResponse(stream, media_type="text/event-stream", headers=SSE_HEADERS)
     generation = Generation(time.perf_counter())
-    await unless_disconnected(request, drain(generate(state, token_ids, params, generation)))
+    await unless_disconnected(
+        request, drain(generate(state, token_ids, params, generation, salt=tenant_of(request)))
+    )
     return reply.chat(generation.text, generation.finish_reason, usage_of(generation))
 
 
@@ -145,13 +150,15 @@ async def completions(body: CompletionRequest, request: Request, state: StateDep
         if len(prompts) != 1:
             raise ApiError(400, "stream one prompt at a time")
         generation = Generation(time.perf_counter())
-        deltas = await primed(generate(state, token_lists[0], params, generation))
+        deltas = await primed(
+            generate(state, token_lists[0], params, generation, salt=tenant_of(request))
+        )
         stream = completion_stream(reply, deltas, generation, _include_usage(body))
         return StreamingResponse(stream, media_type="text/event-stream", headers=SSE_HEADERS)
     generations = [Generation(time.perf_counter()) for _ in prompts]
     work = asyncio.gather(
         *(
-            drain(generate(state, ids, params, g))
+            drain(generate(state, ids, params, g, salt=tenant_of(request)))
             for ids, g in zip(token_lists, generations, strict=True)
         )
     )
@@ -184,7 +191,7 @@ async def _rag_chat(body: ChatRequest, request: Request, state: StateDep) -> Any
         temperature=body.rag_temperature(),
     )
     reply = Reply("chatcmpl", "chat.completion", RAG_MODEL)
-    events = rag_events(state, ask)
+    events = rag_events(state, ask, tenant_of(request))
     first = await anext(events)
     citations = [c.to_dict() for c in first.citations] if isinstance(first, CitationsEvent) else []
     if body.stream:

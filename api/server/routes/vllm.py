@@ -13,6 +13,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.server.auth import tenant_of
 from api.server.deps import StateDep
 from api.server.disconnect import unless_disconnected
 from api.server.generation import Generation, drain, generate, primed, prompt_ids
@@ -46,7 +47,9 @@ async def generate_route(body: GenerateRequest, request: Request, state: StateDe
         seed=body.seed,
     )
     generation = Generation(time.perf_counter())
-    deltas = generate(state, prompt_ids(state, body.prompt), params, generation)
+    deltas = generate(
+        state, prompt_ids(state, body.prompt), params, generation, salt=tenant_of(request)
+    )
     if not body.stream:
         await unless_disconnected(request, drain(deltas))
         return {"text": [body.prompt + generation.text], "finish_reason": generation.finish_reason}
