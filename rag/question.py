@@ -7,6 +7,7 @@ one place that checks them and turns them into what the pipeline needs.
 from dataclasses import dataclass
 from typing import Any
 
+from common.ids import MAX_ROW_ID, storable
 from engine.sampling_params import SamplingParams
 from rag.errors import InvalidQuestionError
 from rag.rewrite import Turn, parse_history
@@ -64,6 +65,11 @@ def validated_question(
     top_k = options.get("top_k")
     if top_k is not None and not 1 <= top_k <= MAX_TOP_K:
         raise InvalidQuestionError(f"top_k must be between 1 and {MAX_TOP_K}, got {top_k}")
+    document_ids = options.get("document_ids")
+    if document_ids is not None and not all(
+        isinstance(i, int) and storable(i) for i in document_ids
+    ):
+        raise InvalidQuestionError(f"document_ids must be integers of at most {MAX_ROW_ID}")
     try:
         history = parse_history(options.get("history"))
         params = SamplingParams(
@@ -78,7 +84,7 @@ def validated_question(
         params,
         options.get("collection"),
         top_k,
-        options.get("document_ids"),
+        document_ids,
         options.get("tenant"),
     )
 

@@ -197,6 +197,7 @@ SMALL = ("small.txt", b"Foxes are small.", "text/plain")
         ),
         ("post", "/ask", {"json": {"question": ""}}, 422),
         ("post", "/ask", {"json": {"question": "x", "top_k": 0}}, 422),
+        ("post", "/ask", {"json": {"question": "x", "document_ids": [10**20]}}, 400),
         ("post", "/ask", {"json": {"question": "hi", "history": [{"role": "x"}]}}, 422),
         ("get", "/documents/987654", {}, 404),
         ("get", "/documents/987654/text", {}, 404),
