@@ -57,7 +57,7 @@ class AuthPolicy:
 
     def lookup(self, token: str) -> ApiKey | None:
         """The key `token` is, compared in constant time against every digest."""
-        digest = hashlib.sha256(token.encode()).hexdigest()
+        digest = _digest(token)
         found = None
         for key in self.keys:
             if hmac.compare_digest(key.digest, digest):
@@ -66,13 +66,17 @@ class AuthPolicy:
 
     @classmethod
     def from_keys(
-        cls, admin_keys: tuple[str, ...] = (), keys_file: Path | None = None, **options: bool
+        cls,
+        admin_keys: tuple[str, ...] = (),
+        keys_file: Path | None = None,
+        *,
+        public_metrics: bool = False,
     ) -> "AuthPolicy":
         """`--api-key` values (admin keys of the tenant `default`) and a keys file."""
         keys = [ApiKey(_digest(k), "default", Role.ADMIN) for k in admin_keys if k]
         if keys_file is not None:
             keys += read_keys_file(keys_file)
-        return cls(tuple(keys), **options)
+        return cls(tuple(keys), public_metrics)
 
 
 def read_keys_file(path: Path) -> list[ApiKey]:

@@ -10,8 +10,9 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from api.server.asgi import ResponseWatch
 from common.errors import NotFoundError, PagedRAGError, UnavailableError, UnsupportedError
 
 logger = logging.getLogger(__name__)
@@ -90,9 +91,7 @@ class UnexpectedErrorMiddleware:
 
     NOTE: a middleware, not an `Exception` handler: Starlette re-raises after such a
     handler answers, and the server then drops the connection, so a client's next
-    request on it failed too. And plain ASGI, not `@app.middleware("http")`: Starlette's
-    BaseHTTPMiddleware hides a client's disconnect from `request.is_disconnected()`, so
-    a non-streaming generation ran on after its client had gone.
+    request on it failed too. Plain ASGI: see api/server/asgi.py.
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -102,18 +101,12 @@ class UnexpectedErrorMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = False
-
-        async def watched_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
+        watch = ResponseWatch(send)
         try:
-            await self.app(scope, receive, watched_send)
+            await self.app(scope, receive, watch.send)
         except Exception:
             logger.exception("unexpected error on %s", scope["path"])
-            if started:  # the status line is out: the stream just ends
+            if watch.status is not None:  # the status line is out: the stream just ends
                 return
             body = error_body(scope["path"], 500, INTERNAL_ERROR)
             await JSONResponse(body, status_code=500)(scope, receive, send)

@@ -5,8 +5,9 @@ from collections.abc import Callable, Iterator
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from api.server.asgi import ResponseWatch
 from engine.engine_stats import EngineStats
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -108,8 +109,7 @@ def _counter(name: str, documentation: str, value: float) -> CounterMetricFamily
 class RequestCountMiddleware:
     """Counts every HTTP request by route, method and status (`pagedrag_requests_total`).
 
-    NOTE: plain ASGI, not `@app.middleware("http")`, which would hide a client's
-    disconnect from the routes (see api/server/errors.py).
+    NOTE: plain ASGI, see api/server/asgi.py.
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -119,18 +119,12 @@ class RequestCountMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        status = 500  # what a request that ends without a response counts as
-
-        async def counted_send(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
+        watch = ResponseWatch(send)
         try:
-            await self.app(scope, receive, counted_send)
+            await self.app(scope, receive, watch.send)
         finally:
             state = getattr(scope["app"].state, "pagedrag", None)
             path = getattr(scope.get("route"), "path", "unmatched")
+            status = watch.status or 500  # a request that ended without a response: 500
             if state is not None:
                 state.metrics.requests.labels(path, scope["method"], str(status)).inc()

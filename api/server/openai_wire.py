@@ -120,22 +120,22 @@ def finish_reason(reason: str | None) -> str | None:
 
 
 def usage_of(*generations: Generation) -> dict[str, Any]:
-    prompt = sum(g.prompt_tokens for g in generations)
-    completion = sum(g.completion_tokens for g in generations)
-    cached = sum(g.cached_tokens for g in generations)
+    return _usage(
+        sum(g.prompt_tokens for g in generations),
+        sum(g.completion_tokens for g in generations),
+        sum(g.cached_tokens for g in generations),
+    )
+
+
+def rag_usage(answer: Answer) -> dict[str, Any]:
+    usage = answer.usage
+    return _usage(usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens)
+
+
+def _usage(prompt: int, completion: int, cached: int) -> dict[str, Any]:
     return {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
         "prompt_tokens_details": {"cached_tokens": cached},
-    }
-
-
-def rag_usage(answer: Answer) -> dict[str, Any]:
-    usage = answer.usage
-    return {
-        "prompt_tokens": usage.prompt_tokens,
-        "completion_tokens": usage.completion_tokens,
-        "total_tokens": usage.prompt_tokens + usage.completion_tokens,
-        "prompt_tokens_details": {"cached_tokens": usage.cached_tokens},
     }

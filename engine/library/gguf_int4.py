@@ -49,18 +49,15 @@ def int4_weights(gguf_path: Path, config: QuantizationConfig) -> dict[str, torch
 
     if config.method != "int4" or config.group_size != Q4_K_GROUP_SIZE:
         raise RuntimeError(f"Q4_K blocks map to int4 with groups of 32, not {config.tag}")
-    reader = GGUFReader(gguf_path)
+    tensors = {tensor.name: tensor for tensor in GGUFReader(gguf_path).tensors}
+    # A tied model has no output matrix: its embedding is the head.
+    head = tensors.get("output.weight") or tensors["token_embd.weight"]
+    weights = {f"lm_head.{k}": v for k, v in quantize_int8(_dequantized(head)).items()}
     shards: dict[str, dict[int, dict[str, torch.Tensor]]] = {}
-    head: dict[str, torch.Tensor] = {}
-    for tensor in reader.tensors:
-        if tensor.name in ("output.weight", "token_embd.weight"):
-            if tensor.name == "output.weight" or not head:  # tied: the embedding is the head
-                head = quantize_int8(_dequantized(tensor))
-            continue
-        module, shard = _engine_module(tensor.name)
+    for name, tensor in tensors.items():
+        module, shard = _engine_module(name)
         if module is not None:
             shards.setdefault(module, {})[shard] = _int4(tensor, config)
-    weights = {f"lm_head.{name}": value for name, value in head.items()}
     for module, parts in shards.items():
         for name in ("qweight", "scales", "zeros"):
             weights[f"{module}.{name}"] = torch.cat([parts[i][name] for i in sorted(parts)])

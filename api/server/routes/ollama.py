@@ -59,13 +59,16 @@ class Options(BaseModel):
         """The request's own temperature; None (greedy, the RAG default) when it set none."""
         return self.temperature if "temperature" in self.model_fields_set else None
 
+    def max_tokens(self) -> int | None:
+        """`num_predict` as a token limit (None: until EOS or the context is full)."""
+        return self.num_predict if self.num_predict and self.num_predict > 0 else None
+
     def sampling(self) -> SamplingParams:
-        limit = self.num_predict if self.num_predict and self.num_predict > 0 else None
         return SamplingParams(
             temperature=self.temperature,
             top_p=self.top_p,
             top_k=self.top_k if self.top_k > 0 else -1,
-            max_tokens=limit,
+            max_tokens=self.max_tokens(),
             stop=tuple(self.stop or ()),
             seed=self.seed,
         )
@@ -196,10 +199,9 @@ async def _respond(
 
 
 async def _rag_chat(body: ChatRequest, request: Request, state: StateDep) -> Any:
-    limit = body.options.num_predict
     ask = rag_request(
         chat_messages(body.messages),
-        max_tokens=limit if limit and limit > 0 else None,
+        max_tokens=body.options.max_tokens(),
         temperature=body.options.rag_temperature(),
     )
     events = rag_events(state, ask, tenant_of(request))

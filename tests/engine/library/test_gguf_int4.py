@@ -56,8 +56,9 @@ def test_q4k_blocks_become_the_same_weights_in_int4() -> None:
     assert_same_weights(tensors, reference(blocks, Q4_K))  # [32, 512]
 
 
-def write_tiny_gguf(path: Path) -> dict[str, np.ndarray]:
-    """A one-layer qwen2-shaped GGUF with Q4_K_M's mix of Q4_K and Q6_K tensors."""
+def write_tiny_gguf(path: Path, tied: bool = False) -> dict[str, np.ndarray]:
+    """A one-layer qwen2-shaped GGUF with Q4_K_M's mix of Q4_K and Q6_K tensors (with no
+    output matrix when `tied`)."""
     shapes = {
         "token_embd.weight": (Q4_K, VOCAB, HIDDEN),
         "output.weight": (Q6_K, VOCAB, HIDDEN),
@@ -72,6 +73,8 @@ def write_tiny_gguf(path: Path) -> dict[str, np.ndarray]:
     writer = gguf.GGUFWriter(str(path), "qwen2")
     blocks = {}
     for seed, (name, (kind, rows, columns)) in enumerate(shapes.items()):
+        if tied and name == "output.weight":
+            continue
         blocks[name] = random_blocks(kind, rows, columns, seed)
         writer.add_tensor(name, blocks[name], raw_dtype=kind)
     writer.add_tensor("blk.0.attn_norm.weight", np.ones(HIDDEN, dtype=np.float32))
@@ -143,6 +146,16 @@ def test_fused_projections_stack_their_shards_in_the_engines_order(tiny_gguf) ->
     output = reference(blocks["output.weight"], Q6_K)
     torch.testing.assert_close(
         dequantize_int8(head, torch.float32), output, atol=output.abs().max() / 127, rtol=0
+    )
+
+
+def test_a_tied_models_head_is_its_embedding(tmp_path: Path) -> None:
+    blocks = write_tiny_gguf(tmp_path / "tied.gguf", tied=True)
+    weights = int4_weights(tmp_path / "tied.gguf", INT4)
+    head = {k: weights[f"lm_head.{k}"] for k in ("qweight", "scales")}
+    embedding = reference(blocks["token_embd.weight"], Q4_K)
+    torch.testing.assert_close(
+        dequantize_int8(head, torch.float32), embedding, atol=embedding.abs().max() / 127, rtol=0
     )
 
 
