@@ -20,7 +20,7 @@ from bench.beir import load_beir
 from bench.retrieval_beir import DEFAULT_DIR
 from bench.retrieval_metrics import machine, save_result
 from indexer.embedders import load_embedder
-from indexer.index import EMBED_GROUP_CHUNKS
+from indexer.ingest import EMBED_GROUP_CHUNKS
 from indexer.vector_index import VectorIndex, VectorIndexConfig
 
 FRACTIONS = (1 / 128, 1 / 64, 1 / 32, 0.05, 0.1, 0.2)

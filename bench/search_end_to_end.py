@@ -33,7 +33,7 @@ from bench.retrieval_metrics import machine, percentile, save_result
 from bench.search_latency import DIM, random_unit, synthetic_chunks
 from indexer import Index
 from indexer.collection_indexes import CollectionIndexes
-from indexer.index import EMBED_GROUP_CHUNKS
+from indexer.ingest import EMBED_GROUP_CHUNKS
 from indexer.store import Chunk, Collection, Database, Document, DocumentStatus
 from indexer.vector_index import VectorIndexConfig
 
@@ -126,7 +126,7 @@ def time_searches(index: Index, queries: list[str], passes: int) -> dict:
     for query in queries[:5]:  # warm-up: model, caches, pages of the database
         for mode in MODES:
             index.search(query, k=10, mode=mode)
-    indexes = index._collection_indexes(1)
+    indexes = index.live.get(1)
     dense = indexes.vectors
     if dense is None:
         raise RuntimeError("bug: the filled index has no vectors")

@@ -31,7 +31,7 @@ import numpy as np
 from bench.beir import load_beir
 from bench.retrieval_beir import DEFAULT_DIR
 from bench.retrieval_metrics import machine, percentile, save_result
-from indexer.index import EMBED_GROUP_CHUNKS
+from indexer.ingest import EMBED_GROUP_CHUNKS
 from indexer.keyword_index import KeywordIndex
 from indexer.vector_index import VectorIndex, VectorIndexConfig
 

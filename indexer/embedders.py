@@ -51,6 +51,21 @@ class Embedder(ABC):
         """[len(texts), dim] float32, normalised."""
 
 
+def embedding_input(title: str, text: str) -> str:
+    """What a chunk is embedded as: title + " " + text, as BEIR embeds its corpora.
+
+    Not when the chunk's first line is the title (an untitled text is titled by its first
+    line, a Markdown file by its "# " heading): embedding it twice would double short
+    texts and skew them to that line.
+    """
+    line = text.split("\n", 1)[0].strip()
+    if not title or title in (line, line.lstrip("#").strip()):
+        return text
+    if len(title) == 200 and line.startswith(title):  # an untitled text's first line, cut
+        return text
+    return f"{title} {text}"
+
+
 @dataclass(frozen=True)
 class PackagedEmbedder:
     name: str

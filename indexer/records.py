@@ -68,3 +68,8 @@ class IngestReport:
     chunks: int = 0
     failures: list[IngestFailure] = field(default_factory=list)
     skipped_unsupported: list[str] = field(default_factory=list)
+
+
+def report_progress(progress: Progress | None, phase: str, done: int, total: int) -> None:
+    if progress is not None:
+        progress(phase, done, total)

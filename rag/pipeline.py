@@ -17,10 +17,11 @@ from engine.async_engine import AsyncLLMEngine
 from engine.config import EngineConfig
 from engine.outputs import RequestOutput, final_output
 from engine.sampling_params import SamplingParams
-from indexer.index import SEARCH_MODES, Index
+from indexer.index import Index
 from indexer.paths import default_data_dir
 from indexer.records import DocumentInfo, IngestReport, SearchHit
 from indexer.rerank import NoReranker, Reranker
+from indexer.search import SEARCH_MODES
 from rag.answer import (
     Answer,
     AnswerEvent,

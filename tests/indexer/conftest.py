@@ -35,9 +35,9 @@ def assert_consistent(index: Index) -> None:
         for document in session.scalars(select(Document)):
             count = len(document.chunks)
             assert count == (document.num_chunks if document.status == "ready" else 0)
-    for collection_id in index._collection_ids():
-        expected = np.sort(index._ready_chunk_ids(collection_id))
-        indexes = index._collection_indexes(collection_id)
+    for collection_id in index.catalog.collection_ids():
+        expected = np.sort(index.catalog.ready_chunk_ids(collection_id))
+        indexes = index.live.get(collection_id)
         dense = indexes.vectors.ids() if indexes.vectors is not None else np.empty(0)
         assert np.array_equal(np.sort(dense), expected)
         assert np.array_equal(np.sort(indexes.keywords.ids()), expected)

@@ -5,6 +5,7 @@ import shutil
 import pytest
 
 from indexer import ChunkingConfig, Index, IndexConfig
+from indexer.embedders import load_embedder
 from indexer.errors import DocumentNotFoundError, EmbedderMismatchError, IndexerError
 from tests.indexer.conftest import FACTS, assert_consistent
 from tests.indexer.documents import make_docx, make_pdf
@@ -193,12 +194,11 @@ class RecordingEmbedder:
         return self.inner.embed_documents(texts, progress)
 
 
-def test_titles_go_with_each_chunk_but_never_twice(index):
-    recorder = RecordingEmbedder(index.embedder)
-    index.embedder = recorder
-    index.ingest_texts(
-        [{"text": "Concrete needs 28 days to cure."}, {"title": "Steel", "text": "Rebar rusts."}]
-    )
+def test_titles_go_with_each_chunk_but_never_twice(tmp_path):
+    recorder = RecordingEmbedder(load_embedder())
+    with Index(tmp_path, embedder=recorder) as index:
+        concrete = {"text": "Concrete needs 28 days to cure."}
+        index.ingest_texts([concrete, {"title": "Steel", "text": "Rebar rusts."}])
     assert recorder.seen == ["Concrete needs 28 days to cure.", "Steel Rebar rusts."]
 
 

@@ -54,7 +54,7 @@ def test_an_unreadable_index_file_is_rebuilt_from_the_database(tmp_path, caplog,
 def test_opening_never_waits_for_another_processes_writer(tmp_path, monkeypatch):
     with Index(tmp_path) as index:
         ids = index.ingest_texts(FACTS)
-        collection_id = index._collection_ids()[0]
+        collection_id = index.catalog.collection_ids()[0]
         with index.database.session() as session:  # what a writer has half done
             session.add(
                 Document(

@@ -1,0 +1,220 @@
+"""`Catalog`: what the database says is in the library, read without the writer lock.
+
+Documents, collections, and the rows of the chunks a search found, typed (`ChunkRow`).
+The only write here is creating a collection on first use, which the caller does while
+it holds the writer lock.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from common.ids import storable
+from indexer.errors import DocumentNotFoundError, IndexerError
+from indexer.parsers import PageSpan, ParsedDocument
+from indexer.records import DocumentInfo, DocumentText
+from indexer.store import Chunk, Collection, Database, Document, DocumentStatus
+
+DEFAULT_COLLECTION = "default"
+ROWS_PER_QUERY = 10_000  # chunk ids per `IN (...)`, below every database's parameter limit
+
+
+@dataclass(frozen=True)
+class ChunkRow:
+    """One chunk of a ready document, with what a citation needs of its document."""
+
+    chunk_id: int
+    document_id: int
+    collection: str
+    title: str
+    text: str
+    page: int | None
+    char_start: int
+    char_end: int
+    metadata: dict[str, Any]
+
+
+class Catalog:
+    def __init__(self, database: Database, files_dir: Path) -> None:
+        self.database = database
+        self.files_dir = files_dir  # where uploaded originals are kept
+
+    # -- documents ------------------------------------------------------------------------
+
+    def documents(self, collection: str | None = None) -> list[DocumentInfo]:
+        """Every document, or those of one collection (IndexerError if it does not exist)."""
+        query = select(Document, Collection.name).join(Collection).order_by(Document.id)
+        if collection is not None:
+            query = query.where(Document.collection_id == self.collection_id(collection))
+        with self.database.session() as session:
+            return [_info(document, name) for document, name in session.execute(query)]
+
+    def document(self, document_id: int) -> DocumentInfo:
+        check_storable(document_id)
+        with self.database.session() as session:
+            row = session.execute(
+                select(Document, Collection.name).join(Collection).where(Document.id == document_id)
+            ).first()
+            if row is None:
+                raise DocumentNotFoundError(f"no document with id {document_id}")
+            return _info(*row)
+
+    def document_text(self, document_id: int) -> DocumentText:
+        """The text the document's chunks were cut from, with where each page lies in it."""
+        with self.database.session() as session:
+            parsed = parsed_from_store(_get_document(session, document_id))
+        return DocumentText(parsed.text, tuple((p.start, p.end) for p in parsed.pages))
+
+    def original_file(self, document_id: int) -> Path | None:
+        """Where the uploaded file is kept (None for documents given as text)."""
+        with self.database.session() as session:
+            stored = _get_document(session, document_id).stored_file
+        return None if stored is None else self.files_dir / stored
+
+    # -- collections ----------------------------------------------------------------------
+
+    def collections(self) -> list[str]:
+        with self.database.session() as session:
+            return list(session.scalars(select(Collection.name).order_by(Collection.id)))
+
+    def collection_ids(self) -> list[int]:
+        with self.database.session() as session:
+            return list(session.scalars(select(Collection.id).order_by(Collection.id)))
+
+    def collection_id(self, name: str | None, *, create: bool = False) -> int:
+        """The collection's id (None: the default one); created when asked, else an error."""
+        name = DEFAULT_COLLECTION if name is None else name.strip()
+        if not name or len(name) > 200:
+            raise IndexerError("a collection name must have 1 to 200 characters")
+        with self.database.session() as session:
+            found = session.scalar(select(Collection.id).where(Collection.name == name))
+            if found is not None:
+                return found
+            if not create:
+                known = ", ".join(session.scalars(select(Collection.name))) or "none yet"
+                raise IndexerError(f"no collection named {name!r} (collections: {known})")
+            collection = Collection(name=name, generation=0)
+            session.add(collection)
+            session.flush()
+            return collection.id
+
+    def generation(self, collection_id: int) -> int:
+        """Bumped by every commit that changes the collection's chunks."""
+        with self.database.session() as session:
+            return session.get_one(Collection, collection_id).generation
+
+    # -- chunks ---------------------------------------------------------------------------
+
+    def ready_chunk_ids(self, collection_id: int) -> np.ndarray:
+        with self.database.session() as session:
+            ids = session.scalars(
+                select(Chunk.id)
+                .join(Document)
+                .where(
+                    Document.collection_id == collection_id,
+                    Document.status == DocumentStatus.READY,
+                )
+            )
+            return np.fromiter(ids, dtype=np.int64)
+
+    def chunk_ids_of(self, document_ids: Sequence[int]) -> np.ndarray:
+        with self.database.session() as session:
+            ids = session.scalars(
+                select(Chunk.id).where(Chunk.document_id.in_([int(i) for i in document_ids]))
+            )
+            return np.fromiter(ids, dtype=np.int64)
+
+    def chunk_rows(self, chunk_ids: Sequence[int]) -> dict[int, ChunkRow]:
+        """The rows of those chunks that belong to ready documents, by chunk id."""
+        rows: dict[int, ChunkRow] = {}
+        ids = [int(i) for i in chunk_ids]
+        with self.database.session() as session:
+            for start in range(0, len(ids), ROWS_PER_QUERY):
+                query = (
+                    select(
+                        Chunk.id,
+                        Chunk.document_id,
+                        Collection.name,
+                        Document.title,
+                        Chunk.text,
+                        Chunk.page,
+                        Chunk.char_start,
+                        Chunk.char_end,
+                        Document.doc_metadata,
+                    )
+                    .join(Document, Chunk.document_id == Document.id)
+                    .join(Collection, Document.collection_id == Collection.id)
+                    .where(Chunk.id.in_(ids[start : start + ROWS_PER_QUERY]))
+                    .where(Document.status == DocumentStatus.READY)
+                )
+                for (
+                    chunk_id,
+                    document_id,
+                    collection,
+                    title,
+                    text,
+                    page,
+                    start,
+                    end,
+                    meta,
+                ) in session.execute(query):
+                    rows[chunk_id] = ChunkRow(
+                        chunk_id, document_id, collection, title, text, page, start, end, meta or {}
+                    )
+        return rows
+
+
+def bump_generation(session: Session, collection_id: int) -> int:
+    """Mark the collection changed, in the transaction that changes it."""
+    collection = session.get_one(Collection, collection_id)
+    collection.generation += 1
+    return collection.generation
+
+
+def parsed_from_store(document: Document) -> ParsedDocument:
+    """The parsed document as ingestion left it, for re-chunking and for viewers."""
+    pages = tuple(
+        PageSpan(number, start, end)
+        for number, (start, end) in enumerate(document.page_spans or [], 1)
+    )
+    return ParsedDocument(
+        document.text or "", document.mime_type, document.title, pages, document.page_count
+    )
+
+
+def check_storable(document_id: int) -> None:
+    """An id no database could hold names no document (not a database error)."""
+    if not storable(document_id):
+        raise DocumentNotFoundError(f"no document with id {document_id}")
+
+
+def _get_document(session: Session, document_id: int) -> Document:
+    check_storable(document_id)
+    document = session.get(Document, document_id)
+    if document is None:
+        raise DocumentNotFoundError(f"no document with id {document_id}")
+    return document
+
+
+def _info(document: Document, collection: str) -> DocumentInfo:
+    return DocumentInfo(
+        id=document.id,
+        collection=collection,
+        title=document.title,
+        source_name=document.source_name,
+        mime_type=document.mime_type,
+        sha256=document.sha256,
+        size_bytes=document.size_bytes,
+        page_count=document.page_count,
+        created_at=document.created_at,
+        status=document.status,
+        error=document.error,
+        metadata=document.doc_metadata or {},
+        num_chunks=document.num_chunks,
+        has_file=document.stored_file is not None,
+    )
