@@ -1,8 +1,7 @@
 """`Catalog`: what the database says is in the library, read without the writer lock.
 
 Documents, collections, and the rows of the chunks a search found, typed (`ChunkRow`).
-The only write here is creating a collection on first use, which the caller does while
-it holds the writer lock.
+The only write here is creating a collection on first use, which takes a `Writer`.
 """
 
 from collections.abc import Sequence
@@ -19,6 +18,7 @@ from indexer.errors import DocumentNotFoundError, IndexerError
 from indexer.parsers import PageSpan, ParsedDocument
 from indexer.records import DocumentInfo, DocumentText
 from indexer.store import Chunk, Collection, Database, Document, DocumentStatus
+from indexer.writer import Writer
 
 DEFAULT_COLLECTION = "default"
 ROWS_PER_QUERY = 10_000  # chunk ids per `IN (...)`, below every database's parameter limit
@@ -86,18 +86,23 @@ class Catalog:
         with self.database.session() as session:
             return list(session.scalars(select(Collection.id).order_by(Collection.id)))
 
-    def collection_id(self, name: str | None, *, create: bool = False) -> int:
-        """The collection's id (None: the default one); created when asked, else an error."""
-        name = DEFAULT_COLLECTION if name is None else name.strip()
-        if not name or len(name) > 200:
-            raise IndexerError("a collection name must have 1 to 200 characters")
+    def collection_id(self, name: str | None) -> int:
+        """The collection's id (None: the default one); IndexerError if there is none."""
+        name = _collection_name(name)
+        with self.database.session() as session:
+            found = session.scalar(select(Collection.id).where(Collection.name == name))
+            if found is None:
+                known = ", ".join(session.scalars(select(Collection.name))) or "none yet"
+                raise IndexerError(f"no collection named {name!r} (collections: {known})")
+            return found
+
+    def ensure_collection(self, writer: Writer, name: str | None) -> int:
+        """The collection's id, created on first use."""
+        name = _collection_name(name)
         with self.database.session() as session:
             found = session.scalar(select(Collection.id).where(Collection.name == name))
             if found is not None:
                 return found
-            if not create:
-                known = ", ".join(session.scalars(select(Collection.name))) or "none yet"
-                raise IndexerError(f"no collection named {name!r} (collections: {known})")
             collection = Collection(name=name, generation=0)
             session.add(collection)
             session.flush()
@@ -169,7 +174,7 @@ class Catalog:
         return rows
 
 
-def bump_generation(session: Session, collection_id: int) -> int:
+def bump_generation(writer: Writer, session: Session, collection_id: int) -> int:
     """Mark the collection changed, in the transaction that changes it."""
     collection = session.get_one(Collection, collection_id)
     collection.generation += 1
@@ -191,6 +196,13 @@ def check_storable(document_id: int) -> None:
     """An id no database could hold names no document (not a database error)."""
     if not storable(document_id):
         raise DocumentNotFoundError(f"no document with id {document_id}")
+
+
+def _collection_name(name: str | None) -> str:
+    name = DEFAULT_COLLECTION if name is None else name.strip()
+    if not name or len(name) > 200:
+        raise IndexerError("a collection name must have 1 to 200 characters")
+    return name
 
 
 def _get_document(session: Session, document_id: int) -> Document:

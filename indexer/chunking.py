@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from common.scripts import CJK
+from indexer.parsers.document import ParsedDocument
 
 CountTokens = Callable[[Sequence[str]], list[int]]
 
@@ -187,3 +188,14 @@ def _strip(text: str, start: int, end: int) -> tuple[int, int]:
     while end > start and text[end - 1].isspace():
         end -= 1
     return start, end
+
+
+def chunk_document(
+    parsed: ParsedDocument, count_tokens: CountTokens, config: ChunkingConfig
+) -> list[TextChunk]:
+    """A parsed document's chunks: each page on its own, or the whole text if unpaged."""
+    if parsed.pages:
+        regions = [Region(p.start, p.end, p.number) for p in parsed.pages if p.end > p.start]
+    else:
+        regions = [Region(0, len(parsed.text))]
+    return chunk_text(parsed.text, regions, count_tokens, config)

@@ -1,18 +1,9 @@
-"""`Index`: documents in, the right passages out. The one door to the indexer.
-
-The rooms behind it, each with one job:
-
-- `ingest.Ingestor`: parse -> chunk -> embed -> commit, as the writer;
-- `search.Searcher`: hybrid search, hits read back from the database;
-- `sync.LiveIndexes`: the in-memory FAISS and BM25 indexes, kept in line with the
-  database (the source of truth) after commits, crashes and other processes' writes;
-- `catalog.Catalog`: documents, collections and chunk rows as the database has them;
-- `writer.WriterLock`: one writer per data directory, across threads and processes;
-- `build_settings.BuildSettings`: the embedder and chunking the index was built with.
-
-Opening an index never waits for another process's writer: a reader then skips crash
-recovery (the writer did it when it took the lock) and sees only what the database says
-is ready.
+"""`Index`: documents in, the right passages out; the one door to the indexer's rooms:
+`Ingestor` (ingest.py) writes, `Searcher` (search.py) finds, `LiveIndexes` (sync.py)
+keeps FAISS and BM25 in line with the database, `Catalog` (catalog.py) reads it, and
+`WriterLock` (writer.py) hands out the one `Writer` that every write takes. Opening an
+index never waits for another process's writer: a reader skips crash recovery (the
+writer did it when it took the lock) and sees only what the database says is ready.
 """
 
 from collections.abc import Iterable, Sequence
@@ -20,14 +11,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, func, select
-
 from indexer.build_settings import BuildSettings
-from indexer.catalog import Catalog, bump_generation, check_storable
+from indexer.catalog import Catalog
 from indexer.chunking import ChunkingConfig
+from indexer.deletion import delete_document
 from indexer.embedders import Embedder, load_embedder
-from indexer.errors import DocumentNotFoundError
-from indexer.ingest import Ingestor, checked_texts
+from indexer.ingest import Ingestor
 from indexer.paths import make_data_dir
 from indexer.records import (
     DocumentInfo,
@@ -39,10 +28,11 @@ from indexer.records import (
 )
 from indexer.search import Searcher
 from indexer.sources import expand
-from indexer.store import Chunk, Database, Document
+from indexer.store import Database
 from indexer.sync import LiveIndexes
+from indexer.text_input import checked_texts
 from indexer.vector_index import VectorIndexConfig
-from indexer.writer import WriterLock
+from indexer.writer import Writer, WriterLock
 
 
 @dataclass(frozen=True)
@@ -73,15 +63,19 @@ class Index:
             embedder = load_embedder(embedder or self.database.get_setting("embedder"))
         self.settings = BuildSettings(self.database, embedder, self.config.chunking)
         self.catalog = Catalog(self.database, self.data_dir / "files")
-        self.writer = WriterLock(self.data_dir / ".writer.lock")
+        self.writer_lock = WriterLock(self.data_dir / ".writer.lock")
         self.live = LiveIndexes(
-            self.data_dir / "indexes", self.config.vectors, self.catalog, self.settings, self.writer
+            self.data_dir / "indexes",
+            self.config.vectors,
+            self.catalog,
+            self.settings,
+            self.writer_lock,
         )
         self.ingestor = Ingestor(self.data_dir / "files", self.catalog, self.settings, self.live)
         self.searcher = Searcher(self.catalog, self.live, self.settings, self.config.candidates)
-        with self.writer.writing(wait=False) as writing:
-            if writing:  # else another process writes: it recovered when it took the lock
-                self.live.recover()
+        with self.writer_lock.try_writing() as writer:
+            if writer is not None:  # else another process writes: it recovered at its start
+                self.live.recover(writer)
 
     @property
     def embedder(self) -> Embedder:
@@ -90,11 +84,6 @@ class Index:
     @property
     def chunking(self) -> ChunkingConfig:
         return self.settings.chunking
-
-    @property
-    def built_with(self) -> str | None:
-        """The embedder the index was built with; None while it is empty."""
-        return self.settings.built_with
 
     @property
     def relevance_threshold(self) -> float:
@@ -133,9 +122,9 @@ class Index:
         sources = expand([paths] if isinstance(paths, str | Path) else paths)
         report = IngestReport(skipped_unsupported=[str(p) for p in sources.unsupported])
         report.failures.extend(IngestFailure(str(p), message) for p, message in sources.problems)
-        with self.writer.writing():
-            collection_id = self._writable_collection(collection)
-            self.ingestor.files(sources, collection_id, report, progress)
+        with self.writer_lock.writing() as writer:
+            collection_id = self._writable_collection(writer, collection)
+            self.ingestor.files(writer, sources, collection_id, report, progress)
         return report
 
     def ingest_texts(
@@ -147,30 +136,14 @@ class Index:
     ) -> list[int]:
         """Ingest `{"text", "title"?, "metadata"?}` dicts; their document ids, in order."""
         items = checked_texts(documents)
-        with self.writer.writing():
-            collection_id = self._writable_collection(collection)
-            return self.ingestor.texts(items, collection_id, progress)
+        with self.writer_lock.writing() as writer:
+            collection_id = self._writable_collection(writer, collection)
+            return self.ingestor.texts(writer, items, collection_id, progress)
 
     def delete(self, document_id: int) -> None:
         """Remove a document, its chunks (database and every index) and its stored file."""
-        check_storable(document_id)
-        with self.writer.writing():
-            with self.database.session() as session:
-                document = session.get(Document, document_id)
-                if document is None:
-                    raise DocumentNotFoundError(f"no document with id {document_id}")
-                collection_id, stored = document.collection_id, document.stored_file
-                chunk_ids = list(
-                    session.scalars(select(Chunk.id).where(Chunk.document_id == document_id))
-                )
-                indexes = self.live.get(collection_id, reconcile=False)
-                session.execute(delete(Chunk).where(Chunk.document_id == document_id))
-                session.delete(document)
-                generation = bump_generation(session, collection_id)
-            self.live.removed(collection_id, indexes, chunk_ids, generation)
-            self.live.save_dirty()
-            if stored is not None:
-                self._remove_file_if_unused(stored)
+        with self.writer_lock.writing() as writer:
+            delete_document(writer, self.catalog, self.live, document_id)
 
     def reindex(self, *, progress: Progress | None = None) -> None:
         """Rebuild every index from the database, with this index's embedder.
@@ -178,28 +151,20 @@ class Index:
         After a change of embedder (or of chunk size) documents are chunked again from their
         stored text first, since chunk sizes are counted in the embedder's tokens.
         """
-        with self.writer.writing():
+        with self.writer_lock.writing() as writer:
             self.settings.check_chunking(rechunking=True)
             if self.settings.rechunk_needed:
-                self.ingestor.rechunk_all(progress)
+                self.ingestor.rechunk_all(writer, progress)
             for collection_id in self.catalog.collection_ids():
-                self.live.rebuild(collection_id, progress)
-            self.live.save_dirty()
+                self.live.rebuild(writer, collection_id, progress)
+            self.live.save_dirty(writer)
             self.settings.record()
 
-    def _writable_collection(self, name: str | None) -> int:
+    def _writable_collection(self, writer: Writer, name: str | None) -> int:
         """Checks before a write, then the collection's id (created on first use)."""
         self.settings.check_embedder()
         self.settings.check_chunking(rechunking=False)
-        return self.catalog.collection_id(name, create=True)
-
-    def _remove_file_if_unused(self, stored: str) -> None:
-        with self.database.session() as session:
-            still_used = session.scalar(
-                select(func.count()).select_from(Document).where(Document.stored_file == stored)
-            )
-        if not still_used:
-            (self.catalog.files_dir / stored).unlink(missing_ok=True)
+        return self.catalog.ensure_collection(writer, name)
 
     # -- reading ---------------------------------------------------------------------------
 

@@ -7,12 +7,10 @@ commit. A file already ingested into the collection (same sha256) is a duplicate
 second copy. Every method here runs as the writer: the caller holds the writer lock.
 """
 
-import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from sqlalchemy import delete, select
@@ -20,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from indexer.build_settings import BuildSettings
 from indexer.catalog import Catalog, bump_generation, parsed_from_store
-from indexer.chunking import Region, TextChunk, chunk_text
+from indexer.chunking import TextChunk, chunk_document
 from indexer.embedders import embedding_input
 from indexer.errors import IndexerError, ParseError
 from indexer.parsers import ParsedDocument, mime_type_for, parse_file
@@ -28,18 +26,11 @@ from indexer.records import IngestFailure, IngestReport, Progress, report_progre
 from indexer.sources import Sources, keep_original, sha256_of
 from indexer.store import Chunk, Document, DocumentStatus
 from indexer.sync import LiveIndexes
+from indexer.text_input import TextDocument
+from indexer.writer import Writer
 
 EMBED_GROUP_CHUNKS = 512  # chunks embedded and committed together
 SAVE_INTERVAL_S = 30.0  # during a long ingest, save the indexes at least this often
-
-
-@dataclass(frozen=True)
-class TextDocument:
-    """A document given as text (`Index.ingest_texts`), checked."""
-
-    text: str
-    title: str
-    metadata: dict[str, Any]
 
 
 @dataclass
@@ -64,7 +55,12 @@ class Ingestor:
         self.live = live
 
     def files(
-        self, sources: Sources, collection_id: int, report: IngestReport, progress: Progress | None
+        self,
+        writer: Writer,
+        sources: Sources,
+        collection_id: int,
+        report: IngestReport,
+        progress: Progress | None,
     ) -> None:
         """Ingest the expanded files into the collection, recording every outcome in `report`."""
         order: list[int] = []
@@ -74,23 +70,27 @@ class Ingestor:
             if item is not None:
                 work.append(item)
             report_progress(progress, "parse", done, len(sources.files))
-        self._chunk_and_embed(work, report, progress)
+        self._chunk_and_embed(writer, work, report, progress)
         failed = {failure.document_id for failure in report.failures}
         report.document_ids = [i for i in order if i not in failed]
 
     def texts(
-        self, items: list[TextDocument], collection_id: int, progress: Progress | None
+        self,
+        writer: Writer,
+        items: list[TextDocument],
+        collection_id: int,
+        progress: Progress | None,
     ) -> list[int]:
         """Ingest checked texts into the collection; their document ids, in input order."""
         report = IngestReport()
         order, work = self._register_texts(items, collection_id, report)
         report_progress(progress, "parse", len(items), len(items))
-        self._chunk_and_embed(work, report, progress)
+        self._chunk_and_embed(writer, work, report, progress)
         if report.failures:
             raise IndexerError("; ".join(f.error for f in report.failures))
         return order
 
-    def rechunk_all(self, progress: Progress | None) -> None:
+    def rechunk_all(self, writer: Writer, progress: Progress | None) -> None:
         """Cut every ready document again from its stored text (a new embedder or size)."""
         with self.database.session() as session:
             documents = list(
@@ -104,7 +104,7 @@ class Ingestor:
                 document.num_chunks = len(chunks)
                 report_progress(progress, "chunk", done, len(documents))
             for collection_id in {d.collection_id for d in documents}:
-                bump_generation(session, collection_id)
+                bump_generation(writer, session, collection_id)
 
     def _register_file(
         self, path: Path, collection_id: int, report: IngestReport, order: list[int]
@@ -197,7 +197,7 @@ class Ingestor:
         return [ids[sha] for sha in shas], work
 
     def _chunk_and_embed(
-        self, work: list[_Work], report: IngestReport, progress: Progress | None
+        self, writer: Writer, work: list[_Work], report: IngestReport, progress: Progress | None
     ) -> None:
         """Chunk, embed and commit, a group of documents at a time."""
         chunkable = []
@@ -222,21 +222,19 @@ class Ingestor:
 
             texts = [embedding_input(item.title, c.text) for item in group for c in item.chunks]
             vectors = self.settings.embedder.embed_documents(texts, progress=advance)
-            self._commit(group, vectors)
+            self._commit(writer, group, vectors)
             report.new_documents += len(group)
             report.chunks += sum(len(item.chunks) for item in group)
             if time.monotonic() - last_save > SAVE_INTERVAL_S:
-                self.live.save_dirty()
+                self.live.save_dirty(writer)
                 last_save = time.monotonic()
-        self.live.save_dirty()
+        self.live.save_dirty(writer)
 
     def _chunks_of(self, parsed: ParsedDocument) -> list[TextChunk]:
-        embedder = self.settings.embedder
-        return chunk_text(
-            parsed.text, _regions(parsed), embedder.count_tokens, self.settings.chunking
-        )
+        counter = self.settings.embedder.count_tokens
+        return chunk_document(parsed, counter, self.settings.chunking)
 
-    def _commit(self, group: list[_Work], vectors: np.ndarray) -> None:
+    def _commit(self, writer: Writer, group: list[_Work], vectors: np.ndarray) -> None:
         """Chunks and "ready" in one transaction; then the in-memory indexes follow."""
         collection_id = group[0].collection_id
         indexes = self.live.get(collection_id)
@@ -253,48 +251,16 @@ class Ingestor:
                 document.page_spans = [[p.start, p.end] for p in item.parsed.pages] or None
             session.add_all(rows)
             session.flush()
-            generation = bump_generation(session, collection_id)
+            generation = bump_generation(writer, session, collection_id)
             ids = [row.id for row in rows]
             texts = [row.text for row in rows]
-        self.live.added(collection_id, indexes, ids, texts, vectors, generation)
+        self.live.added(writer, collection_id, indexes, ids, texts, vectors, generation)
 
     def _fail(self, document_id: int, message: str) -> None:
         with self.database.session() as session:
             document = session.get_one(Document, document_id)
             document.status = DocumentStatus.FAILED
             document.error = message
-
-
-def checked_texts(documents: Any) -> list[TextDocument]:
-    """`{"text", "title"?, "metadata"?}` objects as `TextDocument`s, or the first problem."""
-    return [_checked_text(position, item) for position, item in enumerate(documents)]
-
-
-def _checked_text(position: int, item: Any) -> TextDocument:
-    if not isinstance(item, dict):
-        raise IndexerError(f"document {position}: expected an object with a 'text' field")
-    text = item.get("text")
-    if not isinstance(text, str) or not text.strip():
-        raise IndexerError(f"document {position}: 'text' must be a non-empty string")
-    title = item.get("title")
-    if title is not None and not isinstance(title, str):
-        raise IndexerError(f"document {position}: 'title' must be a string")
-    metadata = item.get("metadata")
-    if metadata is None:
-        metadata = {}
-    if not isinstance(metadata, dict):
-        raise IndexerError(f"document {position}: 'metadata' must be an object")
-    try:
-        json.dumps(metadata)
-    except (TypeError, ValueError):
-        raise IndexerError(f"document {position}: 'metadata' must be JSON-serialisable") from None
-    return TextDocument(text, (title or text.strip().split("\n", 1)[0])[:200], metadata)
-
-
-def _regions(parsed: ParsedDocument) -> list[Region]:
-    if parsed.pages:
-        return [Region(p.start, p.end, p.number) for p in parsed.pages if p.end > p.start]
-    return [Region(0, len(parsed.text))]
 
 
 def _chunk_records(document_id: int, chunks: list[TextChunk]) -> list[Chunk]:

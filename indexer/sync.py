@@ -23,7 +23,7 @@ from indexer.embedders import embedding_input
 from indexer.records import Progress, report_progress
 from indexer.store import Chunk, Document, DocumentStatus
 from indexer.vector_index import VectorIndexConfig
-from indexer.writer import WriterLock
+from indexer.writer import Writer, WriterLock
 
 INTERRUPTED = "ingestion was interrupted; ingest the file again to retry"
 
@@ -35,19 +35,19 @@ class LiveIndexes:
         vectors: VectorIndexConfig,
         catalog: Catalog,
         settings: BuildSettings,
-        writer: WriterLock,
+        writer_lock: WriterLock,
     ) -> None:
         self.directory = directory  # one folder per collection id below it
         self.vectors = vectors
         self.catalog = catalog
         self.settings = settings
-        self.writer = writer
+        self.writer_lock = writer_lock
         self.lock = threading.RLock()
         self._indexes: dict[int, CollectionIndexes] = {}
         self._dirty: set[int] = set()  # changed in memory since last saved
 
-    def recover(self) -> None:
-        """At open, as the writer: fail interrupted documents, bring every index up to date."""
+    def recover(self, writer: Writer) -> None:
+        """At open: fail interrupted documents, bring every index up to date."""
         with self.catalog.database.session() as session:
             for document in session.scalars(
                 select(Document).where(Document.status == DocumentStatus.PENDING)
@@ -58,7 +58,7 @@ class LiveIndexes:
         if self.settings.embedder_matches:
             for collection_id in self.catalog.collection_ids():
                 self.get(collection_id)
-            self.save_dirty()
+            self.save_dirty(writer)
 
     def get(self, collection_id: int, *, reconcile: bool = True) -> CollectionIndexes:
         """This collection's indexes, reloaded if another process moved the database on.
@@ -66,7 +66,7 @@ class LiveIndexes:
         While another thread of this process writes, its in-memory indexes are current by
         construction (it updates them right after each commit): readers use them as they are.
         """
-        another_thread_writes = self.writer.held_by_another_thread
+        another_thread_writes = self.writer_lock.held_by_another_thread
         with self.lock:
             indexes = self._indexes.get(collection_id)
             if indexes is not None and another_thread_writes:
@@ -92,6 +92,7 @@ class LiveIndexes:
 
     def added(
         self,
+        writer: Writer,
         collection_id: int,
         indexes: CollectionIndexes,
         chunk_ids: Sequence[int],
@@ -107,6 +108,7 @@ class LiveIndexes:
 
     def removed(
         self,
+        writer: Writer,
         collection_id: int,
         indexes: CollectionIndexes,
         chunk_ids: Sequence[int],
@@ -117,16 +119,16 @@ class LiveIndexes:
             indexes.remove(chunk_ids)
             self._moved_on(collection_id, indexes, generation)
 
-    def rebuild(self, collection_id: int, progress: Progress | None) -> None:
+    def rebuild(self, writer: Writer, collection_id: int, progress: Progress | None) -> None:
         """Drop this collection's indexes and build them again from the database."""
         with self.lock:
             self._indexes.pop(collection_id, None)
             fresh = CollectionIndexes(self._directory_of(collection_id), self.vectors)
             fresh.embedder = self.settings.embedder.name
             self._indexes[collection_id] = fresh
-        self._reconcile(collection_id, fresh, progress)
+        self._reconcile(writer, collection_id, fresh, progress)
 
-    def save_dirty(self) -> None:
+    def save_dirty(self, writer: Writer) -> None:
         with self.lock:
             for collection_id in sorted(self._dirty):
                 self._indexes[collection_id].save()
@@ -135,18 +137,23 @@ class LiveIndexes:
     def _reconcile_if_possible(self, collection_id: int, indexes: CollectionIndexes) -> None:
         if not self.settings.embedder_matches:
             return  # cannot embed with another model; search and ingest will say so
-        if self.writer.held_by_this_thread:
-            self._reconcile(collection_id, indexes, None)
-            self.save_dirty()
+        writer = self.writer_lock.held_by_this_thread
+        if writer is not None:
+            self._reconcile(writer, collection_id, indexes, None)
+            self.save_dirty(writer)
             return
         # Never wait for a writer: its hits are filtered by the database meanwhile.
-        with self.writer.writing(wait=False) as writing:
-            if writing:
-                self._reconcile(collection_id, indexes, None)
-                self.save_dirty()
+        with self.writer_lock.try_writing() as writer:
+            if writer is not None:
+                self._reconcile(writer, collection_id, indexes, None)
+                self.save_dirty(writer)
 
     def _reconcile(
-        self, collection_id: int, indexes: CollectionIndexes, progress: Progress | None
+        self,
+        writer: Writer,
+        collection_id: int,
+        indexes: CollectionIndexes,
+        progress: Progress | None,
     ) -> None:
         generation = self.catalog.generation(collection_id)
         database_ids = self.catalog.ready_chunk_ids(collection_id)

@@ -1,9 +1,11 @@
-"""`WriterLock`: who may change a data directory right now.
+"""`WriterLock` and `Writer`: who may change a data directory right now.
 
 One writer at a time: a thread lock within this process and an advisory file lock
-across processes. Every change to the database or to the saved indexes happens inside
-`writing()`. Readers never take it and never wait for it; they ask `held_by_another_thread`
-to know whether the in-memory indexes are being moved on under them.
+across processes. Holding both is what a `Writer` proves; only `WriterLock` hands one
+out, for the length of a `with` block, and every method that changes the database or
+the saved indexes takes one, so "may write" is in its signature. Readers never take the
+lock and never wait for it; they ask `held_by_another_thread` to know whether the
+in-memory indexes are being moved on under them.
 """
 
 import threading
@@ -14,36 +16,59 @@ from pathlib import Path
 from indexer.file_lock import exclusive
 
 
+class Writer:
+    """Proof that this thread holds the writer lock (valid inside its `with` block)."""
+
+    __slots__ = ("thread",)
+
+    def __init__(self, thread: int) -> None:
+        self.thread = thread
+
+
 class WriterLock:
     def __init__(self, lock_path: Path) -> None:
         self._threads = threading.Lock()  # one writer per process ...
         self._lock_path = lock_path  # ... and one across processes
-        self._holder: int | None = None  # the thread of this process now writing
+        self._holder: Writer | None = None
 
     @contextmanager
-    def writing(self, *, wait: bool = True) -> Iterator[bool]:
-        """Be the one writer; without `wait`, yields False at once if someone else is."""
-        if not self._threads.acquire(blocking=wait):
-            yield False
-            return
-        try:
-            with exclusive(self._lock_path, wait=wait) as acquired:
-                if not acquired:
-                    yield False
-                    return
-                self._holder = threading.get_ident()
-                try:
-                    yield True
-                finally:
-                    self._holder = None
-        finally:
-            self._threads.release()
+    def writing(self) -> Iterator[Writer]:
+        """Be the one writer, waiting for the one before to finish."""
+        with self._acquire(wait=True) as writer:
+            assert writer is not None  # waiting always ends in the lock
+            yield writer
+
+    @contextmanager
+    def try_writing(self) -> Iterator[Writer | None]:
+        """Be the one writer if nobody is; None at once if somebody is."""
+        with self._acquire(wait=False) as writer:
+            yield writer
 
     @property
-    def held_by_this_thread(self) -> bool:
-        return self._holder == threading.get_ident()
+    def held_by_this_thread(self) -> Writer | None:
+        """The writer this thread holds, if it holds one (to reuse, never to store)."""
+        holder = self._holder
+        return holder if holder is not None and holder.thread == threading.get_ident() else None
 
     @property
     def held_by_another_thread(self) -> bool:
         holder = self._holder
-        return holder is not None and holder != threading.get_ident()
+        return holder is not None and holder.thread != threading.get_ident()
+
+    @contextmanager
+    def _acquire(self, *, wait: bool) -> Iterator[Writer | None]:
+        if not self._threads.acquire(blocking=wait):
+            yield None
+            return
+        try:
+            with exclusive(self._lock_path, wait=wait) as acquired:
+                if not acquired:
+                    yield None
+                    return
+                self._holder = Writer(threading.get_ident())
+                try:
+                    yield self._holder
+                finally:
+                    self._holder = None
+        finally:
+            self._threads.release()

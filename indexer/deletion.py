@@ -1,0 +1,35 @@
+"""Deleting a document: its row, its chunks (database and live indexes) and its file."""
+
+from sqlalchemy import delete, func, select
+
+from indexer.catalog import Catalog, bump_generation, check_storable
+from indexer.errors import DocumentNotFoundError
+from indexer.store import Chunk, Document
+from indexer.sync import LiveIndexes
+from indexer.writer import Writer
+
+
+def delete_document(writer: Writer, catalog: Catalog, live: LiveIndexes, document_id: int) -> None:
+    """One transaction for the rows; the live indexes follow it; the stored file goes last,
+    unless another document (the same file in another collection) still uses it."""
+    check_storable(document_id)
+    with catalog.database.session() as session:
+        document = session.get(Document, document_id)
+        if document is None:
+            raise DocumentNotFoundError(f"no document with id {document_id}")
+        collection_id, stored = document.collection_id, document.stored_file
+        chunk_ids = list(session.scalars(select(Chunk.id).where(Chunk.document_id == document_id)))
+        indexes = live.get(collection_id, reconcile=False)
+        session.execute(delete(Chunk).where(Chunk.document_id == document_id))
+        session.delete(document)
+        generation = bump_generation(writer, session, collection_id)
+    live.removed(writer, collection_id, indexes, chunk_ids, generation)
+    live.save_dirty(writer)
+    if stored is None:
+        return
+    with catalog.database.session() as session:
+        still_used = session.scalar(
+            select(func.count()).select_from(Document).where(Document.stored_file == stored)
+        )
+    if not still_used:
+        (catalog.files_dir / stored).unlink(missing_ok=True)
