@@ -276,10 +276,13 @@ class AsyncLLMEngine:
             self._fail_step(error)
             outputs = []
         for output in outputs:
-            self._counters.count_output(output)
+            if output.error is None:
+                self._counters.count_output(output)
         self._publish()  # NOTE: first, so that whoever holds an output sees it counted
         for output in outputs:
-            if output.finished:
+            if output.error is not None:
+                self._stop(output.request_id, self._step_error(output.request_id, output.error))
+            elif output.finished:
                 self._end(output.request_id, output)
             elif not _send(self._sinks[output.request_id], output):
                 self._abort(_Abort(output.request_id, None))  # its consumer's loop is closed
@@ -294,16 +297,19 @@ class AsyncLLMEngine:
         step never filled would serve garbage.
         """
         waiting = {seq.request_id for seq in self.engine.scheduler.waiting}
-        reason = f"{type(error).__name__}: {error}"
         for request_id in [r for r in self._sinks if r not in waiting]:
-            self._counters.num_failed_requests += 1
-            failure = EngineStepError(
-                f"the engine step running request {request_id!r} failed ({reason}); "
-                "the request was aborted and can be retried"
-            )
-            failure.__cause__ = error
-            self._stop(request_id, failure)
+            self._stop(request_id, self._step_error(request_id, error))
         self.engine.block_manager.reset_prefix_cache()
+
+    def _step_error(self, request_id: str, error: BaseException) -> EngineStepError:
+        """What the caller of a request that failed in a step gets (counted once)."""
+        self._counters.num_failed_requests += 1
+        failure = EngineStepError(
+            f"the engine step running request {request_id!r} failed "
+            f"({type(error).__name__}: {error}); the request was aborted and can be retried"
+        )
+        failure.__cause__ = error
+        return failure
 
     def _close(self) -> None:
         """Fail every queued and live request: the engine thread is going away."""

@@ -10,6 +10,7 @@ from tqdm import tqdm
 
 from common.errors import InvalidInputError
 from engine.config import EngineConfig
+from engine.errors import EngineStepError
 from engine.llm_engine import LLMEngine
 from engine.outputs import RequestOutput
 from engine.sampling_params import SamplingParams
@@ -80,7 +81,8 @@ class LLM:
 
         A prompt is text (tokenized as the model's Hugging Face tokenizer does by
         default) or a list of token ids. One `SamplingParams` applies to all prompts;
-        a list gives one per prompt.
+        a list gives one per prompt. A request whose part of a step raised comes back with
+        `finish_reason` "error" and the exception in `error`; the others are unaffected.
         """
         prompt_list = _as_prompt_list(prompts)
         params = _per_prompt(sampling_params, len(prompt_list))
@@ -124,6 +126,10 @@ class LLM:
                 for output in self.engine.step():
                     if output.request_id != request_id:
                         continue
+                    if output.error is not None:
+                        raise EngineStepError(
+                            f"the request failed: {output.error}"
+                        ) from output.error
                     if len(output.text) > shown:
                         yield output.text[shown:]
                         shown = len(output.text)

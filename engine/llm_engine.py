@@ -2,6 +2,12 @@
 
 `step()` reads top-down: schedule -> execute -> sample -> postprocess. It is what the
 offline `LLM` and the async server both drive.
+
+One request can never fail a step for the others: a forward pass that raises is run
+again on each half of its batch until the sequences that raise are alone, and sampling
+or postprocessing that raises for one row is retried row by row. Only the requests whose
+part raised end, with `finish_reason` "error"; the rest get their tokens as if nothing
+happened (a seeded request draws the same token: its generator is rewound first).
 """
 
 import itertools
@@ -22,13 +28,13 @@ from engine.errors import EngineConfigError, PromptTooLongError
 from engine.kv_cache import KVCacheSpec, allocate_kv_cache, default_kv_budget
 from engine.library import default_quantization, resolve_model
 from engine.library.store import ModelStore
-from engine.model_runner import ModelRunner
+from engine.model_runner import ModelOutput, ModelRunner
 from engine.models.loader import load_model, read_decoder_config
 from engine.models.quantization import QuantizationConfig
 from engine.outputs import RequestOutput
 from engine.sampler import sample, token_logprobs
 from engine.sampling_params import SamplingParams
-from engine.scheduler import Scheduler, SchedulerConfig
+from engine.scheduler import ScheduledSequence, Scheduler, SchedulerConfig
 from engine.sequence import FinishReason, Sequence
 from engine.tokenizer import load_tokenizer
 
@@ -132,22 +138,98 @@ class LLMEngine:
     # ---- the loop ------------------------------------------------------------------
 
     def step(self) -> list[RequestOutput]:
-        """Run one iteration; returns an output for each request that got a token in it."""
+        """Run one iteration; returns an output for each request that got a token in it, or
+        that failed in it (finish_reason "error")."""
         scheduler_output = self.scheduler.schedule()
         if scheduler_output.is_empty:
             return []
-        model_output = self.runner.execute(scheduler_output.scheduled)
+        ran, failed = self._execute(scheduler_output.scheduled)
+        if failed:
+            # NOTE: the scheduler keys blocks in the prefix cache before their KV is
+            # computed; a failed sequence's may never be, so no later hit may use them.
+            self.block_manager.reset_prefix_cache()
+        outputs = [self._fail(seq, error) for seq, error in failed]
+        for model_output in ran:
+            outputs += self._update(model_output)
+        return outputs
+
+    def _execute(
+        self, scheduled: list[ScheduledSequence]
+    ) -> tuple[list[ModelOutput], list[tuple[Sequence, Exception]]]:
+        """Run the batch; if it raises, run each half on its own, down to the culprits."""
+        try:
+            return [self.runner.execute(scheduled)], []
+        except Exception as error:
+            if len(scheduled) == 1:
+                return [], [(scheduled[0].seq, error)]
+        half = len(scheduled) // 2
+        first_ran, first_failed = self._execute(scheduled[:half])
+        second_ran, second_failed = self._execute(scheduled[half:])
+        return first_ran + second_ran, first_failed + second_failed
+
+    def _update(self, model_output: ModelOutput) -> list[RequestOutput]:
+        """Sample a token for each sequence the model ran to its end, and append it."""
         requests = [self._requests[item.seq.request_id] for item in model_output.sampling]
-        next_tokens = sample(
-            model_output.logits,
-            [r.seq.params for r in requests],
-            [r.generator or self._default_generator for r in requests],
+        outputs = []
+        for row, (request, token) in enumerate(
+            zip(requests, self._sample(model_output.logits, requests), strict=True)
+        ):
+            if isinstance(token, Exception):
+                outputs.append(self._fail(request.seq, token))
+                continue
+            try:
+                if request.logprobs is not None:  # the request set SamplingParams.logprobs
+                    top = request.seq.params.logprobs or 0
+                    request.logprobs.append(token_logprobs(model_output.logits[row], token, top))
+                outputs.append(self._postprocess(request, token))
+            except Exception as error:
+                outputs.append(self._fail(request.seq, error))
+        return outputs
+
+    def _sample(self, logits: torch.Tensor, requests: list[_Request]) -> list[int | Exception]:
+        """The batch's next tokens; if sampling raises, row by row, with the error of each
+        row that raises in its place."""
+        params = [r.seq.params for r in requests]
+        generators: list[torch.Generator | None] = [
+            r.generator or self._default_generator for r in requests
+        ]
+        seeded = [(r.generator, r.generator.get_state()) for r in requests if r.generator]
+        try:
+            return list(sample(logits, params, generators))
+        except Exception:
+            for generator, state in seeded:  # a seeded row draws as if alone
+                generator.set_state(state)
+        tokens: list[int | Exception] = []
+        for row in range(len(requests)):
+            try:
+                tokens += sample(
+                    logits[row : row + 1], params[row : row + 1], generators[row : row + 1]
+                )
+            except Exception as error:
+                tokens.append(error)
+        return tokens
+
+    def _fail(self, seq: Sequence, error: Exception) -> RequestOutput:
+        """End one request whose part of the step raised, and free its blocks."""
+        logger.error("request %s failed in a step", seq.request_id, exc_info=error)
+        request = self._requests.pop(seq.request_id)
+        self.scheduler.finish(seq, FinishReason.ERROR)
+        try:
+            text = request.detokenizer.text
+        except Exception:  # the detokenizer may be what raised
+            text = ""
+        return RequestOutput(
+            request_id=seq.request_id,
+            prompt=request.prompt,
+            prompt_token_ids=seq.token_ids[: seq.num_prompt_tokens],
+            text=text,
+            token_ids=seq.output_token_ids,
+            num_cached_tokens=seq.num_cached_tokens or 0,
+            finish_reason=FinishReason.ERROR.value,
+            finished=True,
+            logprobs=None if request.logprobs is None else list(request.logprobs),
+            error=error,
         )
-        for row, (request, token) in enumerate(zip(requests, next_tokens, strict=True)):
-            if request.logprobs is not None:  # the request set SamplingParams.logprobs
-                top = request.seq.params.logprobs or 0
-                request.logprobs.append(token_logprobs(model_output.logits[row], token, top))
-        return [self._postprocess(r, token) for r, token in zip(requests, next_tokens, strict=True)]
 
     def _postprocess(self, request: _Request, token_id: int) -> RequestOutput:
         seq = request.seq

@@ -14,11 +14,14 @@ class RequestOutput:
     text: str  # the generated text so far, without stop strings
     token_ids: list[int]  # generated token ids only
     num_cached_tokens: int  # prompt tokens served from the prefix cache
-    finish_reason: str | None  # "stop", "length" or "abort"; None while running
+    finish_reason: str | None  # "stop", "length", "abort" or "error"; None while running
     finished: bool
     # Per generated token, token id -> log-probability: the chosen token and the most
     # likely ones. None unless the request's SamplingParams.logprobs asked for them.
     logprobs: list[dict[int, float]] | None = None
+    # With finish_reason "error": what its part of the step raised. The other requests
+    # of that step went on.
+    error: BaseException | None = None
 
     @property
     def num_prompt_tokens(self) -> int:

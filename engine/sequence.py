@@ -24,6 +24,7 @@ class FinishReason(StrEnum):
     STOP = "stop"  # EOS, a stop token or a stop string
     LENGTH = "length"  # max_tokens or the model's context length
     ABORT = "abort"  # cancelled by the caller
+    ERROR = "error"  # its part of a step raised; it alone ended (RequestOutput.error says why)
 
 
 @dataclass(slots=True, eq=False)
