@@ -19,20 +19,6 @@ class Citation:
     char_end: int
     metadata: dict[str, Any] = field(default_factory=dict)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "n": self.n,
-            "document_id": self.document_id,
-            "title": self.title,
-            "page": self.page,
-            "chunk_id": self.chunk_id,
-            "text": self.text,
-            "score": self.score,
-            "char_start": self.char_start,
-            "char_end": self.char_end,
-            "metadata": self.metadata,
-        }
-
 
 @dataclass(frozen=True, slots=True)
 class Attribution:
@@ -43,22 +29,12 @@ class Attribution:
     n: int  # the passage, as numbered in `citations`
     share: float  # of the sentence's terms found in that passage
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"start": self.start, "end": self.end, "n": self.n, "share": self.share}
-
 
 @dataclass(frozen=True, slots=True)
 class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_tokens: int = 0  # prompt tokens whose KV came from the shared prefix cache
-
-    def to_dict(self) -> dict[str, int]:
-        return {
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-            "cached_tokens": self.cached_tokens,
-        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,14 +50,6 @@ class Timings:
     def decode_ms(self) -> float:
         return self.total_ms - self.ttft_ms if self.ttft_ms is not None else 0.0
 
-    def to_dict(self) -> dict[str, float | None]:
-        return {
-            "rewrite_ms": round(self.rewrite_ms, 2),
-            "retrieve_ms": round(self.retrieve_ms, 2),
-            "ttft_ms": None if self.ttft_ms is None else round(self.ttft_ms, 2),
-            "total_ms": round(self.total_ms, 2),
-        }
-
 
 @dataclass(frozen=True, slots=True)
 class Answer:
@@ -96,20 +64,6 @@ class Answer:
     finish_reason: str | None
     usage: Usage
     timings: Timings
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "question": self.question,
-            "standalone_question": self.standalone_question,
-            "answer": self.answer,
-            "found": self.found,
-            "citations": [c.to_dict() for c in self.citations],
-            "cited": self.cited,
-            "attributions": [a.to_dict() for a in self.attributions],
-            "finish_reason": self.finish_reason,
-            "usage": self.usage.to_dict(),
-            "timings": self.timings.to_dict(),
-        }
 
 
 @dataclass(frozen=True, slots=True)

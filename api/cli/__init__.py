@@ -4,7 +4,7 @@ import argparse
 import os
 import sys
 
-from api.cli import documents, generate, models, serve
+from api.cli import ask, documents, generate, models, serve
 from common.errors import PagedRAGError
 
 
@@ -13,7 +13,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="pagedrag", description="Local RAG on a paged-attention engine."
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (models, generate, documents, serve):
+    for module in (models, generate, documents, serve, ask):
         module.add_parsers(subparsers)
     return parser
 

@@ -91,3 +91,33 @@ def library_options(args: argparse.Namespace) -> LibraryOptions:
         embedder=args.embedder,
         database_url=args.database_url or os.environ.get(DATABASE_URL_VARIABLE) or None,
     )
+
+
+def add_pipeline_options(parser: argparse.ArgumentParser) -> None:
+    """What every command that runs the RAG pipeline takes: model, library, weights, KV."""
+    parser.add_argument("--model", help="library name, HF directory or .gguf (default model)")
+    add_library_options(parser)
+    add_weight_options(parser)
+    parser.add_argument(
+        "--kv-cache-memory",
+        type=size_argument,
+        default=None,
+        metavar="BYTES",
+        help="KV pool size, e.g. 2G (default: a fraction of free memory)",
+    )
+    parser.add_argument("--max-tokens", type=int, default=None, help="longest answer, in tokens")
+    parser.add_argument(
+        "--no-prefix-caching",
+        action="store_true",
+        help="recompute every prompt instead of reusing cached prefixes (for benchmarks)",
+    )
+
+
+def engine_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The EngineConfig fields `add_pipeline_options` set."""
+    options: dict[str, Any] = weight_options(args)
+    if args.kv_cache_memory:
+        options["kv_cache_memory"] = args.kv_cache_memory
+    if args.no_prefix_caching:
+        options["enable_prefix_caching"] = False
+    return options

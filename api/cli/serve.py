@@ -1,4 +1,4 @@
-"""`pagedrag serve` runs the HTTP server; `ask` and `chat` ask the documents from a shell."""
+"""`pagedrag serve`: the web page and every HTTP API over one engine and one library."""
 
 import argparse
 import ipaddress
@@ -6,18 +6,15 @@ import logging
 import os
 import signal
 import socket
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from api.cli.options import (
-    add_library_options,
-    add_weight_options,
+    add_pipeline_options,
+    engine_options,
     library_options,
     size_argument,
-    weight_options,
 )
-from api.cli.repl import BYE, user_lines
 
 if TYPE_CHECKING:
     from api.server.auth import AuthPolicy
@@ -92,48 +89,8 @@ def add_parsers(subparsers: Any) -> None:
         help="on SIGTERM or Ctrl-C, how long requests in flight may finish before they are "
         "aborted (default 5)",
     )
-    _pipeline_options(serve)
+    add_pipeline_options(serve)
     serve.set_defaults(handler=run_serve)
-
-    ask = subparsers.add_parser("ask", help="ask the documents a question; streams the answer")
-    ask.add_argument("question", help="the question (use - to read it from standard input)")
-    ask.add_argument("--collection", help="search only this collection")
-    ask.add_argument("--top-k", type=int, default=None, help="passages given to the model")
-    _pipeline_options(ask)
-    ask.set_defaults(handler=run_ask)
-
-    chat = subparsers.add_parser("chat", help="a multi-turn conversation over the documents")
-    chat.add_argument("--collection", help="search only this collection")
-    _pipeline_options(chat)
-    chat.set_defaults(handler=run_chat)
-
-
-def _pipeline_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", help="library name, HF directory or .gguf (default model)")
-    add_library_options(parser)
-    add_weight_options(parser)
-    parser.add_argument(
-        "--kv-cache-memory",
-        type=size_argument,
-        default=None,
-        metavar="BYTES",
-        help="KV pool size, e.g. 2G (default: a fraction of free memory)",
-    )
-    parser.add_argument("--max-tokens", type=int, default=None, help="longest answer, in tokens")
-    parser.add_argument(
-        "--no-prefix-caching",
-        action="store_true",
-        help="recompute every prompt instead of reusing cached prefixes (for benchmarks)",
-    )
-
-
-def _engine_options(args: argparse.Namespace) -> dict[str, Any]:
-    options: dict[str, Any] = weight_options(args)
-    if args.kv_cache_memory:
-        options["kv_cache_memory"] = args.kv_cache_memory
-    if args.no_prefix_caching:
-        options["enable_prefix_caching"] = False
-    return options
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -156,7 +113,7 @@ def run_serve(args: argparse.Namespace) -> int:
         embedder=library.embedder,
         database_url=library.database_url,
         max_upload_bytes=args.max_upload,
-        engine_options=_engine_options(args),
+        engine_options=engine_options(args),
         ingest_paths=tuple(args.ingest),
         browser=BrowserPolicy.for_address(args.host, args.allowed_hosts, args.allowed_origins),
         auth=auth,
@@ -242,69 +199,3 @@ def _print_ready(url: str, keyed: bool) -> None:
         f'-d \'{{"question": "{EXAMPLE_QUESTION}"}}\'\n',
         flush=True,
     )
-
-
-def _open_rag(args: argparse.Namespace) -> Any:
-    from rag import RAG
-
-    library = library_options(args)
-    return RAG(
-        library.data_dir,
-        args.model,
-        library.embedder,
-        database_url=library.database_url,
-        **_engine_options(args),
-    )
-
-
-def run_ask(args: argparse.Namespace) -> int:
-    question = sys.stdin.read() if args.question == "-" else args.question
-    with _open_rag(args) as rag:
-        _answer(rag, question, [], args)
-    return 0
-
-
-def run_chat(args: argparse.Namespace) -> int:
-    with _open_rag(args) as rag:
-        print(f"Ask about your documents. Type {BYE} to leave.", file=sys.stderr)
-        history: list[dict[str, str]] = []
-        for line in user_lines():
-            reply = _answer(rag, line, history, args)
-            history += [{"role": "user", "content": line}, {"role": "assistant", "content": reply}]
-    return 0
-
-
-def _answer(
-    rag: Any, question: str, history: list[dict[str, str]], args: argparse.Namespace
-) -> str:
-    """Stream one answer to the terminal, then its numbered sources; returns the answer."""
-    from rag import DoneEvent, TokenEvent
-
-    options = {"collection": args.collection, "history": history, "max_tokens": args.max_tokens}
-    if getattr(args, "top_k", None):
-        options["top_k"] = args.top_k
-    streamed = False
-    for event in rag.ask(question, stream=True, **options):
-        if isinstance(event, TokenEvent):
-            print(event.delta, end="", flush=True)
-            streamed = True
-        elif isinstance(event, DoneEvent):
-            answer = event.answer
-            if not answer.found:  # after a withdrawn answer, on a line of its own
-                print(("\n\n" if streamed else "") + answer.answer, end="")
-            print()
-            _print_sources(answer)
-            return str(answer.answer)
-    raise RuntimeError("the answer stream ended without a final answer")
-
-
-def _print_sources(answer: Any) -> None:
-    if not answer.citations:
-        return
-    print("\nSources:")
-    supporting = set(answer.cited) | {a.n for a in answer.attributions}
-    for citation in answer.citations:
-        mark = "*" if citation.n in supporting else " "
-        page = f", p. {citation.page}" if citation.page is not None else ""
-        print(f" {mark}[{citation.n}] {citation.title}{page}")
-    print()

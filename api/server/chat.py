@@ -10,7 +10,6 @@ encode the events in their own wire format (JSON, SSE, NDJSON).
 import time
 from collections.abc import AsyncIterator
 from contextlib import aclosing
-from typing import Any
 
 from api.server.errors import ApiError
 from api.server.schemas import AskRequest
@@ -19,6 +18,7 @@ from rag.answer import Answer, AnswerEvent, DoneEvent, TokenEvent
 
 RAG_MODEL = "pagedrag-rag"  # the pseudo-model that answers over the documents
 ROLES = ("system", "user", "assistant")
+WireMessage = dict[str, object]  # a chat message as a client sent it; `chat_messages` checks it
 
 
 def check_model(state: AppState, model: str | None, *, allow_rag: bool = False) -> None:
@@ -34,7 +34,7 @@ def check_model(state: AppState, model: str | None, *, allow_rag: bool = False) 
         )
 
 
-def chat_messages(messages: list[dict[str, Any]]) -> list[dict[str, str]]:
+def chat_messages(messages: list[WireMessage]) -> list[dict[str, str]]:
     """Messages as `{"role", "content"}` with text content; content parts keep their text."""
     return [_text_message(message) for message in messages]
 
@@ -111,13 +111,15 @@ def withdrawn(answer: Answer, streamed: bool) -> str:
     return ("\n\n" if streamed else "") + answer.answer
 
 
-def _text_message(message: dict[str, Any]) -> dict[str, str]:
+def _text_message(message: WireMessage) -> dict[str, str]:
     role, content = message.get("role"), message.get("content", "")
-    if role not in ROLES:
+    if not isinstance(role, str) or role not in ROLES:
         raise ApiError(400, f"unsupported message role {role!r}; use system, user or assistant")
     if isinstance(content, list):  # OpenAI's content parts: keep the text ones
         content = "".join(
-            p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text"
+            str(p.get("text", ""))
+            for p in content
+            if isinstance(p, dict) and p.get("type") == "text"
         )
     if not isinstance(content, str):
         raise ApiError(400, "message content must be a string or a list of text parts")

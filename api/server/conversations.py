@@ -51,10 +51,7 @@ class _Message(_Base):
 class Message:
     role: str  # "user" or "assistant"
     content: str
-    details: dict[str, Any]  # an assistant turn's citations, found, usage and timings
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"role": self.role, "content": self.content, **self.details}
+    details: dict[str, object]  # an assistant turn's citations, found, usage and timings
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,16 +60,6 @@ class Conversation:
     title: str
     updated_at: datetime
     messages: list[Message] | None  # None in listings, which leave the messages out
-
-    def to_dict(self) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "id": self.id,
-            "title": self.title,
-            "updated_at": self.updated_at.isoformat(),
-        }
-        if self.messages is not None:
-            body["messages"] = [m.to_dict() for m in self.messages]
-        return body
 
 
 class ConversationNotFoundError(LookupError):

@@ -1,10 +1,15 @@
-"""Route dependencies as `Annotated` aliases: a route declares what it needs by type."""
+"""Route dependencies as `Annotated` aliases: a route declares what it needs by type.
+
+The rule: routes reach the library (documents, collections, search, the embedder)
+through `IndexDep`, and ask questions through the RAG pipeline on `StateDep`.
+"""
 
 from typing import Annotated
 
 from fastapi import Depends, Request
 
 from api.server.state import AppState
+from indexer.index import Index
 
 
 def get_state(request: Request) -> AppState:
@@ -12,4 +17,9 @@ def get_state(request: Request) -> AppState:
     return state
 
 
+def get_index(request: Request) -> Index:
+    return get_state(request).index
+
+
 StateDep = Annotated[AppState, Depends(get_state)]
+IndexDep = Annotated[Index, Depends(get_index)]

@@ -66,7 +66,7 @@ async def embed_texts(state: AppState, texts: str | list[str]) -> tuple[list[lis
     batch = [texts] if isinstance(texts, str) else texts
     if not batch or any(not t for t in batch):
         raise ApiError(400, "input must be a non-empty string or list of non-empty strings")
-    embedder = state.rag.index.embedder
+    embedder = state.index.embedder
     vectors = await asyncio.to_thread(embedder.embed_documents, batch)
     tokens = sum(await asyncio.to_thread(embedder.count_tokens, batch))
     return [v.tolist() for v in vectors], tokens

@@ -15,7 +15,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
 
 from api.server.errors import client_message
 from indexer.records import IngestReport
@@ -64,21 +63,6 @@ class IngestJob:
     created_at: float = field(default_factory=time.time)
     finished: threading.Event = field(default_factory=threading.Event, repr=False)
     version: int = 0  # bumped on every change, so a progress stream can tell news from old
-
-    def to_dict(self) -> dict[str, Any]:
-        report = self.report
-        return {
-            "job_id": self.id,
-            "status": self.status.value,
-            "files": self.files,
-            "phase": self.phase,
-            "done": self.done,
-            "total": self.total,
-            "phases": list(self.phases),
-            "document_ids": report.document_ids if report else [],
-            "report": _report_dict(report) if report else None,
-            "error": self.error,
-        }
 
 
 # ingest(paths, progress) -> report; the server binds the collection and the index.
@@ -147,17 +131,3 @@ class IngestJobs:
         finished = [j for j in self._jobs.values() if j.finished.is_set()]
         for job in finished[: max(0, len(finished) - KEPT_JOBS)]:
             del self._jobs[job.id]
-
-
-def _report_dict(report: IngestReport) -> dict[str, Any]:
-    return {
-        "new_documents": report.new_documents,
-        "duplicates": report.duplicates,
-        "pages": report.pages,
-        "chunks": report.chunks,
-        "failures": [
-            {"file": Path(f.source).name, "error": f.error, "document_id": f.document_id}
-            for f in report.failures
-        ],
-        "skipped_unsupported": [Path(p).name for p in report.skipped_unsupported],
-    }

@@ -7,12 +7,20 @@ what OpenAI clients parse, in one place.
 import time
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
 
 from api.server.chat import withdrawn
 from api.server.generation import Generation
 from api.server.streaming import sse
-from rag.answer import Answer, DoneEvent, TokenEvent
+from api.server.wire.native import AttributionOut, CitationOut, attributions
+from api.server.wire.openai import (
+    AssistantMessage,
+    ChatChoice,
+    ChatCompletion,
+    Completion,
+    CompletionChoice,
+    Usage,
+)
+from rag.answer import Answer, AnswerEvent, DoneEvent, TokenEvent
 
 
 class Reply:
@@ -24,7 +32,7 @@ class Reply:
         self.model = model
         self.created = int(time.time())
 
-    def base(self, kind: str | None = None) -> dict[str, Any]:
+    def base(self, kind: str | None = None) -> dict[str, object]:
         return {
             "id": self.id,
             "object": kind or self.kind,
@@ -33,34 +41,42 @@ class Reply:
         }
 
     def chat(
-        self, text: str, finish: str | None, usage: dict[str, Any], **extra: Any
-    ) -> dict[str, Any]:
-        choice = {
-            "index": 0,
-            "message": {"role": "assistant", "content": text},
-            "finish_reason": finish_reason(finish),
-            "logprobs": None,
-        }
-        return {**self.base(), "choices": [choice], "usage": usage, **extra}
+        self,
+        text: str,
+        finish: str | None,
+        usage: Usage,
+        rag: tuple[list[CitationOut], list[AttributionOut]] | None = None,
+    ) -> ChatCompletion:
+        """The whole answer; `rag`: its citations and attributions, for a RAG turn."""
+        message = AssistantMessage(content=text)
+        choice = ChatChoice(index=0, message=message, finish_reason=finish_reason(finish))
+        citations, attributions = rag or (None, None)
+        return ChatCompletion(
+            id=self.id,
+            created=self.created,
+            model=self.model,
+            choices=[choice],
+            usage=usage,
+            citations=citations,
+            attributions=attributions,
+        )
 
-    def chat_chunk(self, delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
+    def chat_chunk(self, delta: dict[str, str], finish: str | None = None, **extra: object) -> str:
         choice = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
         return sse(None, {**self.base("chat.completion.chunk"), "choices": [choice], **extra})
 
-    def completion(self, generations: list[Generation]) -> dict[str, Any]:
+    def completion(self, generations: list[Generation]) -> Completion:
         choices = [
-            {
-                "index": i,
-                "text": g.text,
-                "finish_reason": finish_reason(g.finish_reason),
-                "logprobs": None,
-            }
+            CompletionChoice(index=i, text=g.text, finish_reason=finish_reason(g.finish_reason))
             for i, g in enumerate(generations)
         ]
-        return {**self.base(), "choices": choices, "usage": usage_of(*generations)}
+        usage = usage_of(*generations)
+        return Completion(
+            id=self.id, created=self.created, model=self.model, choices=choices, usage=usage
+        )
 
-    def usage_chunk(self, kind: str, usage: dict[str, Any]) -> str:
-        return sse(None, {**self.base(kind), "choices": [], "usage": usage})
+    def usage_chunk(self, kind: str, usage: Usage) -> str:
+        return sse(None, {**self.base(kind), "choices": [], "usage": usage.model_dump()})
 
 
 async def chat_stream(
@@ -91,9 +107,10 @@ async def completion_stream(
 
 
 async def rag_stream(
-    reply: Reply, citations: list[dict[str, Any]], events: AsyncIterator[Any], usage: bool
+    reply: Reply, citations: list[CitationOut], events: AsyncIterator[AnswerEvent], usage: bool
 ) -> AsyncIterator[str]:
-    yield reply.chat_chunk({"role": "assistant", "content": ""}, citations=citations)
+    passages = [c.model_dump() for c in citations]
+    yield reply.chat_chunk({"role": "assistant", "content": ""}, citations=passages)
     streamed = False
     async for event in events:
         if isinstance(event, TokenEvent):
@@ -104,38 +121,25 @@ async def rag_stream(
             if not answer.found:
                 yield reply.chat_chunk({"content": withdrawn(answer, streamed)})
             finish = finish_reason(answer.finish_reason or "stop")
-            yield reply.chat_chunk({}, finish, attributions=attributions(answer))
+            sentences = [a.model_dump() for a in attributions(answer.attributions)]
+            yield reply.chat_chunk({}, finish, attributions=sentences)
             if usage:
                 yield reply.usage_chunk("chat.completion.chunk", rag_usage(answer))
     yield sse(None, "[DONE]")
-
-
-def attributions(answer: Answer) -> list[dict[str, Any]]:
-    """The answer's uncited sentences and their passages (see `POST /ask`)."""
-    return [a.to_dict() for a in answer.attributions]
 
 
 def finish_reason(reason: str | None) -> str | None:
     return "stop" if reason == "abort" else reason
 
 
-def usage_of(*generations: Generation) -> dict[str, Any]:
-    return _usage(
+def usage_of(*generations: Generation) -> Usage:
+    return Usage.of(
         sum(g.prompt_tokens for g in generations),
         sum(g.completion_tokens for g in generations),
         sum(g.cached_tokens for g in generations),
     )
 
 
-def rag_usage(answer: Answer) -> dict[str, Any]:
+def rag_usage(answer: Answer) -> Usage:
     usage = answer.usage
-    return _usage(usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens)
-
-
-def _usage(prompt: int, completion: int, cached: int) -> dict[str, Any]:
-    return {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-        "prompt_tokens_details": {"cached_tokens": cached},
-    }
+    return Usage.of(usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens)

@@ -1,6 +1,6 @@
 """Request bodies of PagedRAG's own routes (the compatible APIs keep theirs beside them)."""
 
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
@@ -28,7 +28,7 @@ class AskRequest(BaseModel):
 class TextDocument(BaseModel):
     text: str = Field(min_length=1)
     title: str | None = None
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    metadata: dict[str, object] = Field(default_factory=dict)
 
 
 class IngestTextsRequest(BaseModel):

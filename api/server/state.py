@@ -7,6 +7,7 @@ from api.server.jobs import IngestJobs
 from api.server.metrics import ServerMetrics
 from api.server.settings import ServerSettings
 from engine.async_engine import AsyncLLMEngine
+from indexer.index import Index
 from rag import RAG
 
 
@@ -22,3 +23,8 @@ class AppState:
     @property
     def engine(self) -> AsyncLLMEngine:
         return self.rag.engine
+
+    @property
+    def index(self) -> Index:
+        """The library; routes take it as `IndexDep`."""
+        return self.rag.index

@@ -242,7 +242,7 @@ def test_a_bug_is_a_500_that_shows_nothing_of_its_message(
     def broken(*_: object) -> None:
         raise ValueError("cannot parse /srv/pagedrag/secret.db")
 
-    monkeypatch.setattr(live_server.rag, "documents", broken)
+    monkeypatch.setattr(live_server.rag.index, "documents", broken)
     with live_server.client() as client:
         bug = client.get("/documents")
         user_error = client.post("/generate", json={"prompt": "Hi", "stop": [""]})
@@ -342,6 +342,43 @@ def test_the_openapi_schema_describes_every_route(live_server) -> None:
         for method in methods:
             assert paths[path][method].get("description") or paths[path][method].get("summary")
     assert "multipart/form-data" in paths["/ingest"]["post"]["requestBody"]["content"]
+
+
+NOT_JSON = {  # routes whose success is a file, a stream or Prometheus text
+    ("/metrics", "get"),
+    ("/documents/{document_id}/file", "get"),
+    ("/ingest/{job_id}/events", "get"),
+    ("/auth/session", "post"),  # 204, no body
+}
+
+
+def test_every_route_declares_its_response_and_its_error_statuses(live_server) -> None:
+    """What /openapi.json promises is what a client gets: a typed body for success, and
+    every error status a route can answer, in the error shape of its API."""
+    with live_server.client() as client:
+        schema = client.get("/openapi.json").json()
+        missing = client.get("/documents/99999999")
+        ollama_missing = client.post("/api/chat", json={"model": "nope", "messages": []})
+    components = schema["components"]["schemas"]
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            responses = operation["responses"]
+            assert {"400", "401", "403", "500"} <= set(responses), (path, method)
+            error_ref = "OllamaErrorBody" if path.startswith("/api/") else "ErrorBody"
+            for status in ("400", "401", "403", "500"):
+                ref = responses[status]["content"]["application/json"]["schema"]["$ref"]
+                assert ref.endswith(f"/{error_ref}"), (path, method, status)
+            if (path, method) in NOT_JSON:
+                continue
+            success = next(responses[s] for s in ("200", "201") if s in responses)
+            body = success["content"]["application/json"]["schema"]
+            ref = body.get("$ref") or body.get("items", {}).get("$ref")
+            assert ref and ref.split("/")[-1] in components, (path, method, body)
+    assert "404" in schema["paths"]["/documents/{document_id}"]["get"]["responses"]
+    assert missing.status_code == 404
+    assert set(missing.json()["error"]) == set(components["ErrorDetail"]["properties"])
+    assert ollama_missing.status_code == 404
+    assert isinstance(ollama_missing.json()["error"], str)
 
 
 def test_ask_searches_only_the_chosen_documents(live_server) -> None:

@@ -4,6 +4,7 @@ import pytest
 
 from api.server.conversations import ConversationNotFoundError, ConversationStore, Message
 from api.server.suggestions import starter_questions
+from api.server.wire.native import ConversationOut
 
 
 def test_a_conversation_is_titled_by_its_first_question_and_survives_a_reopen(tmp_path) -> None:
@@ -18,7 +19,7 @@ def test_a_conversation_is_titled_by_its_first_question_and_survives_a_reopen(tm
     (listed,) = reopened.all()
     assert listed.title.startswith("How do zebras cross") and listed.title.endswith("…")
     assert len(listed.title) <= 60
-    messages = reopened.get(chat.id).to_dict()["messages"]
+    messages = ConversationOut.of(reopened.get(chat.id)).model_dump()["messages"]
     assert [m["role"] for m in messages] == ["user", "assistant"]
     assert messages[1] == {"role": "assistant", "content": "In herds [1].", **answer.details}
     reopened.delete(chat.id)

@@ -2,7 +2,6 @@
 
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
@@ -14,14 +13,22 @@ from api.server.disconnect import unless_disconnected
 from api.server.errors import client_message
 from api.server.schemas import AskRequest
 from api.server.streaming import SSE_HEADERS, sse
+from api.server.wire.errors import errors
+from api.server.wire.native import AskResponse, citations
 from rag.answer import AnswerEvent, CitationsEvent, TokenEvent
 
 router = APIRouter(tags=["ask"])
 logger = logging.getLogger(__name__)
 
 
-@router.post("/ask")
-async def ask(body: AskRequest, request: Request, state: StateDep) -> Any:
+@router.post(
+    "/ask",
+    response_model=AskResponse,
+    responses=errors(404, 422, 503) | {200: {"content": {"text/event-stream": {}}}},
+)
+async def ask(
+    body: AskRequest, request: Request, state: StateDep
+) -> AskResponse | StreamingResponse:
     """Answer a question over the documents, with numbered citations.
 
     Returns `{"answer", "citations": [{"n", "document_id", "title", "page", "chunk_id",
@@ -39,7 +46,7 @@ async def ask(body: AskRequest, request: Request, state: StateDep) -> Any:
     first = await anext(events)  # errors in validation or retrieval are HTTP errors, not events
     if not body.stream:
         answer = await unless_disconnected(request, final_answer(events))
-        return answer.to_dict()
+        return AskResponse.of(answer)
     return StreamingResponse(
         _sse(first, events), media_type="text/event-stream", headers=SSE_HEADERS
     )
@@ -57,13 +64,9 @@ async def _sse(first: AnswerEvent, events: AsyncIterator[AnswerEvent]) -> AsyncI
 
 def _encode(event: AnswerEvent) -> str:
     if isinstance(event, CitationsEvent):
-        return sse(
-            "citations",
-            {
-                "citations": [c.to_dict() for c in event.citations],
-                "standalone_question": event.standalone_question,
-            },
-        )
+        passages = [c.model_dump() for c in citations(event.citations)]
+        body = {"citations": passages, "standalone_question": event.standalone_question}
+        return sse("citations", body)
     if isinstance(event, TokenEvent):
         return sse("token", {"delta": event.delta})
-    return sse("done", event.answer.to_dict())
+    return sse("done", AskResponse.of(event.answer).model_dump())

@@ -1,15 +1,19 @@
 """`/conversations`: the web page's chat history, kept server-side across reloads and browsers."""
 
 import asyncio
-from typing import Annotated, Any, Literal
+from collections.abc import Awaitable
+from typing import Annotated, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 
 from api.server.conversations import ConversationNotFoundError, ConversationStore, Message
 from api.server.errors import ApiError
+from api.server.wire.errors import errors
+from api.server.wire.native import ConversationOut, ConversationSummary, Deleted
 
 router = APIRouter(tags=["conversations"])
+Found = TypeVar("Found")
 
 
 def get_store(request: Request) -> ConversationStore:
@@ -29,7 +33,7 @@ class NewConversation(BaseModel):
 class StoredMessage(BaseModel):
     role: Literal["user", "assistant"]
     content: str = Field(max_length=100_000)
-    details: dict[str, Any] = Field(
+    details: dict[str, object] = Field(
         default_factory=dict, description="An answer's citations, found, usage and timings."
     )
 
@@ -38,41 +42,42 @@ class NewMessages(BaseModel):
     messages: list[StoredMessage] = Field(min_length=1)
 
 
-@router.get("/conversations")
-async def list_conversations(store: StoreDep) -> list[dict[str, Any]]:
+@router.get("/conversations", response_model=list[ConversationSummary], responses=errors())
+async def list_conversations(store: StoreDep) -> list[ConversationSummary]:
     """Every conversation (id, title, updated_at), the most recent first."""
-    return [c.to_dict() for c in await asyncio.to_thread(store.all)]
+    return [ConversationSummary.of(c) for c in await asyncio.to_thread(store.all)]
 
 
-@router.post("/conversations", status_code=201)
-async def create_conversation(body: NewConversation, store: StoreDep) -> dict[str, Any]:
+@router.post("/conversations", status_code=201, responses=errors(422))
+async def create_conversation(body: NewConversation, store: StoreDep) -> ConversationOut:
     """Start an empty conversation."""
-    return (await asyncio.to_thread(store.create, title=body.title)).to_dict()
+    return ConversationOut.of(await asyncio.to_thread(store.create, title=body.title))
 
 
-@router.get("/conversations/{conversation_id}")
-async def get_conversation(conversation_id: int, store: StoreDep) -> dict[str, Any]:
+@router.get("/conversations/{conversation_id}", responses=errors(404, 422))
+async def get_conversation(conversation_id: int, store: StoreDep) -> ConversationOut:
     """One conversation with its messages, oldest first."""
-    return (await _found(asyncio.to_thread(store.get, conversation_id))).to_dict()
+    return ConversationOut.of(await _found(asyncio.to_thread(store.get, conversation_id)))
 
 
-@router.post("/conversations/{conversation_id}/messages")
+@router.post("/conversations/{conversation_id}/messages", responses=errors(404, 422))
 async def append_messages(
     conversation_id: int, body: NewMessages, store: StoreDep
-) -> dict[str, Any]:
+) -> ConversationOut:
     """Append turns (a question and its answer); the first question titles the chat."""
     messages = [Message(m.role, m.content, m.details) for m in body.messages]
-    return (await _found(asyncio.to_thread(store.append, conversation_id, messages))).to_dict()
+    appended = await _found(asyncio.to_thread(store.append, conversation_id, messages))
+    return ConversationOut.of(appended)
 
 
-@router.delete("/conversations/{conversation_id}")
-async def delete_conversation(conversation_id: int, store: StoreDep) -> dict[str, Any]:
+@router.delete("/conversations/{conversation_id}", responses=errors(404, 422))
+async def delete_conversation(conversation_id: int, store: StoreDep) -> Deleted:
     """Remove a conversation and its messages."""
     await _found(asyncio.to_thread(store.delete, conversation_id))
-    return {"deleted": conversation_id}
+    return Deleted(deleted=conversation_id)
 
 
-async def _found(call: Any) -> Any:
+async def _found(call: Awaitable[Found]) -> Found:
     try:
         return await call
     except ConversationNotFoundError as error:

@@ -6,25 +6,33 @@ import re
 import shutil
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from starlette.datastructures import UploadFile
 
-from api.server.deps import StateDep
+from api.server.deps import IndexDep, StateDep
 from api.server.errors import ApiError
-from api.server.jobs import UPLOADS, IngestJob
+from api.server.jobs import UPLOADS, IngestFn, IngestJob
 from api.server.schemas import IngestTextsRequest
 from api.server.state import AppState
 from api.server.streaming import sse
+from api.server.wire.errors import Responses, errors
+from api.server.wire.native import (
+    CollectionOut,
+    Deleted,
+    DocumentOut,
+    DocumentTextOut,
+    IngestJobOut,
+)
 from indexer.parsers import SUPPORTED_SUFFIXES, is_supported
+from indexer.records import IngestReport, Progress
 
 router = APIRouter(tags=["documents"])
 COPY_CHUNK = 1 << 20
 PROGRESS_POLL_S = 0.25
+ACCEPTED: Responses = {202: {"model": IngestJobOut, "description": "A background job began."}}
 
 
 @router.post(
@@ -49,6 +57,8 @@ PROGRESS_POLL_S = 0.25
             }
         }
     },
+    response_model=IngestJobOut,
+    responses=errors(413, 415, 422) | ACCEPTED,
 )
 async def ingest(
     request: Request, state: StateDep, wait: bool = False, background: bool = False
@@ -78,74 +88,84 @@ async def ingest(
         raise
     job = state.jobs.submit(paths, upload_dir, _ingest_fn(state, collection))
     if background or (not wait and size > state.settings.background_ingest_bytes):
-        return JSONResponse(_job_body(job), status_code=202)
+        return _json(IngestJobOut.of(job), status=202)
     await asyncio.to_thread(job.finished.wait)
-    return JSONResponse(_job_body(job))
+    return _json(IngestJobOut.of(job))
 
 
-@router.get("/ingest/{job_id}")
-async def ingest_progress(job_id: str, request: Request, state: StateDep) -> Any:
+@router.get(
+    "/ingest/{job_id}",
+    response_model=IngestJobOut,
+    responses=errors(404) | {200: {"content": {"text/event-stream": {}}}},
+)
+async def ingest_progress(
+    job_id: str, request: Request, state: StateDep
+) -> IngestJobOut | StreamingResponse:
     """An ingestion job's state and report; with `Accept: text/event-stream`, a progress stream."""
     job = _job(state, job_id)
     if "text/event-stream" in request.headers.get("accept", ""):
         return _progress_stream(job)
-    return _job_body(job)
+    return IngestJobOut.of(job)
 
 
-@router.get("/ingest/{job_id}/events")
+@router.get(
+    "/ingest/{job_id}/events",
+    response_class=StreamingResponse,
+    responses=errors(404) | {200: {"content": {"text/event-stream": {}}}},
+)
 async def ingest_events(job_id: str, state: StateDep) -> StreamingResponse:
     """Server-sent `progress` events until the job ends with a `done` event."""
     return _progress_stream(_job(state, job_id))
 
 
-@router.get("/documents")
-async def list_documents(state: StateDep, collection: str | None = None) -> list[dict[str, Any]]:
+@router.get("/documents", responses=errors())
+async def list_documents(index: IndexDep, collection: str | None = None) -> list[DocumentOut]:
     """Every document (or one collection's): title, pages, chunks, status, error."""
-    documents = await asyncio.to_thread(state.rag.documents, collection)
-    return [_document_dict(d) for d in documents]
+    documents = await asyncio.to_thread(index.documents, collection)
+    return [DocumentOut.of(d) for d in documents]
 
 
-@router.get("/documents/{document_id}")
-async def get_document(document_id: int, state: StateDep) -> dict[str, Any]:
+@router.get("/documents/{document_id}", responses=errors(404, 422))
+async def get_document(document_id: int, index: IndexDep) -> DocumentOut:
     """One document's description."""
-    return _document_dict(await asyncio.to_thread(state.rag.index.document, document_id))
+    return DocumentOut.of(await asyncio.to_thread(index.document, document_id))
 
 
-@router.get("/documents/{document_id}/file")
-async def get_document_file(document_id: int, state: StateDep) -> FileResponse:
+@router.get(
+    "/documents/{document_id}/file",
+    response_class=FileResponse,
+    responses=errors(404, 422) | {200: {"content": {"application/octet-stream": {}}}},
+)
+async def get_document_file(document_id: int, index: IndexDep) -> FileResponse:
     """The original uploaded file, as it was uploaded."""
-    info = await asyncio.to_thread(state.rag.index.document, document_id)
-    path = await asyncio.to_thread(state.rag.index.original_file, document_id)
+    info = await asyncio.to_thread(index.document, document_id)
+    path = await asyncio.to_thread(index.original_file, document_id)
     if path is None or not path.is_file():
         raise ApiError(404, f"document {document_id} was given as text and has no file")
     return FileResponse(path, media_type=info.mime_type, filename=info.source_name)
 
 
-@router.get("/documents/{document_id}/text")
-async def get_document_text(document_id: int, state: StateDep) -> dict[str, Any]:
+@router.get("/documents/{document_id}/text", responses=errors(404, 422))
+async def get_document_text(document_id: int, index: IndexDep) -> DocumentTextOut:
     """The text extracted from the document (any format), with each page's character range."""
-    extracted = await asyncio.to_thread(state.rag.index.document_text, document_id)
-    pages = [
-        {"page": number, "start": start, "end": end}
-        for number, (start, end) in enumerate(extracted.pages, 1)
-    ]
-    return {"document_id": document_id, "text": extracted.text, "pages": pages}
+    extracted = await asyncio.to_thread(index.document_text, document_id)
+    return DocumentTextOut.of(document_id, extracted)
 
 
-@router.delete("/documents/{document_id}")
-async def delete_document(document_id: int, state: StateDep) -> dict[str, Any]:
+@router.delete("/documents/{document_id}", responses=errors(404, 422))
+async def delete_document(document_id: int, index: IndexDep) -> Deleted:
     """Remove a document from the database, every index and the file store."""
-    await asyncio.to_thread(state.rag.delete, document_id)
-    return {"deleted": document_id}
+    await asyncio.to_thread(index.delete, document_id)
+    return Deleted(deleted=document_id)
 
 
-@router.get("/collections")
-async def list_collections(state: StateDep) -> list[dict[str, Any]]:
+@router.get("/collections", responses=errors())
+async def list_collections(index: IndexDep) -> list[CollectionOut]:
     """Collections with their document counts."""
-    documents = await asyncio.to_thread(state.rag.documents)
-    names = await asyncio.to_thread(state.rag.index.collections)
+    documents = await asyncio.to_thread(index.documents)
+    names = await asyncio.to_thread(index.collections)
     return [
-        {"name": name, "documents": sum(1 for d in documents if d.collection == name)}
+        CollectionOut(name=name, documents=sum(1 for d in documents if d.collection == name))
         for name in names
     ]
 
@@ -167,9 +187,9 @@ async def _ingest_texts(request: Request, state: StateDep) -> JSONResponse:
     except ValueError as error:
         raise ApiError(422, str(error)) from None
     documents = [d.model_dump() for d in body.documents]
-    ids = await asyncio.to_thread(state.rag.ingest_texts, documents, body.collection)
+    ids = await asyncio.to_thread(state.index.ingest_texts, documents, body.collection)
     state.metrics.ingested_documents.labels("text").inc(len(ids))
-    return JSONResponse({"job_id": None, "status": "done", "document_ids": ids})
+    return _json(IngestJobOut(job_id=None, status="done", document_ids=ids))
 
 
 async def _save_uploads(
@@ -211,9 +231,9 @@ def _safe_name(filename: str | None, position: int, taken: list[Path]) -> str:
     return name
 
 
-def _ingest_fn(state: AppState, collection: str | None) -> Any:
-    def run(paths: list[Path], progress: Any) -> Any:
-        return state.rag.ingest(paths, collection, progress=progress)
+def _ingest_fn(state: AppState, collection: str | None) -> IngestFn:
+    def run(paths: list[Path], progress: Progress) -> IngestReport:
+        return state.index.ingest_files(paths, collection, progress=progress)
 
     return run
 
@@ -225,8 +245,9 @@ def _job(state: AppState, job_id: str) -> IngestJob:
     return job
 
 
-def _job_body(job: IngestJob) -> dict[str, Any]:
-    return {**job.to_dict(), "progress_url": f"/ingest/{job.id}"}
+def _json(body: IngestJobOut, status: int = 200) -> JSONResponse:
+    """The model as the response, with a status that depends on how the upload went."""
+    return JSONResponse(body.model_dump(mode="json"), status_code=status)
 
 
 def _progress_stream(job: IngestJob) -> StreamingResponse:
@@ -236,16 +257,10 @@ def _progress_stream(job: IngestJob) -> StreamingResponse:
             if job.version != seen:
                 seen = job.version
                 finished = job.finished.is_set()
-                yield sse("done" if finished else "progress", _job_body(job))
+                body = IngestJobOut.of(job).model_dump(mode="json")
+                yield sse("done" if finished else "progress", body)
                 if finished:
                     return
             await asyncio.sleep(PROGRESS_POLL_S)
 
     return StreamingResponse(events(), media_type="text/event-stream")
-
-
-def _document_dict(info: Any) -> dict[str, Any]:
-    body = asdict(info)
-    body["created_at"] = info.created_at.isoformat()
-    body["file_url"] = f"/documents/{info.id}/file" if info.has_file else None
-    return body

@@ -8,7 +8,7 @@ on `/api/chat` answers over the documents.
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.server.auth import tenant_of
 from api.server.chat import (
     RAG_MODEL,
+    WireMessage,
     chat_messages,
     check_model,
     final_answer,
@@ -38,11 +39,27 @@ from api.server.generation import (
 from api.server.settings import VERSION
 from api.server.state import AppState
 from api.server.streaming import ndjson
+from api.server.wire.errors import Responses, errors
+from api.server.wire.native import attributions, citations
+from api.server.wire.ollama import (
+    ChatResponse,
+    EmbedResponse,
+    GenerateResponse,
+    LocalModel,
+    Message,
+    ModelDetails,
+    Tags,
+    Version,
+)
 from engine.sampling_params import SamplingParams
-from rag.answer import DoneEvent, TokenEvent
+from rag.answer import Answer, DoneEvent, TokenEvent
 
 router = APIRouter(prefix="/api", tags=["ollama"])
 NDJSON = "application/x-ndjson"
+STREAMED: Responses = {
+    200: {"content": {NDJSON: {}}, "description": "NDJSON, or with stream: false, JSON"}
+}
+TextField = Literal["response", "message"]  # where generate and chat put the text
 
 
 class Options(BaseModel):
@@ -88,7 +105,7 @@ class GenerateRequest(_OllamaRequest):
 
 
 class ChatRequest(_OllamaRequest):
-    messages: list[dict[str, Any]] = Field(default_factory=list)
+    messages: list[WireMessage] = Field(default_factory=list)
 
 
 class EmbedRequest(BaseModel):
@@ -97,46 +114,40 @@ class EmbedRequest(BaseModel):
     input: str | list[str]
 
 
-@router.get("/version")
-async def version() -> dict[str, str]:
+@router.get("/version", responses=errors(ollama=True))
+async def version() -> Version:
     """The server's version."""
-    return {"version": VERSION}
+    return Version(version=VERSION)
 
 
-@router.get("/tags")
-async def tags(state: StateDep) -> dict[str, Any]:
+@router.get("/tags", responses=errors(ollama=True))
+async def tags(state: StateDep) -> Tags:
     """The installed generator, as `ollama list` shows it."""
     path = state.engine.model_path
     size = sum(f.stat().st_size for f in path.glob("*.safetensors"))
     modified = datetime.fromtimestamp(path.stat().st_mtime, UTC).isoformat()
-    details = {
-        "format": "safetensors",
-        "family": _family(state),
-        "parameter_size": "",
-        "quantization_level": "",
-    }
-    return {
-        "models": [
-            {
-                "name": name,
-                "model": name,
-                "modified_at": modified,
-                "size": size,
-                "digest": "",
-                "details": details,
-            }
+    details = ModelDetails(format="safetensors", family=_family(state))
+    return Tags(
+        models=[
+            LocalModel(name=name, model=name, modified_at=modified, size=size, details=details)
             for name in (state.model_name, RAG_MODEL)
         ]
-    }
+    )
 
 
-@router.post("/generate")
-async def generate_route(body: GenerateRequest, request: Request, state: StateDep) -> Any:
+@router.post(
+    "/generate",
+    response_model=GenerateResponse,
+    responses=errors(404, 422, 503, ollama=True) | STREAMED,
+)
+async def generate_route(
+    body: GenerateRequest, request: Request, state: StateDep
+) -> GenerateResponse | ChatResponse | StreamingResponse:
     """Complete a prompt (with the chat template unless `raw`)."""
     check_model(state, body.model)
     started = time.perf_counter()
     if not body.prompt:  # Ollama loads the model and answers done for an empty prompt
-        return _final(state, body.model, Generation(started), {"response": ""})
+        return _final(body.model, Generation(started), "response", "")
     if body.raw:
         token_ids = prompt_ids(state, body.prompt)
     else:
@@ -145,60 +156,63 @@ async def generate_route(body: GenerateRequest, request: Request, state: StateDe
     return await _respond(state, request, body, token_ids, "response")
 
 
-@router.post("/chat")
-async def chat_route(body: ChatRequest, request: Request, state: StateDep) -> Any:
+@router.post(
+    "/chat",
+    response_model=ChatResponse,
+    responses=errors(404, 422, 503, ollama=True) | STREAMED,
+)
+async def chat_route(
+    body: ChatRequest, request: Request, state: StateDep
+) -> GenerateResponse | ChatResponse | StreamingResponse:
     """Chat with the model; the model `pagedrag-rag` answers over the documents."""
     if body.model == RAG_MODEL:
         return await _rag_chat(body, request, state)
     check_model(state, body.model)
     messages = chat_messages(body.messages)
     if not messages:
-        return _final(state, body.model, Generation(time.perf_counter()), _assistant(""))
+        return _final(body.model, Generation(time.perf_counter()), "message", "")
     return await _respond(state, request, body, chat_ids(state, messages), "message")
 
 
-@router.post("/embed")
-async def embed(body: EmbedRequest, state: StateDep) -> dict[str, Any]:
+@router.post("/embed", responses=errors(422, ollama=True))
+async def embed(body: EmbedRequest, state: StateDep) -> EmbedResponse:
     """Embeddings from the index's embedder, one per input."""
     started = time.perf_counter()
     vectors, tokens = await embed_texts(state, body.input)
-    return {
-        "model": body.model,
-        "embeddings": vectors,
-        "total_duration": _ns(time.perf_counter() - started),
-        "load_duration": 0,
-        "prompt_eval_count": tokens,
-    }
+    return EmbedResponse(
+        model=body.model,
+        embeddings=vectors,
+        total_duration=_ns(time.perf_counter() - started),
+        prompt_eval_count=tokens,
+    )
 
 
 # -- responses ------------------------------------------------------------------------------
 
 
 async def _respond(
-    state: AppState, request: Request, body: _OllamaRequest, token_ids: list[int], field: str
-) -> Any:
+    state: AppState, request: Request, body: _OllamaRequest, token_ids: list[int], field: TextField
+) -> GenerateResponse | ChatResponse | StreamingResponse:
     generation = Generation(time.perf_counter())
     deltas = generate(
         state, token_ids, body.options.sampling(), generation, salt=tenant_of(request)
     )
-
-    def piece(text: str) -> dict[str, Any]:
-        return {"response": text} if field == "response" else _assistant(text)
-
     if not body.stream:
         await unless_disconnected(request, drain(deltas))
-        return _final(state, body.model, generation, piece(generation.text))
+        return _final(body.model, generation, field, generation.text)
     stream = await primed(deltas)
 
     async def lines() -> AsyncIterator[str]:
         async for delta in stream:
-            yield ndjson({**_head(body.model), **piece(delta), "done": False})
-        yield ndjson(_final(state, body.model, generation, piece("")))
+            yield ndjson(_partial(body.model, field, delta))
+        yield ndjson(_final(body.model, generation, field, "").model_dump())
 
     return StreamingResponse(lines(), media_type=NDJSON)
 
 
-async def _rag_chat(body: ChatRequest, request: Request, state: StateDep) -> Any:
+async def _rag_chat(
+    body: ChatRequest, request: Request, state: StateDep
+) -> ChatResponse | StreamingResponse:
     ask = rag_request(
         chat_messages(body.messages),
         max_tokens=body.options.max_tokens(),
@@ -206,68 +220,67 @@ async def _rag_chat(body: ChatRequest, request: Request, state: StateDep) -> Any
     )
     events = rag_events(state, ask, tenant_of(request))
     await anext(events)  # the citations: validation and retrieval errors become HTTP errors
-    generation = Generation(time.perf_counter())
     if not body.stream:
         answer = await unless_disconnected(request, final_answer(events))
-        return _rag_final(state, body.model, generation, answer, _assistant(answer.answer))
+        return _rag_final(body.model, answer, answer.answer)
 
     async def lines() -> AsyncIterator[str]:
         streamed = False
         async for event in events:
             if isinstance(event, TokenEvent):
-                yield ndjson({**_head(body.model), **_assistant(event.delta), "done": False})
+                yield ndjson(_partial(body.model, "message", event.delta))
                 streamed = True
             elif isinstance(event, DoneEvent):
                 text = "" if event.answer.found else withdrawn(event.answer, streamed)
-                yield ndjson(
-                    _rag_final(state, body.model, generation, event.answer, _assistant(text))
-                )
+                yield ndjson(_rag_final(body.model, event.answer, text).model_dump())
 
     return StreamingResponse(lines(), media_type=NDJSON)
 
 
-def _final(state: AppState, model: str, g: Generation, piece: dict[str, Any]) -> dict[str, Any]:
-    return {
-        **_head(model),
-        **piece,
-        "done": True,
+def _partial(model: str, field: TextField, text: str) -> dict[str, object]:
+    """A streamed line before the last: the new text, `done: false`."""
+    piece = text if field == "response" else Message(content=text).model_dump()
+    return {"model": model, "created_at": _now(), field: piece, "done": False}
+
+
+def _final(
+    model: str, g: Generation, field: TextField, text: str
+) -> GenerateResponse | ChatResponse:
+    counts = {
+        "model": model,
+        "created_at": _now(),
         "done_reason": "length" if g.finish_reason == "length" else "stop",
         "total_duration": _ns(g.total_s),
-        "load_duration": 0,
         "prompt_eval_count": g.prompt_tokens,
         "prompt_eval_duration": _ns(g.ttft_s),
         "eval_count": g.completion_tokens,
         "eval_duration": _ns(g.decode_s),
     }
+    if field == "response":
+        return GenerateResponse.model_validate(counts | {"response": text})
+    return ChatResponse.model_validate(counts | {"message": Message(content=text)})
 
 
-def _rag_final(
-    state: AppState, model: str, g: Generation, answer: Any, piece: dict[str, Any]
-) -> dict[str, Any]:
+def _rag_final(model: str, answer: Answer, text: str) -> ChatResponse:
     timings, usage = answer.timings, answer.usage
     ttft_ms = timings.ttft_ms or timings.total_ms
-    return {
-        **_head(model),
-        **piece,
-        "done": True,
-        "done_reason": "length" if answer.finish_reason == "length" else "stop",
-        "total_duration": _ns(timings.total_ms / 1000),
-        "load_duration": 0,
-        "prompt_eval_count": usage.prompt_tokens,
-        "prompt_eval_duration": _ns(ttft_ms / 1000),
-        "eval_count": usage.completion_tokens,
-        "eval_duration": _ns(timings.decode_ms / 1000),
-        "citations": [c.to_dict() for c in answer.citations],
-        "attributions": [a.to_dict() for a in answer.attributions],
-    }
+    return ChatResponse(
+        model=model,
+        created_at=_now(),
+        done_reason="length" if answer.finish_reason == "length" else "stop",
+        total_duration=_ns(timings.total_ms / 1000),
+        prompt_eval_count=usage.prompt_tokens,
+        prompt_eval_duration=_ns(ttft_ms / 1000),
+        eval_count=usage.completion_tokens,
+        eval_duration=_ns(timings.decode_ms / 1000),
+        message=Message(content=text),
+        citations=citations(answer.citations),
+        attributions=attributions(answer.attributions),
+    )
 
 
-def _head(model: str) -> dict[str, Any]:
-    return {"model": model, "created_at": datetime.now(UTC).isoformat().replace("+00:00", "Z")}
-
-
-def _assistant(text: str) -> dict[str, Any]:
-    return {"message": {"role": "assistant", "content": text}}
+def _now() -> str:
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _family(state: AppState) -> str:

@@ -6,7 +6,6 @@ the passages come back in the extension field `citations`.
 
 import asyncio
 import time
-from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
@@ -15,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.server.auth import tenant_of
 from api.server.chat import (
     RAG_MODEL,
+    WireMessage,
     chat_messages,
     check_model,
     final_answer,
@@ -35,7 +35,6 @@ from api.server.generation import (
 )
 from api.server.openai_wire import (
     Reply,
-    attributions,
     chat_stream,
     completion_stream,
     rag_stream,
@@ -43,10 +42,24 @@ from api.server.openai_wire import (
     usage_of,
 )
 from api.server.streaming import SSE_HEADERS
+from api.server.wire.errors import Responses, errors
+from api.server.wire.native import attributions, citations
+from api.server.wire.openai import (
+    ChatCompletion,
+    Completion,
+    Embedding,
+    Embeddings,
+    EmbeddingUsage,
+    ModelCard,
+    ModelList,
+)
 from engine.sampling_params import SamplingParams
 from rag.answer import CitationsEvent
 
 router = APIRouter(prefix="/v1", tags=["openai"])
+STREAMED: Responses = {
+    200: {"content": {"text/event-stream": {}}, "description": "JSON, or with stream: SSE"}
+}
 
 
 class StreamOptions(BaseModel):
@@ -84,7 +97,7 @@ class _Sampling(BaseModel):
 
 
 class ChatRequest(_Sampling):
-    messages: list[dict[str, Any]] = Field(min_length=1)
+    messages: list[WireMessage] = Field(min_length=1)
     max_completion_tokens: int | None = Field(None, ge=1)
     rag: bool = Field(False, description="Answer over the documents (PagedRAG extension).")
     collection: str | None = Field(None, description="With rag: search only this collection.")
@@ -100,22 +113,22 @@ class EmbeddingRequest(BaseModel):
     model: str | None = None
 
 
-@router.get("/models")
-async def models(state: StateDep) -> dict[str, Any]:
+@router.get("/models", responses=errors())
+async def models(state: StateDep) -> ModelList:
     """The generator, the RAG pseudo-model and the embedder."""
     created = int(state.started_at)
-    names = [state.model_name, RAG_MODEL, state.rag.index.embedder.name]
-    return {
-        "object": "list",
-        "data": [
-            {"id": name, "object": "model", "created": created, "owned_by": "pagedrag"}
-            for name in names
-        ],
-    }
+    names = [state.model_name, RAG_MODEL, state.index.embedder.name]
+    return ModelList(data=[ModelCard(id=name, created=created) for name in names])
 
 
-@router.post("/chat/completions")
-async def chat_completions(body: ChatRequest, request: Request, state: StateDep) -> Any:
+@router.post(
+    "/chat/completions",
+    response_model=ChatCompletion,
+    responses=errors(404, 422, 503) | STREAMED,
+)
+async def chat_completions(
+    body: ChatRequest, request: Request, state: StateDep
+) -> ChatCompletion | StreamingResponse:
     """Chat with the model; with `"rag": true` or model `pagedrag-rag`, over the documents."""
     check_model(state, body.model, allow_rag=True)
     if body.rag or body.model == RAG_MODEL:
@@ -138,8 +151,10 @@ async def chat_completions(body: ChatRequest, request: Request, state: StateDep)
     return reply.chat(generation.text, generation.finish_reason, usage_of(generation))
 
 
-@router.post("/completions")
-async def completions(body: CompletionRequest, request: Request, state: StateDep) -> Any:
+@router.post("/completions", response_model=Completion, responses=errors(404, 422, 503) | STREAMED)
+async def completions(
+    body: CompletionRequest, request: Request, state: StateDep
+) -> Completion | StreamingResponse:
     """Raw text completion, no chat template; a list of prompts is generated as one batch."""
     check_model(state, body.model)
     prompts = _prompt_list(body.prompt)
@@ -166,24 +181,23 @@ async def completions(body: CompletionRequest, request: Request, state: StateDep
     return reply.completion(generations)
 
 
-@router.post("/embeddings")
-async def embeddings(body: EmbeddingRequest, state: StateDep) -> dict[str, Any]:
+@router.post("/embeddings", responses=errors(404, 422))
+async def embeddings(body: EmbeddingRequest, state: StateDep) -> Embeddings:
     """Embeddings from the index's embedder (normalised, as the index stores them)."""
-    embedder = state.rag.index.embedder
+    embedder = state.index.embedder
     if body.model not in (None, embedder.name):
         raise ApiError(404, f"the embedding model is {embedder.name!r}, not {body.model!r}")
     vectors, tokens = await embed_texts(state, body.input)
-    return {
-        "object": "list",
-        "data": [
-            {"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)
-        ],
-        "model": embedder.name,
-        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-    }
+    return Embeddings(
+        data=[Embedding(index=i, embedding=v) for i, v in enumerate(vectors)],
+        model=embedder.name,
+        usage=EmbeddingUsage(prompt_tokens=tokens, total_tokens=tokens),
+    )
 
 
-async def _rag_chat(body: ChatRequest, request: Request, state: StateDep) -> Any:
+async def _rag_chat(
+    body: ChatRequest, request: Request, state: StateDep
+) -> ChatCompletion | StreamingResponse:
     ask = rag_request(
         chat_messages(body.messages),
         collection=body.collection,
@@ -193,31 +207,27 @@ async def _rag_chat(body: ChatRequest, request: Request, state: StateDep) -> Any
     reply = Reply("chatcmpl", "chat.completion", RAG_MODEL)
     events = rag_events(state, ask, tenant_of(request))
     first = await anext(events)
-    citations = [c.to_dict() for c in first.citations] if isinstance(first, CitationsEvent) else []
+    passages = citations(first.citations) if isinstance(first, CitationsEvent) else []
     if body.stream:
-        stream = rag_stream(reply, citations, events, _include_usage(body))
+        stream = rag_stream(reply, passages, events, _include_usage(body))
         return StreamingResponse(stream, media_type="text/event-stream", headers=SSE_HEADERS)
     answer = await unless_disconnected(request, final_answer(events))
-    return reply.chat(
-        answer.answer,
-        answer.finish_reason or "stop",
-        rag_usage(answer),
-        citations=citations,
-        attributions=attributions(answer),
-    )
+    rag = (passages, attributions(answer.attributions))
+    return reply.chat(answer.answer, answer.finish_reason or "stop", rag_usage(answer), rag)
 
 
 # -- small helpers ----------------------------------------------------------------------------
 
 
-def _prompt_list(prompt: Any) -> list[str | list[int]]:
+def _prompt_list(prompt: str | list[str] | list[int] | list[list[int]]) -> list[str | list[int]]:
+    """One prompt (text or token ids) or a batch of them, as a batch."""
     if isinstance(prompt, str):
-        return [prompt]
-    if prompt and all(isinstance(t, int) for t in prompt):
         return [prompt]
     if not prompt:
         raise ApiError(400, "prompt must not be empty")
-    return list(prompt)
+    if all(isinstance(t, int) for t in prompt):
+        return [[t for t in prompt if isinstance(t, int)]]
+    return [p for p in prompt if isinstance(p, str | list)]
 
 
 def _include_usage(body: _Sampling) -> bool:

@@ -7,7 +7,6 @@ a stream sends one such JSON object per update, each ended by a NUL byte.
 import json
 import time
 from collections.abc import AsyncIterator
-from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
@@ -17,6 +16,8 @@ from api.server.auth import tenant_of
 from api.server.deps import StateDep
 from api.server.disconnect import unless_disconnected
 from api.server.generation import Generation, drain, generate, primed, prompt_ids
+from api.server.wire.errors import errors
+from api.server.wire.vllm import GenerateResponse
 from engine.sampling_params import SamplingParams
 
 router = APIRouter(tags=["vllm"])
@@ -34,8 +35,15 @@ class GenerateRequest(BaseModel):
     stream: bool = False
 
 
-@router.post("/generate")
-async def generate_route(body: GenerateRequest, request: Request, state: StateDep) -> Any:
+@router.post(
+    "/generate",
+    response_model=GenerateResponse,
+    responses=errors(422, 503)
+    | {200: {"content": {"application/json": {}}, "description": "with stream: NUL-ended JSON"}},
+)
+async def generate_route(
+    body: GenerateRequest, request: Request, state: StateDep
+) -> GenerateResponse | StreamingResponse:
     """Complete a raw prompt (no chat template)."""
     stop = [body.stop] if isinstance(body.stop, str) else list(body.stop or [])
     params = SamplingParams(
@@ -52,7 +60,8 @@ async def generate_route(body: GenerateRequest, request: Request, state: StateDe
     )
     if not body.stream:
         await unless_disconnected(request, drain(deltas))
-        return {"text": [body.prompt + generation.text], "finish_reason": generation.finish_reason}
+        text = [body.prompt + generation.text]
+        return GenerateResponse(text=text, finish_reason=generation.finish_reason)
     stream = await primed(deltas)
 
     async def updates() -> AsyncIterator[bytes]:

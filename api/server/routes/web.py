@@ -7,14 +7,15 @@ never committed); without it the page still works and shows PDFs as their passag
 import asyncio
 import mimetypes
 from pathlib import Path
-from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
-from api.server.deps import StateDep
+from api.server.deps import IndexDep
 from api.server.suggestions import starter_questions
+from api.server.wire.errors import errors
+from api.server.wire.native import Suggestions
 
 WEB_DIR = Path(__file__).resolve().parents[1] / "web"
 PDFJS_DIR = Path(__file__).resolve().parents[3] / "node_modules" / "pdfjs-dist"
@@ -29,16 +30,16 @@ async def home() -> FileResponse:
     return FileResponse(WEB_DIR / "index.html", headers={"Cache-Control": "no-cache"})
 
 
-@router.get("/documents/{document_id}/suggestions")
-async def suggestions(document_id: int, state: StateDep) -> dict[str, Any]:
+@router.get("/documents/{document_id}/suggestions", responses=errors(404, 422))
+async def suggestions(document_id: int, index: IndexDep) -> Suggestions:
     """Starter questions for one document, drawn from its title and first passages."""
-    info = await asyncio.to_thread(state.rag.index.document, document_id)
+    info = await asyncio.to_thread(index.document, document_id)
     hits = await asyncio.to_thread(
-        state.rag.index.search, info.title, OPENING_PASSAGES * 4, "hybrid",
+        index.search, info.title, OPENING_PASSAGES * 4, "hybrid",
         document_ids=[document_id],
     )  # fmt: skip
     opening = sorted(hits, key=lambda hit: hit.char_start)[:OPENING_PASSAGES]
-    return {"questions": starter_questions(info.title, [hit.text for hit in opening])}
+    return Suggestions(questions=starter_questions(info.title, [hit.text for hit in opening]))
 
 
 def install(app: FastAPI) -> None:

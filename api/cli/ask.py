@@ -1,0 +1,94 @@
+"""`pagedrag ask` and `pagedrag chat`: the documents asked from a shell, answers streamed
+with their numbered sources."""
+
+import argparse
+import sys
+from typing import TYPE_CHECKING, Any
+
+from api.cli.options import add_pipeline_options, engine_options, library_options
+from api.cli.repl import BYE, user_lines
+
+if TYPE_CHECKING:
+    from rag import RAG, Answer
+
+
+def add_parsers(subparsers: Any) -> None:
+    ask = subparsers.add_parser("ask", help="ask the documents a question; streams the answer")
+    ask.add_argument("question", help="the question (use - to read it from standard input)")
+    ask.add_argument("--collection", help="search only this collection")
+    ask.add_argument("--top-k", type=int, default=None, help="passages given to the model")
+    add_pipeline_options(ask)
+    ask.set_defaults(handler=run_ask)
+
+    chat = subparsers.add_parser("chat", help="a multi-turn conversation over the documents")
+    chat.add_argument("--collection", help="search only this collection")
+    add_pipeline_options(chat)
+    chat.set_defaults(handler=run_chat)
+
+
+def _open_rag(args: argparse.Namespace) -> "RAG":
+    from rag import RAG
+
+    library = library_options(args)
+    return RAG(
+        library.data_dir,
+        args.model,
+        library.embedder,
+        database_url=library.database_url,
+        **engine_options(args),
+    )
+
+
+def run_ask(args: argparse.Namespace) -> int:
+    question = sys.stdin.read() if args.question == "-" else args.question
+    with _open_rag(args) as rag:
+        _answer(rag, question, [], args)
+    return 0
+
+
+def run_chat(args: argparse.Namespace) -> int:
+    with _open_rag(args) as rag:
+        print(f"Ask about your documents. Type {BYE} to leave.", file=sys.stderr)
+        history: list[dict[str, str]] = []
+        for line in user_lines():
+            reply = _answer(rag, line, history, args)
+            history += [{"role": "user", "content": line}, {"role": "assistant", "content": reply}]
+    return 0
+
+
+def _answer(
+    rag: "RAG", question: str, history: list[dict[str, str]], args: argparse.Namespace
+) -> str:
+    """Stream one answer to the terminal, then its numbered sources; returns the answer."""
+    from rag import Answer, DoneEvent, TokenEvent
+
+    options = {"collection": args.collection, "history": history, "max_tokens": args.max_tokens}
+    if getattr(args, "top_k", None):
+        options["top_k"] = args.top_k
+    streamed = False
+    events = rag.ask(question, stream=True, **options)
+    assert not isinstance(events, Answer)  # stream=True gives the events
+    for event in events:
+        if isinstance(event, TokenEvent):
+            print(event.delta, end="", flush=True)
+            streamed = True
+        elif isinstance(event, DoneEvent):
+            answer = event.answer
+            if not answer.found:  # after a withdrawn answer, on a line of its own
+                print(("\n\n" if streamed else "") + answer.answer, end="")
+            print()
+            _print_sources(answer)
+            return str(answer.answer)
+    raise RuntimeError("the answer stream ended without a final answer")
+
+
+def _print_sources(answer: "Answer") -> None:
+    if not answer.citations:
+        return
+    print("\nSources:")
+    supporting = set(answer.cited) | {a.n for a in answer.attributions}
+    for citation in answer.citations:
+        mark = "*" if citation.n in supporting else " "
+        page = f", p. {citation.page}" if citation.page is not None else ""
+        print(f" {mark}[{citation.n}] {citation.title}{page}")
+    print()

@@ -1,0 +1,72 @@
+"""Ollama's response objects: the final object of generate and chat (the last NDJSON line
+of a stream), embeddings, tags and version. Durations are in nanoseconds, as Ollama's."""
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from api.server.wire.native import AttributionOut, CitationOut
+
+
+class Version(BaseModel):
+    version: str
+
+
+class ModelDetails(BaseModel):
+    format: str
+    family: str
+    parameter_size: str = ""
+    quantization_level: str = ""
+
+
+class LocalModel(BaseModel):
+    name: str
+    model: str
+    modified_at: str
+    size: int
+    digest: str = ""
+    details: ModelDetails
+
+
+class Tags(BaseModel):
+    models: list[LocalModel]
+
+
+class Message(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class _Final(BaseModel):
+    model: str
+    created_at: str
+    done: Literal[True] = True
+    done_reason: str = Field(description="stop or length")
+    total_duration: int
+    load_duration: int = 0
+    prompt_eval_count: int
+    prompt_eval_duration: int
+    eval_count: int
+    eval_duration: int
+
+
+class GenerateResponse(_Final):
+    response: str
+
+
+class ChatResponse(_Final):
+    message: Message
+    citations: list[CitationOut] | None = Field(
+        None, description="model pagedrag-rag only: the passages, numbered [n]"
+    )
+    attributions: list[AttributionOut] | None = Field(
+        None, description="model pagedrag-rag only: uncited sentences and their passages"
+    )
+
+
+class EmbedResponse(BaseModel):
+    model: str
+    embeddings: list[list[float]]
+    total_duration: int
+    load_duration: int = 0
+    prompt_eval_count: int
