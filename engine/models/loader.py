@@ -11,6 +11,7 @@ from engine.errors import ModelIntegrityError, ModelNotFoundError, UnsupportedMo
 from engine.models import MODEL_CLASSES, quantized_weights
 from engine.models.config import DecoderConfig
 from engine.models.decoder import DecoderForCausalLM
+from engine.models.packed_linear import can_pack, pack_linears
 from engine.models.quantization import QuantizationConfig, quantize_model
 from engine.models.rope import RotaryEmbedding
 
@@ -65,6 +66,8 @@ def load_model(
         ) from error
     if quantization is not None:
         _quantize(model, model_dir, quantization, dtype, quantized_path)
+    if can_pack(dtype, device):
+        pack_linears(model)
     return model.eval()
 
 
