@@ -8,20 +8,21 @@ batched together and reuse each other's cached passage prefixes.
 import asyncio
 import time
 from collections.abc import AsyncGenerator, Iterator, Sequence
-from contextlib import aclosing, closing
+from contextlib import aclosing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from engine.async_engine import AsyncLLMEngine
 from engine.config import EngineConfig
-from engine.outputs import RequestOutput, final_output
+from engine.outputs import RequestOutput
 from engine.sampling_params import SamplingParams
 from indexer.index import Index
 from indexer.paths import default_data_dir
 from indexer.records import DocumentInfo, IngestReport, SearchHit
 from indexer.rerank import NoReranker, Reranker
 from indexer.search import SEARCH_MODES
+from rag import sync_bridge
 from rag.answer import (
     Answer,
     AnswerEvent,
@@ -158,27 +159,8 @@ class RAG:
         return last_answer(events)
 
     def _events(self, question: str, **options: Any) -> Iterator[AnswerEvent]:
-        started = time.perf_counter()
-        asked = self._question(question, options)
-        standalone, rewrite_ms = Standalone(asked.text, asked.text, rewritten=False), 0.0
-        if asked.history:
-            rewrite = self.prompts.chat(rewrite_messages(asked.history, asked.text))
-            generated = final_output(self.engine.stream(rewrite, self._rewrite()))
-            standalone = standalone_question(generated.text, asked.text, asked.history)
-            rewrite_ms = ms_since(started)
-        plan = self._plan(asked, standalone, started, rewrite_ms)
-        yield CitationsEvent(plan.prompt.citations if plan.prompt else [], plan.standalone)
-        if plan.prompt is None:
-            yield DoneEvent(not_found_answer(plan))
-            return
-        tracker = AnswerTracker(plan, self.config.check_support)
-        for prompt in self._attempts(plan, tracker):
-            outputs = self.engine.stream(prompt.token_ids, plan.params, cache_salt=plan.salt)
-            with closing(outputs):  # a consumer that stops reading aborts the generation now
-                for output in outputs:
-                    if delta := tracker.add(output):
-                        yield TokenEvent(delta)
-        yield DoneEvent(tracker.answer())
+        """`ask_events` for synchronous callers; closing the iterator aborts generation."""
+        return sync_bridge.iterate(self.ask_events(question, **options))
 
     async def ask_events(self, question: str, **options: Any) -> AsyncGenerator[AnswerEvent, None]:
         """`ask(stream=True)` for asyncio callers (the server); cancelling aborts generation."""
