@@ -33,7 +33,9 @@ MEANINGS = {
     500: "A bug: a generic message, the details in the server log.",
 }
 Responses = dict[int | str, dict[str, object]]  # a route's OpenAPI `responses=`
-ALWAYS = (400, 401, 403, 500)  # the Host check, the key check and bugs reach every route
+# The Host check, the key check and bugs reach every route; 422 is declared everywhere so
+# that FastAPI's own 422 schema (`detail`), which these routes never send, is not.
+ALWAYS = (400, 401, 403, 422, 500)
 
 
 def errors(*statuses: int, ollama: bool = False) -> Responses:
