@@ -15,6 +15,28 @@ from engine.outputs import RequestOutput
 from engine.sampling_params import SamplingParams
 
 
+def sampling_params(
+    *,
+    temperature: float,
+    top_p: float,
+    top_k: int,
+    max_tokens: int | None,
+    stop: str | list[str] | None,
+    seed: int | None,
+) -> SamplingParams:
+    """A request's sampling options as the engine takes them, whichever API they came by:
+    one stop string or a list; a top_k of 0 or less keeps every token (Ollama sends 0)."""
+    stops = [stop] if isinstance(stop, str) else list(stop or [])
+    return SamplingParams(
+        temperature=temperature,
+        top_p=top_p,
+        top_k=top_k if top_k > 0 else -1,
+        max_tokens=max_tokens,
+        stop=tuple(stops),
+        seed=seed,
+    )
+
+
 @dataclass
 class Generation:
     """One request's progress; complete once the stream is exhausted."""

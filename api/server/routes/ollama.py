@@ -35,6 +35,7 @@ from api.server.generation import (
     generate,
     primed,
     prompt_ids,
+    sampling_params,
 )
 from api.server.settings import VERSION
 from api.server.state import AppState
@@ -81,12 +82,12 @@ class Options(BaseModel):
         return self.num_predict if self.num_predict and self.num_predict > 0 else None
 
     def sampling(self) -> SamplingParams:
-        return SamplingParams(
+        return sampling_params(
             temperature=self.temperature,
             top_p=self.top_p,
-            top_k=self.top_k if self.top_k > 0 else -1,
+            top_k=self.top_k,
             max_tokens=self.max_tokens(),
-            stop=tuple(self.stop or ()),
+            stop=self.stop,
             seed=self.seed,
         )
 

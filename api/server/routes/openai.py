@@ -32,6 +32,7 @@ from api.server.generation import (
     generate,
     primed,
     prompt_ids,
+    sampling_params,
 )
 from api.server.openai_wire import (
     Reply,
@@ -85,13 +86,12 @@ class _Sampling(BaseModel):
         return self.temperature if "temperature" in self.model_fields_set else None
 
     def sampling(self, max_tokens: int | None, default_max: int) -> SamplingParams:
-        stop = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
-        return SamplingParams(
+        return sampling_params(
             temperature=self.temperature,
             top_p=self.top_p,
             top_k=self.top_k,
             max_tokens=max_tokens or default_max,
-            stop=tuple(stop),
+            stop=self.stop,
             seed=self.seed,
         )
 

@@ -15,10 +15,16 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.server.auth import tenant_of
 from api.server.deps import StateDep
 from api.server.disconnect import unless_disconnected
-from api.server.generation import Generation, drain, generate, primed, prompt_ids
+from api.server.generation import (
+    Generation,
+    drain,
+    generate,
+    primed,
+    prompt_ids,
+    sampling_params,
+)
 from api.server.wire.errors import errors
 from api.server.wire.vllm import GenerateResponse
-from engine.sampling_params import SamplingParams
 
 router = APIRouter(tags=["vllm"])
 
@@ -45,13 +51,12 @@ async def generate_route(
     body: GenerateRequest, request: Request, state: StateDep
 ) -> GenerateResponse | StreamingResponse:
     """Complete a raw prompt (no chat template)."""
-    stop = [body.stop] if isinstance(body.stop, str) else list(body.stop or [])
-    params = SamplingParams(
+    params = sampling_params(
         temperature=body.temperature,
         top_p=body.top_p,
         top_k=body.top_k,
         max_tokens=body.max_tokens,
-        stop=tuple(stop),
+        stop=body.stop,
         seed=body.seed,
     )
     generation = Generation(time.perf_counter())
