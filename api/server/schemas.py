@@ -34,3 +34,25 @@ class TextDocument(BaseModel):
 class IngestTextsRequest(BaseModel):
     documents: list[TextDocument] = Field(min_length=1)
     collection: str | None = None
+
+
+def inline_schema(model: type[BaseModel]) -> dict[str, object]:
+    """The model's JSON schema with its `#/$defs/...` references replaced by what they
+    name: in a route's `openapi_extra` they would point at nothing in /openapi.json."""
+    schema: dict[str, object] = model.model_json_schema()
+    definitions = schema.pop("$defs", {})
+    assert isinstance(definitions, dict)
+
+    def resolve(node: object) -> object:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return resolve(definitions[ref.removeprefix("#/$defs/")])
+            return {key: resolve(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [resolve(item) for item in node]
+        return node
+
+    resolved = resolve(schema)
+    assert isinstance(resolved, dict)
+    return resolved

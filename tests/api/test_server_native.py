@@ -375,6 +375,7 @@ def test_every_route_declares_its_response_and_its_error_statuses(live_server) -
             ref = body.get("$ref") or body.get("items", {}).get("$ref")
             assert ref and ref.split("/")[-1] in components, (path, method, body)
     assert "HTTPValidationError" not in components  # FastAPI's 422 shape, never sent here
+    assert "#/$defs/" not in str(schema["paths"]["/ingest"])  # every reference resolves
     assert "404" in schema["paths"]["/documents/{document_id}"]["get"]["responses"]
     assert missing.status_code == 404
     assert set(missing.json()["error"]) == set(components["ErrorDetail"]["properties"])

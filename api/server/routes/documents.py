@@ -15,7 +15,7 @@ from starlette.datastructures import UploadFile
 from api.server.deps import IndexDep, StateDep
 from api.server.errors import ApiError
 from api.server.jobs import UPLOADS, IngestFn, IngestJob
-from api.server.schemas import IngestTextsRequest
+from api.server.schemas import IngestTextsRequest, inline_schema
 from api.server.state import AppState
 from api.server.streaming import sse
 from api.server.wire.errors import Responses, errors
@@ -53,7 +53,7 @@ ACCEPTED: Responses = {202: {"model": IngestJobOut, "description": "A background
                         "required": ["files"],
                     }
                 },
-                "application/json": {"schema": IngestTextsRequest.model_json_schema()},
+                "application/json": {"schema": inline_schema(IngestTextsRequest)},
             }
         }
     },
