@@ -10,7 +10,7 @@ import asyncio
 import queue
 import threading
 from collections.abc import AsyncGenerator, Iterator
-from contextlib import aclosing
+from contextlib import aclosing, suppress
 from typing import TypeVar
 
 Item = TypeVar("Item")
@@ -43,7 +43,9 @@ def iterate(generator: AsyncGenerator[Item, None]) -> Iterator[Item]:
                 return
             yield item  # type: ignore[misc]
     finally:
-        loop.call_soon_threadsafe(task.cancel)
+        # NOTE: the loop may already have run to its end and closed: nothing to stop then.
+        with suppress(RuntimeError):
+            loop.call_soon_threadsafe(task.cancel)
         thread.join()
 
 

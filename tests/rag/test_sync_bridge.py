@@ -34,6 +34,13 @@ def test_an_error_is_raised_after_the_items_before_it() -> None:
     assert seen == [0, 1]
 
 
+def test_an_error_before_any_item_is_raised_every_time() -> None:
+    """The helper loop may have ended and closed before the caller cleans up (a race)."""
+    for _ in range(200):
+        with pytest.raises(ValueError, match="failed at 0"):
+            list(iterate(numbers(3, fail_at=0)))
+
+
 def test_closing_early_closes_the_async_generator() -> None:
     """As the pipeline relies on: its engine stream is aborted when a reader stops."""
     closed = threading.Event()
