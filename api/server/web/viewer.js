@@ -40,7 +40,9 @@ export async function open(doc, page, passage) {
 }
 
 async function render() {
-  const { doc } = current;
+  const shown = current; // the document may be closed or replaced while a page loads
+  if (!shown) return;
+  const { doc } = shown;
   $("viewer-note").hidden = true;
   navButtons();
   const isPdf = doc.mime_type === "application/pdf" && doc.file_url;
@@ -49,11 +51,13 @@ async function render() {
   $("viewer").dataset.page = current.page;
   try {
     const located = isPdf ? await renderPdfPage() : await renderText();
-    if (current.passage && !located) showPassage("The passage could not be located exactly here; this is the cited text:");
+    if (current !== shown) return;
+    if (shown.passage && !located) showPassage("The passage could not be located exactly here; this is the cited text:");
     $("viewer").dataset.located = located ? "yes" : "no";
   } catch (error) {
+    if (current !== shown) return; // closed meanwhile (its document deleted): nothing to report
     $("viewer-body").replaceChildren(emptyNote(`Could not show this document: ${error.message}`));
-    if (current.passage) showPassage("The cited passage:");
+    if (shown.passage) showPassage("The cited passage:");
   }
 }
 
