@@ -258,8 +258,10 @@ class ConversationOut(ConversationSummary):
             MessageOut.model_validate({**m.details, "role": m.role, "content": m.content})
             for m in conversation.messages or []
         ]
-        summary = ConversationSummary.of(conversation)
-        return cls(**summary.model_dump(), messages=messages)
+        updated = conversation.updated_at.isoformat()
+        return cls(
+            id=conversation.id, title=conversation.title, updated_at=updated, messages=messages
+        )
 
 
 def citations(passages: list[Citation]) -> list[CitationOut]:
