@@ -18,6 +18,7 @@ from typing import Any
 
 from transformers import PreTrainedTokenizerBase
 
+from common.own_thread import run_on_own_thread
 from engine.config import EngineConfig
 from engine.engine_stats import EngineCounters, EngineStats, snapshot
 from engine.errors import EngineClosedError, EngineOverloadedError, EngineStepError
@@ -81,8 +82,12 @@ class AsyncLLMEngine:
 
     @classmethod
     def from_config(cls, config: EngineConfig, **kwargs: Any) -> "AsyncLLMEngine":
-        """Load the model and start serving it; `kwargs` go to the constructor."""
-        return cls(LLMEngine(config), **kwargs)
+        """Load the model and start serving it; `kwargs` go to the constructor.
+
+        NOTE: loaded on a thread that then exits, so that the caller's thread keeps no
+        OpenMP team to slow the engine thread's steps (`common/own_thread.py`).
+        """
+        return cls(run_on_own_thread(LLMEngine, config), **kwargs)
 
     @property
     def tokenizer(self) -> PreTrainedTokenizerBase:

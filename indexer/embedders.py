@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from common.own_thread import run_on_own_thread
 from indexer.errors import IndexerError, UnknownEmbedderError
 
 EmbedProgress = Callable[[int], object]  # called with the number of texts just embedded
@@ -125,7 +126,9 @@ class SentenceTransformerEmbedder(Embedder):
 
         logging.disable_progress_bar()  # a bar for a 90 MB model is noise in every CLI call
         device = "cuda" if torch.cuda.is_available() else "cpu"
-        return SentenceTransformer(str(self.folder), device=device, local_files_only=True)
+        return run_on_own_thread(
+            SentenceTransformer, str(self.folder), device=device, local_files_only=True
+        )
 
     @property
     def dim(self) -> int:
@@ -146,12 +149,13 @@ class SentenceTransformerEmbedder(Embedder):
     def embed_documents(
         self, texts: Sequence[str], progress: EmbedProgress | None = None
     ) -> np.ndarray:
-        return self._embed(texts, progress)
+        return run_on_own_thread(self._embed, texts, progress)
 
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
-        return self._embed(texts, None)
+        return run_on_own_thread(self._embed, texts, None)
 
     def _embed(self, texts: Sequence[str], progress: EmbedProgress | None) -> np.ndarray:
+        """NOTE: torch's OpenMP runs on a thread that exits: see `common/own_thread.py`."""
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         # Sorted by length so each batch pads little; encode() sorts only within its call.
         order = np.argsort([-len(t) for t in texts], kind="stable")

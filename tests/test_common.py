@@ -1,9 +1,14 @@
-"""The common layer: one script definition and one home directory for every package."""
+"""The common layer: one script definition, one home directory, compute on its own thread."""
 
+import math
+import os
+import time
 from pathlib import Path
 
 import pytest
+import torch
 
+from common.own_thread import run_on_own_thread
 from common.paths import pagedrag_home
 from common.scripts import has_han, is_han
 from indexer.paths import default_data_dir
@@ -33,3 +38,27 @@ def test_models_and_data_share_one_home(tmp_path: Path, monkeypatch: pytest.Monk
     assert default_data_dir() == tmp_path / "data"
     monkeypatch.delenv("PAGEDRAG_HOME")
     assert pagedrag_home() == Path.home() / ".cache" / "pagedrag"
+
+
+def _threads() -> int:
+    return len(os.listdir("/proc/self/task"))
+
+
+def _parallel_work() -> float:
+    return float(torch.ones(1 << 22).exp().sum())  # large enough for OpenMP to split
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs /proc")
+def test_work_on_its_own_thread_leaves_no_threads_behind() -> None:
+    _parallel_work()  # this thread's own team, if any, exists from here on
+    before = _threads()
+    assert run_on_own_thread(_parallel_work) == pytest.approx(math.e * (1 << 22), rel=1e-3)
+    deadline = time.monotonic() + 5  # NOTE: a thread that was joined leaves the OS a moment later
+    while _threads() > before and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert _threads() == before
+
+
+def test_work_on_its_own_thread_raises_in_the_caller() -> None:
+    with pytest.raises(ZeroDivisionError):
+        run_on_own_thread(lambda: 1 / 0)
