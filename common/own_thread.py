@@ -28,7 +28,9 @@ def run_on_own_thread(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> 
         except BaseException as error:  # handed to the caller, re-raised there
             failure.append(error)
 
-    thread = threading.Thread(target=run, name=f"pagedrag-{getattr(fn, '__name__', 'compute')}", daemon=True)
+    thread = threading.Thread(
+        target=run, name=f"pagedrag-{getattr(fn, '__name__', 'compute')}", daemon=True
+    )
     thread.start()
     thread.join()
     if failure:
