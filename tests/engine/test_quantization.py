@@ -18,6 +18,7 @@ from engine.models.quantization import (
     QuantizedLinear,
     dequantize_int4,
     dequantize_int8,
+    fbgemm_available,
     quantize_int4,
     quantize_int8,
     quantize_linear,
@@ -137,6 +138,34 @@ def test_quantized_linear_keeps_only_the_portable_tensors_for_saving() -> None:
     assert isinstance(quantized, QuantizedLinear)
 
 
+HEAD = QuantizationConfig("int8", int8_activations=True)
+
+
+@pytest.mark.skipif(not fbgemm_available(), reason="fbgemm is x86 only")
+def test_int8_rows_are_close_to_the_weight_only_product() -> None:
+    torch.manual_seed(0)
+    linear = nn.Linear(256, 1024, bias=False)
+    head = quantize_linear(linear, HEAD, torch.bfloat16)
+    rows = torch.randn(3, 256, dtype=torch.bfloat16)
+    exact = rows.float() @ head.dequantized_weight().float().t()
+    out = head(rows).float()
+    # int8 rows: an error of about 1/127 of a row's largest value per product term
+    assert (out - exact).abs().max() < 0.02 * exact.abs().max()
+    assert torch.equal(out.argmax(dim=1), exact.argmax(dim=1))
+
+
+@pytest.mark.skipif(not fbgemm_available(), reason="fbgemm is x86 only")
+def test_a_rows_int8_logits_do_not_depend_on_its_batch() -> None:
+    torch.manual_seed(0)
+    head = quantize_linear(nn.Linear(256, 1024, bias=False), HEAD, torch.bfloat16)
+    row = torch.randn(1, 256, dtype=torch.bfloat16)
+    loud = 50 * torch.randn(4, 256, dtype=torch.bfloat16)  # a batch-mate with a far wider range
+    skewed = torch.randn(1, 256, dtype=torch.bfloat16).abs()  # all positive: a different min
+    alone = head(row)
+    assert torch.equal(head(torch.cat([loud, row]))[-1:], alone)
+    assert torch.equal(head(torch.cat([row, skewed]))[:1], alone)
+
+
 def test_config_refuses_unknown_methods_and_bad_group_sizes() -> None:
     with pytest.raises(EngineConfigError, match="quantization must be one of none, int8, int4"):
         EngineConfig(quantization="int3")
@@ -235,7 +264,8 @@ def test_a_tied_head_is_quantized_to_int8_and_the_embedding_kept(
     options = {"dtype": "bfloat16", "kv_cache_memory": 8 << 20}
     model = LLM(str(model_dir), quantization="int4", **options).engine.runner.model
     assert isinstance(model.lm_head, QuantizedLinear)
-    assert model.lm_head.config == INT8  # int4 layers, an int8 head
+    # int4 layers, an int8 head (with int8 decode rows where fbgemm runs them)
+    assert model.lm_head.config == QuantizationConfig("int8", int8_activations=fbgemm_available())
     assert model.model.embed_tokens.weight.dtype == torch.bfloat16
     reference = greedy(LLM(str(model_dir), **options), prompt)
     assert greedy(LLM(str(model_dir), quantization="int8", **options), prompt)[:4] == reference[:4]
