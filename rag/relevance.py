@@ -63,13 +63,17 @@ class RelevanceJudge:
             ),
         )
 
-    def relevant(self, question: str, language: Language, hits: list[SearchHit]) -> list[ScoredHit]:
+    def relevant(
+        self, question: str, language: Language, hits: list[SearchHit], draft: str = ""
+    ) -> list[ScoredHit]:
         """The hits that reach the threshold, most relevant first (none when one of the
-        question's named subjects is in none of them)."""
+        question's named subjects is in none of them). A draft answer's terms count as
+        asked (rag/draft.py); its named subjects, which the model may have made up, do not.
+        """
         hit_terms = [set(analyze(hit.text)) for hit in hits]  # each passage analyzed once
         if unknown_subjects(question, language, set().union(*hit_terms)):
             return []
-        asked = set(analyze(question))
+        asked = set(analyze(question)) | set(analyze(draft))
         threshold = self.calibration.thresholds[language]
         scored = [
             ScoredHit(hit, self._score(asked, language, hit, terms))

@@ -126,11 +126,12 @@ def test_an_answer_the_passages_do_not_hold_is_withdrawn(engine, tmp_path) -> No
 
 
 def test_nothing_relevant_never_reaches_the_model(english) -> None:
-    steps = english.engine.stats().num_steps
+    finished = english.engine.stats().num_finished_requests
     answer = english.ask("What is the boiling point of water on Mount Everest?")
     assert not answer.found and answer.answer == "I could not find this in your documents."
     assert answer.citations == [] and answer.usage.prompt_tokens == 0
-    assert english.engine.stats().num_steps == steps
+    # the draft answer the search used ran (rag/draft.py); no prompt with passages did
+    assert english.engine.stats().num_finished_requests == finished + 1
 
 
 @pytest.mark.parametrize(

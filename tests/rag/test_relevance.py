@@ -86,3 +86,24 @@ def test_a_question_whose_subject_no_candidate_names_has_nothing_relevant() -> N
     wireguard = scored(2, "WireGuard 隧道的配置写在 /etc/wireguard/wg0.conf 里。", 0.93, rrf=0.5)
     kept = judge.relevant(question, Language.CHINESE, [debian, wireguard])
     assert {s.hit.chunk_id for s in kept} == {1, 2}  # named by one of them: scores decide
+
+
+def test_a_draft_answers_terms_rank_the_passage_that_names_them() -> None:
+    question = "Which module compares how fast two small code snippets run?"
+    hits = [
+        scored(1, "Snippets run in the interactive interpreter.", 0.87, rrf=0.9),
+        scored(2, "The timeit module quickly demonstrates a modest advantage.", 0.87, rrf=0.2),
+    ]
+    judge = RelevanceJudge(E5, fallback_threshold=0.84)
+    alone = judge.relevant(question, Language.ENGLISH, hits)
+    drafted = judge.relevant(question, Language.ENGLISH, hits, "The timeit module demonstrates it.")
+    assert [s.hit.chunk_id for s in alone] == [1, 2]
+    assert [s.hit.chunk_id for s in drafted] == [2, 1]
+
+
+def test_subjects_a_draft_names_are_not_required_of_the_passages() -> None:
+    # The model may draft an identifier no passage holds; the question named none.
+    hits = [scored(1, "apt purge removes a package and its configuration files.", 0.90, rrf=0.9)]
+    judge = RelevanceJudge(E5, fallback_threshold=0.84)
+    kept = judge.relevant(QUESTION, Language.ENGLISH, hits, "Run `dpkg --purge-all` on it.")
+    assert [s.hit.chunk_id for s in kept] == [1]
