@@ -7,6 +7,7 @@ from engine.config import EngineConfig
 from rag import RAG, CitationsEvent, DoneEvent, TokenEvent
 from rag.errors import InvalidQuestionError
 from rag.language import Language, detect_language
+from rag.pipeline import RAGConfig
 
 pytestmark = pytest.mark.slow
 
@@ -132,6 +133,19 @@ def test_nothing_relevant_never_reaches_the_model(english) -> None:
     assert answer.citations == [] and answer.usage.prompt_tokens == 0
     # the draft answer the search used ran (rag/draft.py); no prompt with passages did
     assert english.engine.stats().num_finished_requests == finished + 1
+
+
+def test_a_question_in_a_language_not_drafted_runs_no_draft(engine, tmp_path) -> None:
+    config = RAGConfig(draft_languages=frozenset())
+    rag = RAG(tmp_path, engine=engine, config=config)  # not closed: the engine is shared
+    try:
+        rag.ingest_texts([{"title": "Kangaroos", "text": KANGAROOS}])
+        finished = engine.stats().num_finished_requests
+        answer = rag.ask("What is the boiling point of water on Mount Everest?")
+    finally:
+        rag.index.close()
+    assert not answer.found
+    assert engine.stats().num_finished_requests == finished  # not even a draft ran
 
 
 @pytest.mark.parametrize(
