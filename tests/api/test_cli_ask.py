@@ -51,8 +51,11 @@ def test_ask_says_not_found_for_an_off_topic_question(data_dir) -> None:
 
 
 def test_chat_keeps_the_conversation_until_bye(data_dir) -> None:
+    # The default model: the 135M stand-in's draft answers (rag/draft.py) are noise that
+    # can move the passage its six-token answer leans on out of the prompt.
     turns = "What is a KV cache block?\nAnd how big is a KV cache block?\n/bye\n"
-    result = pagedrag("chat", "--data-dir", str(data_dir), "--max-tokens", "6", *MODEL, stdin=turns)
+    options = ("--max-tokens", "12", "--kv-cache-memory", "256M")
+    result = pagedrag("chat", "--data-dir", str(data_dir), *options, stdin=turns)
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("Sources:") == 2
 
