@@ -16,11 +16,15 @@ question's named subjects are still looked for as the question states them
 from rag.language import Language
 
 DRAFT_INSTRUCTIONS = {
+    # Name first: asked for sentences, the model spent its 32 tokens restating the
+    # question and named nothing ("The module that keeps it sorted as you insert items is").
     Language.ENGLISH: (
-        "Answer the question in one or two short sentences. Name the exact command, "
-        "option, module, file or keyword."
+        "Answer the question in a few words: first the exact name of the command, option, "
+        "function, module, file or keyword, then why."
     ),
-    Language.CHINESE: "用一两句话回答问题，写出确切的命令、选项、模块、文件或关键字。",
+    Language.CHINESE: (
+        "用几个词回答问题：先写出确切的命令、选项、函数、模块、文件或关键字的名字，再说明原因。"
+    ),
 }
 
 

@@ -34,9 +34,12 @@ from rag.prompt import CITATION_MARKER, cited_numbers
 # questions the library cannot answer.
 SENTENCE_SUPPORT = {Language.ENGLISH: 0.5, Language.CHINESE: 0.4}  # of a sentence's new terms
 ANSWER_SUPPORT = 0.5  # of the answer's new terms, in sentences a passage supports
-# Of the question's own terms, in the window that holds the fact. NOTE: none for Chinese:
-# its character bigrams rarely repeat a question's wording.
-TOPIC_SHARE = {Language.ENGLISH: 0.2, Language.CHINESE: 0.0}
+# Of the question's own terms (less the generic ones), in the window that holds the
+# fact: a command named in a passage answers only what that passage says of it
+# ("edquota" changes quotas; asked which command prints a quota report, the passage's
+# window about it holds 19% of the question's bigrams). The same share for both
+# languages, calibrated with `make bench-qa` (docs/benchmarks.md).
+TOPIC_SHARE = 0.2
 WINDOW_TERMS = 60  # a passage is searched in windows of this many terms ...
 WINDOW_STRIDE = 30  # ... starting this many terms apart
 # Words any answer uses, whatever its facts: they prove nothing either way.
@@ -107,9 +110,7 @@ def ground(
         sentence = answer[start:end]
         new = set(analyze(CITATION_MARKER.sub(" ", sentence))) - asked - GENERIC
         literals = literal_facts(sentence, question)
-        shares = {
-            n: _share(new, literals, topic, windows[n], text, language) for n, text in texts.items()
-        }
+        shares = {n: _share(new, literals, topic, windows[n], text) for n, text in texts.items()}
         weight = len(new) + len(literals)
         said += weight
         if weight and max(shares.values(), default=0.0) >= needed:
@@ -144,14 +145,13 @@ def _share(
     topic: set[str],
     windows: list[set[str]],
     passage: str,
-    language: Language,
 ) -> float:
     """How well one passage supports a sentence: by its terms or by its literals, the
     better of the two (an operator's sentence may add no term at all)."""
     by_literals = _literal_support(literals, passage)
     if literals and not new:
         return by_literals
-    return max(_support(new, topic, windows, language), by_literals)
+    return max(_support(new, topic, windows), by_literals)
 
 
 def _literal_support(literals: set[str], passage: str) -> float:
@@ -168,7 +168,7 @@ def _windows(passage: str) -> list[set[str]]:
     return [set(terms[start : start + WINDOW_TERMS]) for start in starts]
 
 
-def _support(new: set[str], topic: set[str], windows: list[set[str]], language: Language) -> float:
+def _support(new: set[str], topic: set[str], windows: list[set[str]]) -> float:
     """The largest share of `new` that one window holds beside a term of the question's
     topic ("Madison" from a table of cities does not answer "the capital of Australia")."""
     if not new:
@@ -177,7 +177,7 @@ def _support(new: set[str], topic: set[str], windows: list[set[str]], language: 
         (
             len(new & window) / len(new)
             for window in windows
-            if len(topic & window) >= TOPIC_SHARE[language] * len(topic)
+            if len(topic & window) >= TOPIC_SHARE * len(topic)
         ),
         default=0.0,
     )

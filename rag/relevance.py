@@ -68,15 +68,19 @@ class RelevanceJudge:
     ) -> list[ScoredHit]:
         """The hits that reach the threshold, most relevant first (none when one of the
         question's named subjects is in none of them). A draft answer's terms count as
-        asked (rag/draft.py); its named subjects, which the model may have made up, do not.
+        asked (rag/draft.py) where that raises a passage's share, never where it lowers
+        it: a wrong draft ("apt remove" for purging) must not bury the passage that holds
+        the question's own words. The draft's named subjects, which the model may have
+        made up, are not looked for.
         """
         hit_terms = [set(analyze(hit.text)) for hit in hits]  # each passage analyzed once
         if unknown_subjects(question, language, set().union(*hit_terms)):
             return []
-        asked = set(analyze(question)) | set(analyze(draft))
+        asked = set(analyze(question))
+        drafted = asked | set(analyze(draft))
         threshold = self.calibration.thresholds[language]
         scored = [
-            ScoredHit(hit, self._score(asked, language, hit, terms))
+            ScoredHit(hit, self._score(asked, language, hit, terms, drafted))
             for hit, terms in zip(hits, hit_terms, strict=True)
         ]
         scored.sort(key=lambda s: s.relevance, reverse=True)
@@ -85,8 +89,15 @@ class RelevanceJudge:
     def score(self, question: str, language: Language, hit: SearchHit) -> float:
         return self._score(set(analyze(question)), language, hit, set(analyze(hit.text)))
 
-    def _score(self, asked: set[str], language: Language, hit: SearchHit, terms: set[str]) -> float:
-        share = _share(asked, terms)
+    def _score(
+        self,
+        asked: set[str],
+        language: Language,
+        hit: SearchHit,
+        terms: set[str],
+        drafted: set[str] | None = None,
+    ) -> float:
+        share = max(_share(asked, terms), _share(drafted or asked, terms))
         if language is Language.CHINESE and self.embedder in ENGLISH_ONLY_EMBEDDERS:
             return share
         cosine = hit.dense_score if hit.dense_score is not None else 0.0

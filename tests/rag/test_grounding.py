@@ -157,3 +157,26 @@ def test_a_literal_counts_only_as_a_whole_token() -> None:
     answer = "The // operator divides two integers and throws away the fractional part."
     question = "Which operator divides two integers and throws away the fractional part?"
     assert not ground(answer, question, OPERATORS[1:], Language.ENGLISH).supported
+
+
+QUOTAS = [
+    passage(
+        1,
+        "配额系统可以限制用户与群组可用的磁盘空间，配额管理软件在 quota 软件包内。"
+        "要在文件系统内启用配额，必须在 /etc/fstab 中指明 usrquota 与 grpquota 选项。"
+        "重新启动电脑后，就能在未使用的磁盘空间中更新配额。"
+        "warnquota 命令在用户超过软限制时发出警告，通常由 cron 唤起。"
+        "一个与此无关的段落讲的是别的事情：备份、日志轮转和网络时间同步都在下一章介绍，"
+        "其中 rsync 用硬链接节省空间，logrotate 每周压缩旧日志，chrony 校准系统时钟。"
+        "最后，edquota user 命令用来改变某个用户的配额，edquota -t 设定宽限期。",
+    )
+]
+
+
+def test_a_chinese_answer_must_come_from_the_part_of_the_passage_on_the_questions_topic() -> None:
+    # Asked for the command that prints a quota report, the model names a command the
+    # passage gives for something else, far from the question's words.
+    question = "用哪个命令可以打印出整个文件系统所有用户的磁盘配额使用报告？"
+    assert not ground("edquota 命令 [1]", question, QUOTAS, Language.CHINESE).supported
+    asked = "超过软限制时由哪个命令发出警告？"
+    assert ground("warnquota 命令 [1]", asked, QUOTAS, Language.CHINESE).supported

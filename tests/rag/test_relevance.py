@@ -107,3 +107,14 @@ def test_subjects_a_draft_names_are_not_required_of_the_passages() -> None:
     judge = RelevanceJudge(E5, fallback_threshold=0.84)
     kept = judge.relevant(QUESTION, Language.ENGLISH, hits, "Run `dpkg --purge-all` on it.")
     assert [s.hit.chunk_id for s in kept] == [1]
+
+
+def test_a_wrong_draft_does_not_bury_the_passage_with_the_questions_words() -> None:
+    purge = scored(1, "apt purge removes a package together with its configuration files.", 0.85, 0.5)
+    other = scored(2, "Run apt remove name; apt lists what it will do.", 0.86, 0.9)
+    judge = RelevanceJudge(E5, fallback_threshold=0.84)
+    draft = "Use `apt remove name` to do it."
+    kept = judge.relevant(QUESTION, Language.ENGLISH, [other, purge], draft)
+    assert [s.hit.chunk_id for s in kept][0] == 1
+    alone = judge.relevant(QUESTION, Language.ENGLISH, [other, purge])
+    assert [s.relevance for s in kept][0] == [s.relevance for s in alone][0]
