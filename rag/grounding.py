@@ -95,9 +95,11 @@ def ground(
     """Whether the passages support `answer`, and its markers that they support."""
     if not answer.strip() or REFUSALS.search(answer):
         return Grounding(False, answer, [])
-    # The passages as the model read them: an order planted in one supports nothing.
-    texts = {c.n: without_orders(c.text) for c in citations}
-    windows = {n: _windows(text) for n, text in texts.items()}
+    # The passages as the model read them, each under its title (the prompt shows it:
+    # "Python 3.11.2" in an answer comes from a page titled so); an order planted in
+    # one supports nothing.
+    texts = {c.n: without_orders(f"{c.title}\n{c.text}") for c in citations}
+    windows = {c.n: _windows(without_orders(c.text), c.title) for c in citations}
     if not _code_supported(answer, windows):
         return Grounding(False, answer, [])
     asked = set(analyze(question))
@@ -161,11 +163,12 @@ def _literal_support(literals: set[str], passage: str) -> float:
     return sum(holds(passage, literal) for literal in literals) / len(literals)
 
 
-def _windows(passage: str) -> list[set[str]]:
-    """The passage's terms in overlapping windows: a fact and its subject lie close."""
-    terms = analyze(passage)
+def _windows(passage: str, title: str = "") -> list[set[str]]:
+    """The passage's terms in overlapping windows: a fact and its subject lie close. The
+    title's terms belong to every window: it says what the whole passage is about."""
+    terms, titled = analyze(passage), set(analyze(title))
     starts = range(0, max(1, len(terms) - WINDOW_TERMS + WINDOW_STRIDE), WINDOW_STRIDE)
-    return [set(terms[start : start + WINDOW_TERMS]) for start in starts]
+    return [set(terms[start : start + WINDOW_TERMS]) | titled for start in starts]
 
 
 def _support(new: set[str], topic: set[str], windows: list[set[str]]) -> float:

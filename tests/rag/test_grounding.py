@@ -1,5 +1,7 @@
 """The unsupported-answer guard: answers the passages do not hold become "not found"."""
 
+from dataclasses import replace
+
 import pytest
 
 from rag.grounding import ground
@@ -180,3 +182,16 @@ def test_a_chinese_answer_must_come_from_the_part_of_the_passage_on_the_question
     assert not ground("edquota 命令 [1]", question, QUOTAS, Language.CHINESE).supported
     asked = "超过软限制时由哪个命令发出警告？"
     assert ground("warnquota 命令 [1]", asked, QUOTAS, Language.CHINESE).supported
+
+
+def test_a_passages_title_supports_what_the_answer_takes_from_it() -> None:
+    text = (
+        "Note the last block: the variable name _ acts as a wildcard and never fails to "
+        "match. If no case matches, none of the branches is executed."
+    )
+    answer = "In Python 3.11.2 the name _ in the last case is a wildcard that never fails [1]."
+    question = "In a match statement, what does the name _ in the last case do?"
+    titled = [replace(passage(1, text), title="4. More Control Flow Tools — Python 3.11.2")]
+    assert ground(answer, question, titled, Language.ENGLISH).supported
+    untitled = [replace(passage(1, text), title="4. More Control Flow Tools")]
+    assert not ground(answer, question, untitled, Language.ENGLISH).supported
