@@ -1,11 +1,9 @@
 """The one home-directory default: models, data and caches live under it."""
 
-import os
 from pathlib import Path
 
-HOME_VARIABLE = "PAGEDRAG_HOME"
 
-
-def pagedrag_home() -> Path:
-    """`$PAGEDRAG_HOME`, else `~/.cache/pagedrag`."""
-    return Path(os.environ.get(HOME_VARIABLE) or Path.home() / ".cache" / "pagedrag").expanduser()
+def default_home() -> Path:
+    """`~/.cache/pagedrag`; the command line and the server let `PAGEDRAG_HOME` move it
+    (api/settings.py), the Python API takes `home=` where it matters."""
+    return Path.home() / ".cache" / "pagedrag"

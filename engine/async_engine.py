@@ -12,6 +12,7 @@ import queue
 import threading
 import uuid
 from collections.abc import AsyncGenerator, Callable, Generator, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -97,6 +98,11 @@ class AsyncLLMEngine:
     def model_path(self) -> Path:
         return self.engine.model_path
 
+    @property
+    def max_model_len(self) -> int:
+        """The longest sequence (prompt and output) the engine accepts, in tokens."""
+        return self.engine.max_model_len
+
     # ---- callers, on any thread --------------------------------------------------------
 
     async def generate(
@@ -133,6 +139,18 @@ class AsyncLLMEngine:
         finally:
             if not ended:
                 self._commands.put(_Abort(request_id, sink))
+
+    async def finish(
+        self, prompt: Prompt, params: SamplingParams, *, cache_salt: str | None = None
+    ) -> RequestOutput:
+        """One request's finished output, for callers that need only the whole text."""
+        last = None
+        async with aclosing(self.generate(prompt, params, cache_salt=cache_salt)) as outputs:
+            async for last in outputs:  # noqa: B007
+                pass
+        if last is None:
+            raise RuntimeError("the engine finished a request without producing a token")
+        return last
 
     def stream(
         self,

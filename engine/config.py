@@ -1,8 +1,10 @@
 """Engine settings: what users pass to `LLM(...)` or `pagedrag ... --flag`."""
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from engine.errors import EngineConfigError
+from kernels.backend import CHOICES as ATTENTION_BACKENDS
 
 QUANTIZATION_METHODS = ("none", "int8", "int4")
 
@@ -29,8 +31,14 @@ class EngineConfig:
     # None: the library model's own default (int4 for the 1.5B model), else "none".
     quantization: str | None = None
     quantization_group_size: int = 32  # int4: input columns per scale (llama.cpp's Q4_K: 32)
+    home: Path | None = None  # holds the model store; None: ~/.cache/pagedrag
+    # "triton" or "reference" forces the attention kernels (debugging, comparisons);
+    # None: Triton on CUDA, the reference elsewhere.
+    attention_backend: str | None = None
 
     def __post_init__(self) -> None:
+        if self.home is not None:  # a str from Python callers is welcome too
+            object.__setattr__(self, "home", Path(self.home).expanduser())
         if self.block_size < 1:
             raise EngineConfigError(f"block_size must be a positive number, got {self.block_size}")
         if self.kv_cache_memory is not None and self.kv_cache_memory <= 0:
@@ -49,6 +57,11 @@ class EngineConfig:
             raise EngineConfigError(
                 f"quantization must be one of {', '.join(QUANTIZATION_METHODS)}, "
                 f"got {self.quantization!r}"
+            )
+        if self.attention_backend is not None and self.attention_backend not in ATTENTION_BACKENDS:
+            raise EngineConfigError(
+                f"attention_backend must be one of {', '.join(ATTENTION_BACKENDS)} (or None "
+                f"to choose by device), got {self.attention_backend!r}"
             )
         if self.quantization_group_size < 16 or self.quantization_group_size % 16:
             raise EngineConfigError(

@@ -53,7 +53,7 @@ class _Request:
 class LLMEngine:
     def __init__(self, config: EngineConfig) -> None:
         self.config = config
-        self.model_path: Path = resolve_model(config.model)
+        self.model_path: Path = resolve_model(config.model, home=config.home)
         self.quantization = config.quantization or default_quantization(config.model)
         self.device = torch.device(config.device) if config.device else default_device()
         self.dtype = resolve_dtype(config.dtype, self.device)
@@ -80,7 +80,9 @@ class LLMEngine:
             SchedulerConfig(config.max_num_batched_tokens, config.max_num_seqs), self.block_manager
         )
         kv_caches = allocate_kv_cache(spec, num_blocks, self.device)
-        self.runner = ModelRunner(model, kv_caches, config.block_size, self.device)
+        self.runner = ModelRunner(
+            model, kv_caches, config.block_size, self.device, self.attention_backend
+        )
         self._requests: dict[str, _Request] = {}
         self._request_counter = itertools.count()
         self._default_generator = torch.Generator(device=self.device).manual_seed(config.seed)
@@ -280,14 +282,14 @@ class LLMEngine:
         if self.quantization == "none":
             return None, None
         quantization = QuantizationConfig(self.quantization, self.config.quantization_group_size)
-        return quantization, ModelStore.default().quantized_weights_path(
+        return quantization, ModelStore.default(self.config.home).quantized_weights_path(
             self.model_path, quantization.tag
         )
 
     def _attention_backend(self) -> str:
         """The attention backend's name, checked before any weight is read."""
         try:
-            return kernels.select_backend(self.device).NAME
+            return kernels.select_backend(self.device, self.config.attention_backend).NAME
         except kernels.AttentionBackendError as error:
             raise EngineConfigError(str(error)) from error
 

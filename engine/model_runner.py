@@ -37,11 +37,13 @@ class ModelRunner:
         kv_caches: list[KVCache],
         block_size: int,
         device: torch.device,
+        attention_backend: str | None = None,  # forced by name; None: by device
     ) -> None:
         self.model = model
         self.kv_caches = kv_caches
         self.block_size = block_size
         self.device = device
+        self.attention_backend = attention_backend
 
     @torch.inference_mode()
     def execute(self, scheduled: list[ScheduledSequence]) -> ModelOutput:
@@ -78,6 +80,7 @@ class ModelRunner:
             num_decodes=sum(1 for n in query_lens if n == 1),
             query_lens_host=query_lens,
             context_lens_host=context_lens,
+            backend=self.attention_backend,
         )
         return ModelInput(
             input_ids=self._tensor(input_ids, torch.int64),

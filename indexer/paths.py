@@ -1,17 +1,14 @@
 """Where an index lives when the user does not say, and making sure it can live there."""
 
-import os
 from pathlib import Path
 
-from common.paths import pagedrag_home
+from common.paths import default_home
 from indexer.errors import IndexerError
 
 
-def default_data_dir() -> Path:
-    """`$PAGEDRAG_DATA_DIR`, else `$PAGEDRAG_HOME/data` (home defaults to ~/.cache/pagedrag)."""
-    if os.environ.get("PAGEDRAG_DATA_DIR"):
-        return Path(os.environ["PAGEDRAG_DATA_DIR"]).expanduser()
-    return pagedrag_home() / "data"
+def default_data_dir(home: Path | None = None) -> Path:
+    """`data` under the PagedRAG home (default: ~/.cache/pagedrag)."""
+    return (home or default_home()) / "data"
 
 
 def make_data_dir(path: Path) -> Path:

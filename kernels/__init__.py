@@ -2,7 +2,7 @@
 
 Two backends share one interface: the PyTorch reference (`reference.py`), which runs
 everywhere, and Triton kernels (`triton_*.py`), chosen on CUDA. `backend.py` picks
-one per device; PAGEDRAG_ATTENTION=triton|reference forces it.
+one per device, unless the caller forces one by name (`metadata.backend`).
 """
 
 import torch
@@ -25,10 +25,11 @@ def write_kv_cache(
     key_cache: torch.Tensor,  # [num_blocks, block_size, num_kv_heads, head_dim]
     value_cache: torch.Tensor,  # [num_blocks, block_size, num_kv_heads, head_dim]
     slot_mapping: torch.Tensor,  # [num_tokens] int64
+    backend: str | None = None,  # forced by name; None: by device
 ) -> None:
     """Store the new tokens' K and V in their slots of the paged cache."""
-    backend = select_backend(key_cache.device)
-    backend.write_kv_cache(key, value, key_cache, value_cache, slot_mapping)
+    backend_module = select_backend(key_cache.device, backend)
+    backend_module.write_kv_cache(key, value, key_cache, value_cache, slot_mapping)
 
 
 def paged_attention(
@@ -42,5 +43,5 @@ def paged_attention(
 
     The new tokens' K and V must already be written to the cache (`write_kv_cache`).
     """
-    backend = select_backend(query.device)
+    backend = select_backend(query.device, metadata.backend)
     return backend.paged_attention(query, key_cache, value_cache, metadata, scale)

@@ -25,6 +25,7 @@ class PagedAttentionMetadata:
     num_decodes: int  # the first num_decodes sequences have exactly one new token
     query_lens_host: tuple[int, ...]  # host copies of the lengths, for loops without device syncs
     context_lens_host: tuple[int, ...]
+    backend: str | None = None  # the attention backend forced by name; None: by device
 
     @property
     def num_seqs(self) -> int:

@@ -15,7 +15,6 @@ from typing import Any
 
 from engine.async_engine import AsyncLLMEngine
 from engine.config import EngineConfig
-from engine.outputs import RequestOutput
 from engine.sampling_params import SamplingParams
 from indexer.index import Index
 from indexer.paths import default_data_dir
@@ -54,8 +53,8 @@ class RAGConfig:
     rewrite_max_tokens: int = 64
     # Search for the question plus the model's own short draft answer (rag/draft.py), for
     # questions in these languages. English only: on bench-qa it raised English right
-    # answers 0.797 -> 0.861 for 1.7 s a question, and left Chinese ones as they were
-    # at 2.4 s more (docs/benchmarks.md).
+    # answers 0.797 -> 0.848 for about 1.5 s a question, and left Chinese ones as they
+    # were at 2.4 s more (docs/benchmarks.md).
     draft_languages: frozenset[Language] = frozenset({Language.ENGLISH})
     draft_max_tokens: int = 32
     # Withdraw answers the passages do not support (rag/grounding.py). Off only where the
@@ -176,7 +175,7 @@ class RAG:
         standalone, rewrite_ms = Standalone(asked.text, asked.text, rewritten=False), 0.0
         if asked.history:
             rewrite = self.prompts.chat(rewrite_messages(asked.history, asked.text))
-            generated = await _afinal(self.engine.generate(rewrite, self._rewrite()))
+            generated = await self.engine.finish(rewrite, self._rewrite())
             standalone = standalone_question(generated.text, asked.text, asked.history)
             rewrite_ms = ms_since(started)
         draft = await self._draft(standalone.query, asked.cache_salt)
@@ -237,7 +236,7 @@ class RAG:
             return ""
         chat = self.prompts.chat(draft_messages(question, language))
         params = SamplingParams(temperature=0, max_tokens=self.config.draft_max_tokens)
-        return (await _afinal(self.engine.generate(chat, params, cache_salt=salt))).text
+        return (await self.engine.finish(chat, params, cache_salt=salt)).text
 
     def _plan(
         self,
@@ -282,7 +281,7 @@ class RAG:
             return
         in_words = PHRASES[plan.language].in_words
         retry = self.prompts.build(plan.hits, plan.prompt_question, plan.language, in_words)
-        if len(retry.token_ids) < self.engine.engine.max_model_len:
+        if len(retry.token_ids) < self.engine.max_model_len:
             tracker.restart()
             yield retry
 
@@ -290,20 +289,10 @@ class RAG:
         self, hits: list[SearchHit], question: str, language: Language
     ) -> BuiltPrompt | None:
         """The prompt over as many passages as the context holds (None: no passages)."""
-        limit = self.engine.engine.max_model_len - 1
+        limit = self.engine.max_model_len - 1
         while hits:
             prompt = self.prompts.build(hits, question, language)
             if len(prompt.token_ids) <= limit or len(hits) == 1:
                 return prompt  # one passage too long alone: the engine's error says so
             hits = hits[:-1]
         return None
-
-
-async def _afinal(outputs: AsyncGenerator[RequestOutput, None]) -> RequestOutput:
-    last = None
-    async with aclosing(outputs):
-        async for last in outputs:  # noqa: B007
-            pass
-    if last is None:
-        raise RuntimeError("the engine finished a request without producing a token")
-    return last

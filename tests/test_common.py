@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from common.own_thread import run_on_own_thread
-from common.paths import pagedrag_home
+from common.paths import default_home
 from common.scripts import has_han, is_han
 from indexer.paths import default_data_dir
 from indexer.text_analysis import analyze
@@ -32,12 +32,10 @@ def test_one_definition_serves_the_analyzer_and_the_language_detector() -> None:
 
 
 def test_models_and_data_share_one_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("PAGEDRAG_DATA_DIR", raising=False)
-    monkeypatch.setenv("PAGEDRAG_HOME", str(tmp_path))
-    assert pagedrag_home() == tmp_path
-    assert default_data_dir() == tmp_path / "data"
-    monkeypatch.delenv("PAGEDRAG_HOME")
-    assert pagedrag_home() == Path.home() / ".cache" / "pagedrag"
+    monkeypatch.setenv("PAGEDRAG_HOME", str(tmp_path))  # read at the edge only (api/settings.py)
+    assert default_home() == Path.home() / ".cache" / "pagedrag"
+    assert default_data_dir() == default_home() / "data"
+    assert default_data_dir(tmp_path) == tmp_path / "data"
 
 
 def _threads() -> int:

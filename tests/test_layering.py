@@ -50,3 +50,21 @@ def test_no_route_module_imports_another() -> None:
         }
         imported = {m for m in modules if m.startswith("api.server.routes")}
         assert not imported, f"{path.relative_to(ROOT)} imports {sorted(imported)}"
+
+
+@pytest.mark.parametrize("package", ["common", "kernels", "engine", "indexer", "rag"])
+def test_only_the_edge_reads_the_environment(package: str) -> None:
+    """Settings come in as arguments; `PAGEDRAG_` variables are read in api/settings.py."""
+    for path in (ROOT / package).rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            reads = (
+                isinstance(node, ast.Attribute)
+                and node.attr in ("environ", "getenv")
+                and isinstance(node.value, ast.Name)
+                and node.value.id == "os"
+            ) or (
+                isinstance(node, ast.ImportFrom)
+                and node.module == "os"
+                and any(alias.name in ("environ", "getenv") for alias in node.names)
+            )
+            assert not reads, f"{path.relative_to(ROOT)}:{node.lineno} reads the environment"

@@ -5,6 +5,7 @@ import os
 import sys
 
 from api.cli import ask, documents, generate, models, serve
+from api.settings import Settings
 from common.errors import PagedRAGError
 
 
@@ -24,6 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     args = build_parser().parse_args(argv)
     try:
+        args.settings = Settings.from_environment()  # the one place variables are read
         return int(args.handler(args) or 0)
     except PagedRAGError as error:
         print(f"pagedrag: error: {error}", file=sys.stderr)

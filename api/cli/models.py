@@ -22,13 +22,14 @@ def add_parsers(subparsers: Any) -> None:
 
 def run_pull(args: argparse.Namespace) -> int:
     """Installs the model (once) and prints its directory."""
-    print(pull(args.name, progress=not args.quiet))
+    store = ModelStore.default(args.settings.engine.home)
+    print(pull(args.name, store=store, progress=not args.quiet))
     return 0
 
 
 def run_models(args: argparse.Namespace) -> int:
     """Prints the installed models as a table, or how to install one."""
-    store = ModelStore.default()
+    store = ModelStore.default(args.settings.engine.home)
     installed = store.installed()
     if not installed:
         print(f"no models in {store.root}; try: pagedrag pull {DEFAULT_MODEL}")

@@ -1,14 +1,11 @@
 """Argument types shared by several commands."""
 
 import argparse
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from indexer.paths import default_data_dir
-
-DATABASE_URL_VARIABLE = "PAGEDRAG_DATABASE_URL"  # read here, at the edge, never by indexer/
+from api.settings import DATA_DIR, DATABASE_URL, HOME, Settings
 
 UNITS = {"K": 2**10, "M": 2**20, "G": 2**30}
 
@@ -45,8 +42,11 @@ def add_weight_options(parser: argparse.ArgumentParser) -> None:
 
 
 def weight_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The EngineConfig fields `add_weight_options` set."""
+    """The EngineConfig fields `add_weight_options` set, and those the environment's
+    settings decide (the model store's home, a forced attention backend)."""
+    settings: Settings = args.settings
     options: dict[str, Any] = {
+        **settings.engine_options(),
         "quantization": args.quantization,  # None: the model's own
         "quantization_group_size": args.quantization_group_size,
     }
@@ -68,7 +68,10 @@ class LibraryOptions:
 def add_library_options(parser: argparse.ArgumentParser) -> None:
     """--data-dir, --embedder and --database-url, for every command that opens the library."""
     parser.add_argument(
-        "--data-dir", default=None, help=f"index location (default: {default_data_dir()})"
+        "--data-dir",
+        default=None,
+        help=f"index location (default: ${DATA_DIR}, else ${HOME}/data, else "
+        "~/.cache/pagedrag/data)",
     )
     parser.add_argument(
         "--embedder",
@@ -80,16 +83,18 @@ def add_library_options(parser: argparse.ArgumentParser) -> None:
         "--database-url",
         default=None,
         help="SQLAlchemy URL of the database, e.g. postgresql+psycopg://user@host/db "
-        f"(default: ${DATABASE_URL_VARIABLE}, else SQLite in the data directory)",
+        f"(default: ${DATABASE_URL}, else SQLite in the data directory)",
     )
 
 
 def library_options(args: argparse.Namespace) -> LibraryOptions:
-    """The options `add_library_options` set, with the environment's database URL."""
+    """The options `add_library_options` set; the environment's (`args.settings`) fill
+    in what a flag leaves out."""
+    settings: Settings = args.settings
     return LibraryOptions(
-        data_dir=Path(args.data_dir).expanduser() if args.data_dir else default_data_dir(),
+        data_dir=Path(args.data_dir).expanduser() if args.data_dir else settings.library.data_dir,
         embedder=args.embedder,
-        database_url=args.database_url or os.environ.get(DATABASE_URL_VARIABLE) or None,
+        database_url=args.database_url or settings.library.database_url,
     )
 
 

@@ -3,7 +3,6 @@
 import argparse
 import ipaddress
 import logging
-import os
 import signal
 import socket
 from pathlib import Path
@@ -15,12 +14,12 @@ from api.cli.options import (
     library_options,
     size_argument,
 )
+from api.settings import API_KEY
 
 if TYPE_CHECKING:
     from api.server.auth import AuthPolicy
 
 EXAMPLE_QUESTION = "How does PagedRAG share work between prompts?"
-API_KEY_VARIABLE = "PAGEDRAG_API_KEY"
 
 
 def add_parsers(subparsers: Any) -> None:
@@ -66,7 +65,7 @@ def add_parsers(subparsers: Any) -> None:
         default=[],
         metavar="KEY",
         help="require this key (Authorization: Bearer KEY) on every route but /health; "
-        f"repeatable; also from ${API_KEY_VARIABLE}",
+        f"repeatable; also from ${API_KEY}",
     )
     serve.add_argument(
         "--api-keys-file",
@@ -142,7 +141,7 @@ def _auth_policy(args: argparse.Namespace) -> "AuthPolicy":
     --insecure-no-auth) may be served."""
     from api.server.auth import AuthPolicy
 
-    admin_keys = (*args.api_key, os.environ.get(API_KEY_VARIABLE, ""))
+    admin_keys = (*args.api_key, args.settings.api_key or "")
     try:
         policy = AuthPolicy.from_keys(
             tuple(admin_keys), args.api_keys_file, public_metrics=args.public_metrics
@@ -152,7 +151,7 @@ def _auth_policy(args: argparse.Namespace) -> "AuthPolicy":
     if not policy.enabled and not _is_loopback(args.host) and not args.insecure_no_auth:
         raise SystemExit(
             f"pagedrag: error: --host {args.host} reaches beyond this machine and no API key "
-            f"is set; pass --api-key (or ${API_KEY_VARIABLE}), or --insecure-no-auth"
+            f"is set; pass --api-key (or ${API_KEY}), or --insecure-no-auth"
         )
     return policy
 
@@ -192,7 +191,7 @@ def _print_ready(url: str, keyed: bool) -> None:
     )
     if not keyed:
         print("No API key is set: anyone who can reach it can use it (see --api-key).")
-    key = f' -H "Authorization: Bearer ${API_KEY_VARIABLE}"' if keyed else ""
+    key = f' -H "Authorization: Bearer ${API_KEY}"' if keyed else ""
     print("Try:", flush=True)
     print(
         f"  curl -s {url}/ask -H 'Content-Type: application/json'{key} "

@@ -48,7 +48,7 @@ def pull(
 
     Args:
         model: a catalog name, or an entry (tests pass one with a wrong checksum).
-        store: the model store; default: the one under `pagedrag_home()`.
+        store: the model store; default: the one under `default_home()`.
         progress: progress bars and messages on stderr.
 
     Returns:

@@ -16,7 +16,7 @@ def resolve_model(model: str | None, *, home: Path | None = None, progress: bool
         model: None (the default model), a library name (pulled first if it is not
             yet, as `ollama run` does), a Hugging Face model directory (used in
             place), or a .gguf file (converted once into the store, then reused).
-        home: the PagedRAG home holding the store; default: `pagedrag_home()`.
+        home: the PagedRAG home holding the store; default: `default_home()`.
         progress: progress bars and messages on stderr for slow steps.
 
     Returns:

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from common.paths import pagedrag_home
+from common.paths import default_home
 
 # Written last by a conversion, so a readable manifest naming the model and its
 # architecture means "complete"; a missing or damaged one means "pull again".
@@ -37,7 +37,7 @@ class ModelStore:
 
     @classmethod
     def default(cls, home: Path | None = None) -> "ModelStore":
-        return cls((home or pagedrag_home()) / "models")
+        return cls((home or default_home()) / "models")
 
     def path_for(self, name: str) -> Path:
         """A directory name safe on any filesystem: `qwen2.5:0.5b` -> `qwen2.5--0.5b`."""
@@ -87,5 +87,5 @@ def _read_manifest(path: Path) -> dict[str, str] | None:
 
 
 def list_models(*, home: Path | None = None) -> list[InstalledModel]:
-    """The models installed in the store under `home` (default: `pagedrag_home()`)."""
+    """The models installed in the store under `home` (default: `default_home()`)."""
     return ModelStore.default(home).installed()

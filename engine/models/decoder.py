@@ -61,7 +61,9 @@ class Attention(nn.Module):
         )  # [T, heads + kv_heads, head_dim]
         query, key = rotated.split([c.num_heads, c.num_kv_heads], dim=1)
         value = qkv[:, c.q_size + c.kv_size :].view(num_tokens, c.num_kv_heads, c.head_dim)
-        kernels.write_kv_cache(key, value, kv_cache[0], kv_cache[1], metadata.slot_mapping)
+        kernels.write_kv_cache(
+            key, value, kv_cache[0], kv_cache[1], metadata.slot_mapping, metadata.backend
+        )
         output = kernels.paged_attention(query, kv_cache[0], kv_cache[1], metadata, self.scale)
         return self.o_proj(output.reshape(num_tokens, c.q_size))
 

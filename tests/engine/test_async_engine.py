@@ -283,3 +283,19 @@ def test_complete_with_a_bad_prompt_raises_and_aborts_the_others(serving: AsyncL
         time.sleep(0.01)
     stats = settled(serving)
     assert stats.kv_blocks_used == 0 and stats.num_aborted_requests == 1
+
+
+def test_finish_returns_the_last_output_and_a_cancelled_caller_aborts(
+    serving: AsyncLLMEngine, expected: dict[str, list[int]]
+) -> None:
+    output = asyncio.run(serving.finish(PROMPTS[0], GREEDY))
+    assert output.finished and output.token_ids == expected[PROMPTS[0]]
+
+    async def give_up() -> None:
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(serving.finish(PROMPTS[1], LONG), timeout=0.2)
+
+    asyncio.run(give_up())
+    stats = settled(serving)
+    assert stats.kv_blocks_used == 0 and stats.num_aborted_requests == 1
+    assert serving.max_model_len == 512

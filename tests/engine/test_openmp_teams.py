@@ -23,7 +23,8 @@ torch.set_num_threads(2)
 def threads():
     return len(os.listdir("/proc/self/task"))
 before = threads()
-serving = AsyncLLMEngine.from_config(EngineConfig(model=sys.argv[1], kv_cache_memory=16 << 20))
+config = EngineConfig(model=sys.argv[1], kv_cache_memory=16 << 20, home=sys.argv[2])
+serving = AsyncLLMEngine.from_config(config)
 deadline = time.monotonic() + 5  # a joined thread leaves the OS a moment later
 while threads() > before + 1 and time.monotonic() < deadline:
     time.sleep(0.01)
@@ -38,10 +39,9 @@ def test_loading_leaves_the_caller_without_a_team(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     model_dir = save_tiny_llama(tmp_path / "tiny")
-    monkeypatch.setenv("PAGEDRAG_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")  # no tokenizer thread pool
     run = subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(model_dir)],
+        [sys.executable, "-c", SCRIPT, str(model_dir), str(tmp_path / "home")],
         capture_output=True,
         text=True,
         timeout=300,

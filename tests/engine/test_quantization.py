@@ -176,12 +176,14 @@ def test_config_refuses_unknown_methods_and_bad_group_sizes() -> None:
 
 
 @pytest.fixture
-def tiny_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    model_dir = save_tiny_llama(tmp_path / "tiny")
-    # NOTE: set after the tokenizer was copied from the real store: from here on the
-    # store (where quantized weights of a user's directory are kept) is a temporary one.
-    monkeypatch.setenv("PAGEDRAG_HOME", str(tmp_path / "home"))
-    return model_dir
+def tiny_dir(tmp_path: Path) -> Path:
+    return save_tiny_llama(tmp_path / "tiny")
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    """A private PagedRAG home: the store where quantized weights of a user's folder go."""
+    return tmp_path / "home"
 
 
 def greedy(llm: LLM, prompt: list[int]) -> list[int]:
@@ -190,17 +192,17 @@ def greedy(llm: LLM, prompt: list[int]) -> list[int]:
 
 
 def test_quantized_engine_agrees_with_full_precision_and_keeps_its_weights(
-    tiny_dir: Path, monkeypatch: pytest.MonkeyPatch
+    tiny_dir: Path, home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     prompt = [1, 422, 3081, 314, 4193, 28, 9226, 30]
-    options = {"dtype": "bfloat16", "kv_cache_memory": 8 << 20}
+    options = {"dtype": "bfloat16", "kv_cache_memory": 8 << 20, "home": home}
     reference = greedy(LLM(str(tiny_dir), **options), prompt)
     llm = LLM(str(tiny_dir), quantization="int8", **options)
     assert greedy(llm, prompt)[:6] == reference[:6]
     layer = llm.engine.runner.model.model.layers[0]
     assert isinstance(layer.mlp.down_proj, QuantizedLinear)
     assert isinstance(llm.engine.runner.model.lm_head, QuantizedLinear)
-    saved = ModelStore.default().quantized_weights_path(tiny_dir, "int8")
+    saved = ModelStore.default(home).quantized_weights_path(tiny_dir, "int8")
     assert saved.is_file() and tiny_dir not in saved.parents  # the user's folder is untouched
 
     # The next start loads what was saved and quantizes nothing.
@@ -212,56 +214,56 @@ def test_quantized_engine_agrees_with_full_precision_and_keeps_its_weights(
     assert greedy(again, prompt) == greedy(llm, prompt)
 
 
-def test_each_model_has_its_own_default_quantization(tiny_dir: Path) -> None:
+def test_each_model_has_its_own_default_quantization(tiny_dir: Path, home: Path) -> None:
     """As Ollama's tags come quantized: the 1.5B model is served int4 unless told."""
     assert default_quantization("qwen2.5-coder:1.5b-instruct") == "int4"
     assert default_quantization(None) == default_quantization(DEFAULT_MODEL) == "int4"
     assert default_quantization("qwen2.5-coder:0.5b-instruct") == "none"
     assert default_quantization(str(tiny_dir)) == "none"  # a folder: as it is
-    options = {"kv_cache_memory": 8 << 20}
+    options = {"kv_cache_memory": 8 << 20, "home": home}
     assert LLM(str(tiny_dir), **options).engine.quantization == "none"
     chosen = LLM(str(tiny_dir), quantization="int8", **options).engine
     assert chosen.quantization == "int8"
     assert isinstance(chosen.runner.model.lm_head, QuantizedLinear)
 
 
-def test_changed_weights_are_quantized_again(tiny_dir: Path) -> None:
-    options = {"quantization": "int4", "kv_cache_memory": 8 << 20}
+def test_changed_weights_are_quantized_again(tiny_dir: Path, home: Path) -> None:
+    options = {"quantization": "int4", "kv_cache_memory": 8 << 20, "home": home}
     LLM(str(tiny_dir), **options)
-    saved = ModelStore.default().quantized_weights_path(tiny_dir, "int4-g32")
+    saved = ModelStore.default(home).quantized_weights_path(tiny_dir, "int4-g32")
     first = saved.stat().st_mtime_ns
     save_tiny_llama(tiny_dir, tokenizer=False, initializer_range=0.1)  # new weights, same path
     LLM(str(tiny_dir), **options)
     assert saved.stat().st_mtime_ns != first
 
 
-def test_a_damaged_saved_file_is_rebuilt(tiny_dir: Path) -> None:
-    options = {"quantization": "int8", "kv_cache_memory": 8 << 20}
+def test_a_damaged_saved_file_is_rebuilt(tiny_dir: Path, home: Path) -> None:
+    options = {"quantization": "int8", "kv_cache_memory": 8 << 20, "home": home}
     LLM(str(tiny_dir), **options)
-    saved = ModelStore.default().quantized_weights_path(tiny_dir, "int8")
+    saved = ModelStore.default(home).quantized_weights_path(tiny_dir, "int8")
     saved.write_bytes(saved.read_bytes()[:100])  # a crash mid-copy, a full disk
     llm = LLM(str(tiny_dir), **options)
     assert len(greedy(llm, [1, 2, 3])) == 12
     assert saved.stat().st_size > 1000
 
 
-def test_linears_that_do_not_fit_the_group_size_stay_in_full_precision(tiny_dir: Path) -> None:
+def test_linears_that_do_not_fit_the_group_size_stay_in_full_precision(
+    tiny_dir: Path, home: Path
+) -> None:
     # hidden size 64: a group of 128 columns does not divide it, 64 does the MLP's 128
-    llm = LLM(
-        str(tiny_dir), quantization="int4", quantization_group_size=128, kv_cache_memory=8 << 20
-    )
+    options = {"quantization_group_size": 128, "kv_cache_memory": 8 << 20, "home": home}
+    llm = LLM(str(tiny_dir), quantization="int4", **options)
     layer = llm.engine.runner.model.model.layers[0]
     assert isinstance(layer.self_attn.qkv_proj, nn.Linear | PackedLinear)  # full precision
     assert isinstance(layer.mlp.down_proj, QuantizedLinear)
 
 
 def test_a_tied_head_is_quantized_to_int8_and_the_embedding_kept(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, home: Path
 ) -> None:
     model_dir = save_tiny_llama(tmp_path / "tied", tie_word_embeddings=True)
-    monkeypatch.setenv("PAGEDRAG_HOME", str(tmp_path / "home"))
     prompt = [1, 422, 3081, 314, 4193, 28, 9226, 30]
-    options = {"dtype": "bfloat16", "kv_cache_memory": 8 << 20}
+    options = {"dtype": "bfloat16", "kv_cache_memory": 8 << 20, "home": home}
     model = LLM(str(model_dir), quantization="int4", **options).engine.runner.model
     assert isinstance(model.lm_head, QuantizedLinear)
     # int4 layers, an int8 head (with int8 decode rows where fbgemm runs them)

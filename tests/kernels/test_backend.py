@@ -1,5 +1,5 @@
-"""Which backend runs: PAGEDRAG_ATTENTION forces one, else Triton on CUDA and the reference
-elsewhere; Triton is imported only once it is chosen."""
+"""Which backend runs: the one a caller forces by name, else Triton on CUDA and the
+reference elsewhere; Triton is imported only once it is chosen."""
 
 import os
 import subprocess
@@ -10,14 +10,13 @@ import pytest
 import torch
 
 from kernels import AttentionBackendError, reference, select_backend
-from kernels.backend import ENV_VAR
 
 CPU = torch.device("cpu")
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_python(code: str, **env: str) -> subprocess.CompletedProcess:
-    environment = {k: v for k, v in os.environ.items() if k not in (ENV_VAR, "TRITON_INTERPRET")}
+    environment = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     return subprocess.run(
         [sys.executable, "-c", code],
         cwd=ROOT,
@@ -28,42 +27,36 @@ def run_python(code: str, **env: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_an_unknown_setting_is_a_one_line_error_naming_the_choices(monkeypatch) -> None:
-    monkeypatch.setenv(ENV_VAR, "cuda")
+def test_an_unknown_name_is_a_one_line_error_naming_the_choices() -> None:
     with pytest.raises(AttentionBackendError) as error:
-        select_backend(CPU)
+        select_backend(CPU, "cuda")
     message = str(error.value)
     assert "\n" not in message
     assert "'cuda'" in message and "triton" in message and "reference" in message
 
 
 def test_the_cpu_runs_the_reference_unless_told_otherwise(monkeypatch) -> None:
-    monkeypatch.delenv(ENV_VAR, raising=False)
+    monkeypatch.setenv("PAGEDRAG_ATTENTION", "triton")  # the edge's to read, not the kernels'
     assert select_backend(CPU) is reference
-    monkeypatch.setenv(ENV_VAR, "reference")
-    assert select_backend(CPU) is reference
-    monkeypatch.setenv(ENV_VAR, "")  # empty is unset, as in `PAGEDRAG_ATTENTION= make test`
-    assert select_backend(CPU) is reference
+    assert select_backend(CPU, "reference") is reference
+    assert select_backend(CPU, "") is reference  # empty is unset
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="with CUDA the kernels are compiled")
-def test_triton_forced_on_the_cpu_runs_the_kernels_in_the_interpreter(monkeypatch) -> None:
+def test_triton_forced_on_the_cpu_runs_the_kernels_in_the_interpreter() -> None:
     pytest.importorskip("triton", reason="Triton is not installed (the dev extra has it)")
     from kernels import triton_attention
 
-    monkeypatch.setenv(ENV_VAR, "triton")
     assert triton_attention.INTERPRETED  # the root conftest.py set TRITON_INTERPRET=1 in time
-    assert select_backend(CPU) is triton_attention
+    assert select_backend(CPU, "triton") is triton_attention
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_cuda_runs_the_kernels_unless_told_otherwise(monkeypatch) -> None:
+def test_cuda_runs_the_kernels_unless_told_otherwise() -> None:
     from kernels import triton_attention
 
-    monkeypatch.delenv(ENV_VAR, raising=False)
     assert select_backend(torch.device("cuda")) is triton_attention
-    monkeypatch.setenv(ENV_VAR, "reference")
-    assert select_backend(torch.device("cuda")) is reference
+    assert select_backend(torch.device("cuda"), "reference") is reference
 
 
 def test_the_reference_path_never_imports_triton() -> None:
@@ -79,10 +72,7 @@ def test_the_reference_path_never_imports_triton() -> None:
 
 def test_triton_forced_on_the_cpu_without_the_interpreter_says_what_to_set() -> None:
     pytest.importorskip("triton", reason="Triton is not installed (the dev extra has it)")
-    result = run_python(
-        "import torch, kernels\nkernels.select_backend(torch.device('cpu'))", **{ENV_VAR: "triton"}
-    )
+    code = "import torch, kernels\nkernels.select_backend(torch.device('cpu'), 'triton')"
+    result = run_python(code)
     assert result.returncode != 0
-    assert "AttentionBackendError: PAGEDRAG_ATTENTION=triton on cpu needs TRITON_INTERPRET=1" in (
-        result.stderr
-    )
+    assert "triton attention backend on cpu needs TRITON_INTERPRET=1" in result.stderr

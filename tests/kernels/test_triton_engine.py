@@ -15,7 +15,6 @@ pytest.importorskip("triton", reason="Triton is not installed (the dev extra has
 from engine import LLM, RequestOutput, SamplingParams
 from engine.errors import EngineConfigError
 from kernels import triton_attention
-from kernels.backend import ENV_VAR
 from tests.tiny_model import save_tiny_llama
 
 SHARED = (
@@ -30,11 +29,16 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save_tiny_llama(tmp_path_factory.mktemp("tiny"))
 
 
-def two_waves(model_dir: Path, backend: str, monkeypatch: pytest.MonkeyPatch) -> list:
-    monkeypatch.setenv(ENV_VAR, backend)
+def two_waves(model_dir: Path, backend: str) -> list:
     # NOTE: 24 tokens a step split the long prompt into chunks that end mid-block, and
     # put the short prompt's decodes in the same steps as those chunks.
-    llm = LLM(str(model_dir), dtype="float32", kv_cache_memory=4 << 20, max_num_batched_tokens=24)
+    llm = LLM(
+        str(model_dir),
+        dtype="float32",
+        kv_cache_memory=4 << 20,
+        max_num_batched_tokens=24,
+        attention_backend=backend,
+    )
     assert llm.engine.attention_backend == backend
     first = llm.generate([SHARED + " Question: where does it rise?", "Hi"], GREEDY)
     second = llm.generate([SHARED + " Question: how long is it?"], GREEDY)
@@ -45,7 +49,7 @@ def two_waves(model_dir: Path, backend: str, monkeypatch: pytest.MonkeyPatch) ->
 def test_greedy_tokens_on_triton_equal_the_reference(
     model_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    expected = [output.token_ids for output in two_waves(model_dir, "reference", monkeypatch)]
+    expected = [output.token_ids for output in two_waves(model_dir, "reference")]
     calls = 0
     kernel_attention = triton_attention.paged_attention
 
@@ -55,15 +59,12 @@ def test_greedy_tokens_on_triton_equal_the_reference(
         return kernel_attention(*args, **kwargs)
 
     monkeypatch.setattr(triton_attention, "paged_attention", counted)
-    outputs: list[RequestOutput] = two_waves(model_dir, "triton", monkeypatch)
+    outputs: list[RequestOutput] = two_waves(model_dir, "triton")
     assert calls > 0  # the kernels ran, not the reference
     assert [output.token_ids for output in outputs] == expected
     assert all(len(tokens) == GREEDY.max_tokens for tokens in expected)
 
 
-def test_an_unknown_backend_stops_the_engine_at_start(
-    model_dir: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv(ENV_VAR, "flash")
-    with pytest.raises(EngineConfigError, match="PAGEDRAG_ATTENTION must be one of"):
-        LLM(str(model_dir), dtype="float32", kv_cache_memory=4 << 20)
+def test_an_unknown_backend_stops_the_engine_at_start(model_dir: Path) -> None:
+    with pytest.raises(EngineConfigError, match="attention_backend must be one of"):
+        LLM(str(model_dir), dtype="float32", kv_cache_memory=4 << 20, attention_backend="flash")

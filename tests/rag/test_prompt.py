@@ -5,7 +5,7 @@ from dataclasses import replace
 import pytest
 from transformers import AutoTokenizer
 
-from common.paths import pagedrag_home
+from common.paths import default_home
 from indexer.records import SearchHit
 from rag.injection import INJECTION_REMOVED
 from rag.language import PHRASES, Language, detect_language
@@ -17,7 +17,7 @@ from rag.prompt import (
 )
 from rag.rewrite import Turn, parse_history, rewrite_messages, standalone_question
 
-STORE = pagedrag_home() / "models"
+STORE = default_home() / "models"
 
 
 @pytest.fixture(scope="module", params=["smollm2--135m-instruct", "qwen2.5-coder--0.5b-instruct"])

@@ -110,11 +110,12 @@ def test_subjects_a_draft_names_are_not_required_of_the_passages() -> None:
 
 
 def test_a_wrong_draft_does_not_bury_the_passage_with_the_questions_words() -> None:
-    purge = scored(1, "apt purge removes a package together with its configuration files.", 0.85, 0.5)
+    text = "apt purge removes a package together with its configuration files."
+    purge = scored(1, text, 0.85, 0.5)
     other = scored(2, "Run apt remove name; apt lists what it will do.", 0.86, 0.9)
     judge = RelevanceJudge(E5, fallback_threshold=0.84)
     draft = "Use `apt remove name` to do it."
-    kept = judge.relevant(QUESTION, Language.ENGLISH, [other, purge], draft)
-    assert [s.hit.chunk_id for s in kept][0] == 1
-    alone = judge.relevant(QUESTION, Language.ENGLISH, [other, purge])
-    assert [s.relevance for s in kept][0] == [s.relevance for s in alone][0]
+    first = judge.relevant(QUESTION, Language.ENGLISH, [other, purge], draft)[0]
+    assert first.hit.chunk_id == 1
+    alone = judge.relevant(QUESTION, Language.ENGLISH, [other, purge])[0]
+    assert first.relevance == alone.relevance  # the draft took nothing from it

@@ -1,4 +1,4 @@
-"""Library fixtures: a private PAGEDRAG_HOME per test; one real SmolLM2 pull per session."""
+"""Library fixtures: a private PagedRAG home per test; one real SmolLM2 pull per session."""
 
 from pathlib import Path
 
@@ -12,9 +12,10 @@ SMOLLM2 = CATALOG["smollm2:135m-instruct"]
 
 @pytest.fixture(autouse=True)
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Every test gets its own PagedRAG home: nothing reads or writes ~/.cache/pagedrag."""
+    """Every test gets its own PagedRAG home, also as the store's default: nothing reads
+    or writes ~/.cache/pagedrag."""
     path = tmp_path / "home"
-    monkeypatch.setenv("PAGEDRAG_HOME", str(path))
+    monkeypatch.setattr("engine.library.store.default_home", lambda: path)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     return path
 

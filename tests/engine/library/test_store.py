@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from common.paths import pagedrag_home
 from engine.library import CATALOG, DEFAULT_MODEL, ModelStore, list_models
 from engine.library.store import MANIFEST
 
@@ -21,9 +20,9 @@ def install_fake(store: ModelStore, name: str, architecture: str, size: int) -> 
     return path
 
 
-def test_pagedrag_home_reads_pagedrag_home(home: Path) -> None:
-    assert pagedrag_home() == home
-    assert ModelStore.default().root == home / "models"
+def test_the_store_lives_under_the_home(home: Path, tmp_path: Path) -> None:
+    assert ModelStore.default().root == home / "models"  # the default home (patched here)
+    assert ModelStore.default(tmp_path / "elsewhere").root == tmp_path / "elsewhere" / "models"
 
 
 def test_path_for_makes_names_safe_directory_names(home: Path) -> None:

@@ -1,0 +1,57 @@
+"""The `PAGEDRAG_` variables are read once, at the edge, into typed settings."""
+
+from pathlib import Path
+
+import pytest
+
+from api.cli import main
+from api.settings import Settings
+from common.errors import InvalidInputError
+from common.paths import default_home
+
+
+def test_every_variable_reaches_its_section(tmp_path: Path) -> None:
+    settings = Settings.from_environment(
+        {
+            "PAGEDRAG_HOME": str(tmp_path / "home"),
+            "PAGEDRAG_DATABASE_URL": "postgresql+psycopg://u@db/library",
+            "PAGEDRAG_ATTENTION": "reference",
+            "PAGEDRAG_API_KEY": "s3cret",
+        }
+    )
+    assert settings.engine.home == tmp_path / "home"
+    assert settings.library.data_dir == tmp_path / "home" / "data"  # under the home
+    assert settings.library.database_url == "postgresql+psycopg://u@db/library"
+    assert settings.engine.attention_backend == "reference"
+    assert settings.api_key == "s3cret"
+    assert settings.engine_options() == {
+        "home": tmp_path / "home",
+        "attention_backend": "reference",
+    }
+
+
+def test_unset_and_empty_variables_mean_the_defaults(tmp_path: Path) -> None:
+    empty = {"PAGEDRAG_HOME": "", "PAGEDRAG_ATTENTION": "", "PAGEDRAG_DATABASE_URL": ""}
+    for environ in ({}, empty):
+        settings = Settings.from_environment(environ)
+        assert settings.engine.home == default_home()
+        assert settings.library.data_dir == default_home() / "data"
+        assert settings.library.database_url is None
+        assert settings.engine.attention_backend is None and settings.api_key is None
+    moved = Settings.from_environment({"PAGEDRAG_DATA_DIR": str(tmp_path / "docs")})
+    assert moved.library.data_dir == tmp_path / "docs" and moved.engine.home == default_home()
+
+
+def test_an_unknown_attention_backend_is_named_with_its_variable() -> None:
+    with pytest.raises(InvalidInputError, match="PAGEDRAG_ATTENTION must be one of triton, ref"):
+        Settings.from_environment({"PAGEDRAG_ATTENTION": "flash"})
+
+
+def test_the_command_line_says_so_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    monkeypatch.setenv("PAGEDRAG_ATTENTION", "flash")
+    assert main(["documents", "--data-dir", str(tmp_path)]) == 1
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("pagedrag: error: PAGEDRAG_ATTENTION must be one of")
+    assert "\n" not in error
