@@ -22,13 +22,7 @@ from indexer.records import DocumentInfo, IngestReport, SearchHit
 from indexer.rerank import NoReranker, Reranker
 from indexer.search import SEARCH_MODES
 from rag import sync_bridge
-from rag.answer import (
-    Answer,
-    AnswerEvent,
-    CitationsEvent,
-    DoneEvent,
-    TokenEvent,
-)
+from rag.answer import Answer, AnswerEvent, CitationsEvent, DoneEvent, TokenEvent
 from rag.answer_tracker import AnswerTracker, Plan, last_answer, ms_since, not_found_answer
 from rag.draft import draft_messages, search_text
 from rag.language import PHRASES, Language, detect_language
@@ -81,7 +75,8 @@ class RAG:
         embedder: the embedder's name or folder; None is the index's own (or the default).
         database_url: the library's database (SQLAlchemy URL); None is SQLite in data_dir.
         engine: an already running engine to share (the server passes its own).
-        engine_options: more `EngineConfig` fields (dtype, kv_cache_memory, ...).
+        engine_config: the engine to load; else `model` and `engine_options` (more
+            `EngineConfig` fields: dtype, kv_cache_memory, ...) describe it.
     """
 
     def __init__(
@@ -95,8 +90,11 @@ class RAG:
         engine: AsyncLLMEngine | None = None,
         reranker: Reranker | None = None,
         config: RAGConfig | None = None,
+        engine_config: EngineConfig | None = None,
         **engine_options: Any,
     ) -> None:
+        if engine_config and (model or engine_options):
+            raise TypeError("pass engine_config, or model and engine options: not both")
         self.index = index or Index(
             data_dir or default_data_dir(), embedder, database_url=database_url
         )
@@ -105,7 +103,7 @@ class RAG:
             PassageJudge(lambda: self.engine) if self.config.judge_passages else NoReranker()
         )
         self._engine = engine
-        self._engine_config = EngineConfig(model=model, **engine_options)
+        self._engine_config = engine_config or EngineConfig(model=model, **engine_options)
         self._builder: PromptBuilder | None = None
 
     @property
@@ -222,9 +220,8 @@ class RAG:
     # -- the steps ----------------------------------------------------------------------
 
     def _question(self, question: str, options: dict[str, Any]) -> Question:
-        return validated_question(
-            question, options, self.config.temperature, self.config.max_tokens
-        )
+        c = self.config
+        return validated_question(question, options, c.temperature, c.max_tokens)
 
     def _rewrite(self) -> SamplingParams:
         return SamplingParams(temperature=0, max_tokens=self.config.rewrite_max_tokens)

@@ -5,7 +5,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, Any
 
-from api.cli.options import add_pipeline_options, engine_options, library_options
+from api.cli.options import add_pipeline_options, engine_config, library_options
 from api.cli.repl import BYE, user_lines
 
 if TYPE_CHECKING:
@@ -32,10 +32,9 @@ def _open_rag(args: argparse.Namespace) -> "RAG":
     library = library_options(args)
     return RAG(
         library.data_dir,
-        args.model,
-        library.embedder,
+        embedder=library.embedder,
         database_url=library.database_url,
-        **engine_options(args),
+        engine_config=engine_config(args),
     )
 
 

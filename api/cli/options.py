@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from api.settings import DATA_DIR, DATABASE_URL, HOME, Settings
+from engine.config import EngineConfig
 
 UNITS = {"K": 2**10, "M": 2**20, "G": 2**30}
 
@@ -118,11 +119,11 @@ def add_pipeline_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def engine_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The EngineConfig fields `add_pipeline_options` set."""
+def engine_config(args: argparse.Namespace) -> EngineConfig:
+    """The engine `add_pipeline_options` describe, with what the environment decides."""
     options: dict[str, Any] = weight_options(args)
     if args.kv_cache_memory:
         options["kv_cache_memory"] = args.kv_cache_memory
     if args.no_prefix_caching:
         options["enable_prefix_caching"] = False
-    return options
+    return EngineConfig(model=args.model, **options)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from api.cli.options import (
     add_pipeline_options,
-    engine_options,
+    engine_config,
     library_options,
     size_argument,
 )
@@ -108,11 +108,10 @@ def run_serve(args: argparse.Namespace) -> int:
     library = library_options(args)
     settings = ServerSettings(
         data_dir=library.data_dir,
-        model=args.model,
         embedder=library.embedder,
         database_url=library.database_url,
         max_upload_bytes=args.max_upload,
-        engine_options=engine_options(args),
+        engine=engine_config(args),
         ingest_paths=tuple(args.ingest),
         browser=BrowserPolicy.for_address(args.host, args.allowed_hosts, args.allowed_origins),
         auth=auth,

@@ -91,10 +91,9 @@ def create_app(
 def _build_rag(settings: ServerSettings) -> RAG:
     return RAG(
         settings.data_dir,
-        settings.model,
-        settings.embedder,
+        embedder=settings.embedder,
         database_url=settings.database_url,
-        **settings.engine_options,
+        engine_config=settings.engine,
     )
 
 
@@ -126,7 +125,7 @@ def _state(settings: ServerSettings, pipeline: RAG) -> AppState:
         rag=pipeline,
         metrics=metrics,
         jobs=IngestJobs(on_finished=count_ingest),
-        model_name=_model_name(settings.model),
+        model_name=_model_name(settings.engine.model),
     )
 
 

@@ -2,10 +2,10 @@
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from api.server.auth import AuthPolicy
 from api.server.browser_safety import BrowserPolicy
+from engine.config import EngineConfig
 
 VERSION = "0.1.0"
 
@@ -13,13 +13,12 @@ VERSION = "0.1.0"
 @dataclass(frozen=True)
 class ServerSettings:
     data_dir: Path
-    model: str | None = None  # library name, HF directory or .gguf; None: the default model
     embedder: str | None = None  # None: the index's own, else the default
     database_url: str | None = None  # the library's database; None: SQLite in data_dir
     max_upload_bytes: int = 100 << 20  # one POST /ingest; larger requests get 413
     background_ingest_bytes: int = 2 << 20  # uploads above this run as a background job
     max_prompt_chars: int = 200_000  # raw prompts above this get 400 before tokenizing
-    engine_options: dict[str, Any] = field(default_factory=dict)  # more EngineConfig fields
+    engine: EngineConfig = field(default_factory=EngineConfig)  # its model: the one served
     ingest_paths: tuple[Path, ...] = ()  # ingested at start-up; unchanged files are skipped
     # Host names and foreign origins accepted (default: loopback names, no origin)
     browser: BrowserPolicy = field(default_factory=BrowserPolicy)

@@ -89,7 +89,10 @@ def live_server(tmp_path_factory) -> Iterator[LiveServer]:
     rag = RAG(data_dir, engine=engine, config=RAGConfig(check_support=False))
     rag.ingest([SAMPLES])
     settings = ServerSettings(
-        data_dir=data_dir, model=TEST_MODEL, max_upload_bytes=1 << 20, background_ingest_bytes=0
+        data_dir=data_dir,
+        engine=EngineConfig(model=TEST_MODEL),
+        max_upload_bytes=1 << 20,
+        background_ingest_bytes=0,
     )
     try:
         with serve_in_thread(settings, rag) as url:

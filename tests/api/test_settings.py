@@ -55,3 +55,32 @@ def test_the_command_line_says_so_in_one_line(
     error = capsys.readouterr().err.strip()
     assert error.startswith("pagedrag: error: PAGEDRAG_ATTENTION must be one of")
     assert "\n" not in error
+
+
+def test_a_command_hands_the_engine_one_typed_config(tmp_path: Path) -> None:
+    from api.cli import build_parser
+    from api.cli.options import engine_config
+    from engine.config import EngineConfig
+
+    args = build_parser().parse_args(
+        ["ask", "Why?", "--model", "smollm2:135m-instruct", "--kv-cache-memory", "1G"]
+    )
+    args.settings = Settings.from_environment(
+        {"PAGEDRAG_HOME": str(tmp_path), "PAGEDRAG_ATTENTION": "reference"}
+    )
+    config = engine_config(args)
+    assert config == EngineConfig(
+        model="smollm2:135m-instruct",
+        kv_cache_memory=1 << 30,
+        home=tmp_path,
+        attention_backend="reference",
+    )
+
+
+def test_rag_takes_an_engine_config_or_engine_options_not_both(tmp_path: Path) -> None:
+    from engine.config import EngineConfig
+    from rag import RAG
+
+    with pytest.raises(TypeError, match="not both"):
+        RAG(tmp_path / "library", engine_config=EngineConfig(), kv_cache_memory=1 << 20)
+    assert not (tmp_path / "library").exists()  # refused before anything was opened

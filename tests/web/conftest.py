@@ -37,7 +37,7 @@ def web_server(tmp_path_factory) -> Iterator[LiveServer]:
     # against unsupported answers is tested with the default model (tests/rag).
     rag = RAG(data_dir, engine=engine, config=RAGConfig(check_support=False))
     # The default background threshold: the page itself asks for a job per upload.
-    settings = ServerSettings(data_dir=data_dir, model=TEST_MODEL)
+    settings = ServerSettings(data_dir=data_dir, engine=EngineConfig(model=TEST_MODEL))
     try:
         with serve_in_thread(settings, rag) as url:
             yield LiveServer(url, rag, data_dir, settings)
