@@ -171,12 +171,13 @@ class RAG:
         started = time.perf_counter()
         asked = self._question(question, options)
         standalone, rewrite_ms = Standalone(asked.text, asked.text, rewritten=False), 0.0
+        salt = asked.cache_salt  # every request of the question, in the tenant's namespace
         if asked.history:
             rewrite = self.prompts.chat(rewrite_messages(asked.history, asked.text))
-            generated = await self.engine.finish(rewrite, self._rewrite())
+            generated = await self.engine.finish(rewrite, self._rewrite(), cache_salt=salt)
             standalone = standalone_question(generated.text, asked.text, asked.history)
             rewrite_ms = ms_since(started)
-        draft = await self._draft(standalone.query, asked.cache_salt)
+        draft = await self._draft(standalone.query, salt)
         plan = await asyncio.to_thread(self._plan, asked, standalone, draft, started, rewrite_ms)
         yield CitationsEvent(plan.prompt.citations if plan.prompt else [], plan.standalone)
         if plan.prompt is None:

@@ -176,3 +176,25 @@ def test_passages_are_dropped_until_the_prompt_fits_the_context(english, monkeyp
     passages, fitted_tokens = shown(question)
     assert passages == 1
     assert fitted_tokens < prompt_tokens - 5
+
+
+def test_every_request_of_a_tenants_follow_up_is_cached_in_its_namespace(
+    english, monkeypatch
+) -> None:
+    """The rewrite holds the conversation and the draft the question: another tenant's
+    cache hit on either would confirm them, a block at a time."""
+    salts = []
+    generate = english.engine.generate  # every request goes through it
+
+    def spy(prompt, params, *, cache_salt=None, **options):
+        salts.append(cache_salt)
+        return generate(prompt, params, cache_salt=cache_salt, **options)
+
+    monkeypatch.setattr(english.engine, "generate", spy)
+    history = [
+        {"role": "user", "content": "When is the Zorblat festival held?"},
+        {"role": "assistant", "content": "Every April, in Lisbon."},
+    ]
+    english.ask("And how does it end?", history=history, tenant="alice")
+    assert len(salts) >= 3  # the rewrite, the draft, the answer
+    assert set(salts) == {"tenant:alice/"}
