@@ -98,8 +98,9 @@ def ground(
     # The passages as the model read them, each under its title (the prompt shows it:
     # "Python 3.11.2" in an answer comes from a page titled so); an order planted in
     # one supports nothing.
-    texts = {c.n: without_orders(f"{c.title}\n{c.text}") for c in citations}
-    windows = {c.n: _windows(without_orders(c.text), c.title) for c in citations}
+    cleaned = {c.n: without_orders(c.text) for c in citations}
+    texts = {c.n: f"{c.title}\n{cleaned[c.n]}" for c in citations}
+    windows = {c.n: _windows(cleaned[c.n], c.title) for c in citations}
     if not _code_supported(answer, windows):
         return Grounding(False, answer, [])
     asked = set(analyze(question))

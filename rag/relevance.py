@@ -79,25 +79,20 @@ class RelevanceJudge:
         asked = set(analyze(question))
         drafted = asked | set(analyze(draft))
         threshold = self.calibration.thresholds[language]
+        shares = [max(_share(asked, terms), _share(drafted, terms)) for terms in hit_terms]
         scored = [
-            ScoredHit(hit, self._score(asked, language, hit, terms, drafted))
-            for hit, terms in zip(hits, hit_terms, strict=True)
+            ScoredHit(hit, self._score(share, language, hit))
+            for hit, share in zip(hits, shares, strict=True)
         ]
         scored.sort(key=lambda s: s.relevance, reverse=True)
         return [s for s in scored if s.relevance >= threshold]
 
     def score(self, question: str, language: Language, hit: SearchHit) -> float:
-        return self._score(set(analyze(question)), language, hit, set(analyze(hit.text)))
+        return self._score(term_share(question, hit.text), language, hit)
 
-    def _score(
-        self,
-        asked: set[str],
-        language: Language,
-        hit: SearchHit,
-        terms: set[str],
-        drafted: set[str] | None = None,
-    ) -> float:
-        share = max(_share(asked, terms), _share(drafted or asked, terms))
+    def _score(self, share: float, language: Language, hit: SearchHit) -> float:
+        """Cosine plus the weighted term share (the share alone where the cosine means
+        nothing)."""
         if language is Language.CHINESE and self.embedder in ENGLISH_ONLY_EMBEDDERS:
             return share
         cosine = hit.dense_score if hit.dense_score is not None else 0.0
