@@ -20,7 +20,7 @@ from indexer.paths import default_data_dir
 HOME = "PAGEDRAG_HOME"  # models, and the library unless PAGEDRAG_DATA_DIR says otherwise
 DATA_DIR = "PAGEDRAG_DATA_DIR"
 DATABASE_URL = "PAGEDRAG_DATABASE_URL"  # SQLAlchemy URL; unset: SQLite in the data folder
-ATTENTION = "PAGEDRAG_ATTENTION"  # "triton" or "reference"; unset: chosen by device
+ATTENTION = "PAGEDRAG_ATTENTION"  # "triton", "cpu" or "reference"; unset: by device
 API_KEY = "PAGEDRAG_API_KEY"  # one more admin key for `pagedrag serve`
 
 
@@ -37,7 +37,7 @@ class EngineSettings:
     """What `EngineConfig` takes from outside: where models are, which kernels run."""
 
     home: Path
-    attention_backend: str | None  # None: Triton on CUDA, the reference elsewhere
+    attention_backend: str | None  # None: Triton on CUDA, the compiled kernel on the CPU
 
 
 @dataclass(frozen=True)

@@ -32,8 +32,8 @@ class EngineConfig:
     quantization: str | None = None
     quantization_group_size: int = 32  # int4: input columns per scale (llama.cpp's Q4_K: 32)
     home: Path | None = None  # holds the model store; None: ~/.cache/pagedrag
-    # "triton" or "reference" forces the attention kernels (debugging, comparisons);
-    # None: Triton on CUDA, the reference elsewhere.
+    # "triton", "cpu" or "reference" forces the attention kernels (debugging,
+    # comparisons); None: Triton on CUDA, the compiled CPU kernel on the CPU.
     attention_backend: str | None = None
 
     def __post_init__(self) -> None:

@@ -1,8 +1,10 @@
 """Paged attention: the KV write and attention over a paged cache.
 
-Two backends share one interface: the PyTorch reference (`reference.py`), which runs
-everywhere, and Triton kernels (`triton_*.py`), chosen on CUDA. `backend.py` picks
-one per device, unless the caller forces one by name (`metadata.backend`).
+Three backends share one interface: the PyTorch reference (`reference.py`), which runs
+everywhere; Triton kernels (`triton_*.py`), chosen on CUDA; and on the CPU a compiled C
+decode kernel (`cpu_decode.c`, `cpu_attention.py`) beside the reference's prefill.
+`backend.py` picks one per device, unless the caller forces one by name
+(`metadata.backend`).
 """
 
 import torch

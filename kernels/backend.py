@@ -1,10 +1,12 @@
-"""Which implementation runs attention: the Triton kernels on CUDA, the PyTorch reference elsewhere.
+"""Which implementation runs attention: Triton on CUDA, the compiled CPU kernel on the CPU.
 
-A caller may force one by name ("triton" or "reference": the engine's
-`attention_backend`, which the command line takes from `PAGEDRAG_ATTENTION`), for
-debugging and tests; with `TRITON_INTERPRET=1` the forced Triton path runs on the CPU,
-in Triton's interpreter. Triton is imported only once it is chosen, so `import kernels`
-and the CPU path never need it.
+On the CPU, decodes run in `cpu_decode.c`, compiled for this machine on first use
+(`cpu_build.py`); where it cannot be built (no C compiler), the PyTorch reference runs
+instead, with a warning. A caller may force a backend by name ("triton", "cpu" or
+"reference": the engine's `attention_backend`, which the command line takes from
+`PAGEDRAG_ATTENTION`), for debugging and tests; with `TRITON_INTERPRET=1` the forced
+Triton path runs on the CPU, in Triton's interpreter. Triton is imported only once it
+is chosen, so `import kernels` and the CPU path never need it.
 """
 
 import logging
@@ -14,11 +16,12 @@ from typing import Protocol
 import torch
 
 from kernels import reference
+from kernels.cpu_build import KernelBuildError, default_build_dir, load_library
 from kernels.metadata import PagedAttentionMetadata
 
 logger = logging.getLogger(__name__)
 
-CHOICES = ("triton", "reference")
+CHOICES = ("triton", "cpu", "reference")
 
 
 class AttentionBackendError(ValueError):
@@ -28,7 +31,9 @@ class AttentionBackendError(ValueError):
 class AttentionBackend(Protocol):
     """The interface of `kernels.reference`, which every backend module implements."""
 
-    NAME: str  # the name that forces it
+    @property
+    def NAME(self) -> str:  # the name that forces it
+        ...
 
     def write_kv_cache(
         self,
@@ -51,10 +56,10 @@ class AttentionBackend(Protocol):
 
 def select_backend(device: torch.device, forced: str | None = None) -> AttentionBackend:
     """The backend for tensors on `device`: the one `forced` names, else Triton on CUDA
-    when it imports, else the reference.
+    when it imports, else the compiled CPU kernel when it builds, else the reference.
 
     Raises:
-        AttentionBackendError: an unknown name, or `triton` forced where it cannot run.
+        AttentionBackendError: an unknown name, or a backend forced where it cannot run.
     """
     return _select(forced or None, device.type)
 
@@ -66,8 +71,36 @@ def _select(forced: str | None, device_type: str) -> AttentionBackend:
             f"the attention backend must be one of {', '.join(CHOICES)} (or unset to choose "
             f"by device), got {forced!r}"
         )
-    if forced == "reference" or (forced is None and device_type != "cuda"):
+    if forced == "reference":
         return reference
+    if forced == "cpu" or (forced is None and device_type == "cpu"):
+        return _cpu(forced, device_type)
+    if forced is None and device_type != "cuda":
+        return reference
+    return _triton(forced, device_type)
+
+
+def _cpu(forced: str | None, device_type: str) -> AttentionBackend:
+    if device_type != "cpu":
+        raise AttentionBackendError(
+            f"the cpu attention backend runs on the CPU, not on {device_type}"
+        )
+    from kernels.cpu_attention import CpuAttention
+
+    try:
+        return CpuAttention(load_library(default_build_dir()))
+    except KernelBuildError as error:
+        if forced is None:
+            logger.warning(
+                "the CPU attention kernel did not build (%s): decodes run on the "
+                "PyTorch reference, slower",
+                error,
+            )
+            return reference
+        raise AttentionBackendError(f"the cpu attention backend cannot run: {error}") from error
+
+
+def _triton(forced: str | None, device_type: str) -> AttentionBackend:
     try:
         from kernels import triton_attention
     except ImportError as error:

@@ -1,8 +1,10 @@
 """Paged attention in plain PyTorch: the reference every kernel is tested against.
 
-It is also what runs on the CPU. Each decode is one fused attention call over its
-gathered blocks; prefill chunks, each large enough to amortise a Python loop, go through
-`scaled_dot_product_attention` with a causal mask offset by the cached prefix.
+It also runs prefill chunks on the CPU (the CPU backend, `cpu_attention.py`, compiles a
+kernel for decodes only), and everything where that kernel cannot be built. Each decode
+is one fused attention call over its gathered blocks; prefill chunks, each large enough
+to amortise a Python loop, go through `scaled_dot_product_attention` with a causal mask
+offset by the cached prefix.
 """
 
 import torch
@@ -40,10 +42,23 @@ def paged_attention(
     output = torch.empty_like(query)
     num_decodes = metadata.num_decodes
     if num_decodes:
-        output[:num_decodes] = _decode(query[:num_decodes], key_cache, value_cache, metadata, scale)
+        output[:num_decodes] = decode(query[:num_decodes], key_cache, value_cache, metadata, scale)
+    attend_prefill_chunks(query, key_cache, value_cache, metadata, scale, output)
+    return output
+
+
+def attend_prefill_chunks(
+    query: torch.Tensor,  # [num_tokens, num_heads, head_dim]
+    key_cache: torch.Tensor,
+    value_cache: torch.Tensor,
+    metadata: PagedAttentionMetadata,
+    scale: float,
+    output: torch.Tensor,  # [num_tokens, num_heads, head_dim]: rows after the decodes filled
+) -> None:
+    """The prefill chunks' part of `paged_attention`, which the CPU backend shares."""
     # NOTE: offsets from the host copy of the lengths: no device sync inside a step.
-    end = num_decodes
-    for index in range(num_decodes, metadata.num_seqs):
+    end = metadata.num_decodes
+    for index in range(metadata.num_decodes, metadata.num_seqs):
         start, end = end, end + metadata.query_lens_host[index]
         output[start:end] = _prefill_one(
             query[start:end],
@@ -53,7 +68,6 @@ def paged_attention(
             metadata.context_lens_host[index],
             scale,
         )
-    return output
 
 
 def gather_kv(
@@ -68,7 +82,7 @@ def gather_kv(
     return rows.view(num_seqs, num_blocks * cache.shape[1], *cache.shape[2:])
 
 
-def _decode(
+def decode(
     query: torch.Tensor,  # [num_decodes, num_heads, head_dim]
     key_cache: torch.Tensor,
     value_cache: torch.Tensor,

@@ -1,0 +1,123 @@
+"""Compiles `cpu_decode.c` for this machine once, and loads it with ctypes.
+
+NOTE: built here rather than shipped: `-march=native` takes whatever vector units the CPU
+has (AVX-512 where present), and a C file with no torch headers compiles in about a
+second, against minutes for a torch C++ extension. The library is kept under the build
+folder, named by a hash of the source, the flags, the compiler and the CPU's features,
+so a changed file, compiler or machine (a home folder shared over the network) builds
+anew. `-fopenmp` links `libgomp.so.1`, which the loader resolves to the copy torch has
+already loaded: the kernel runs on torch's OpenMP threads, not on a second team.
+"""
+
+import ctypes
+import hashlib
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
+
+from common.paths import default_home
+
+logger = logging.getLogger(__name__)
+
+SOURCE = Path(__file__).with_name("cpu_decode.c")
+FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c11")
+COMPILE_TIMEOUT_S = 120
+
+
+class KernelBuildError(RuntimeError):
+    """The CPU kernel could not be compiled or loaded; the message says why."""
+
+
+_lock = threading.Lock()
+_loaded: dict[Path, ctypes.CDLL] = {}
+
+
+def load_library(build_dir: Path) -> ctypes.CDLL:
+    """The compiled kernel library, built into `build_dir` first if needed.
+
+    Raises:
+        KernelBuildError: no C compiler, a failed compile, or a library that will not load.
+    """
+    with _lock:
+        path = build_dir / f"cpu_decode-{_build_key()}.so"
+        if path not in _loaded:
+            if not path.exists():
+                _compile(path)
+            try:
+                library = ctypes.CDLL(str(path))
+            except OSError as error:
+                raise KernelBuildError(f"cannot load {path}: {error}") from error
+            _declare(library)
+            _loaded[path] = library
+        return _loaded[path]
+
+
+def default_build_dir() -> Path:
+    """`<home>/kernels`, or a folder of this user's in the temp directory where the home
+    cannot be written (a read-only home in a container)."""
+    home_dir = default_home() / "kernels"
+    try:
+        home_dir.mkdir(parents=True, exist_ok=True)
+        if os.access(home_dir, os.W_OK):
+            return home_dir
+    except OSError:
+        pass
+    return Path(tempfile.gettempdir()) / f"pagedrag-kernels-{os.getuid()}"
+
+
+def _compiler() -> str:
+    compiler = shutil.which("gcc") or shutil.which("cc")
+    if compiler is None:
+        raise KernelBuildError("no C compiler found (install gcc)")
+    return compiler
+
+
+def _build_key() -> str:
+    """Changes with the source, the flags, the compiler and the CPU's instruction sets."""
+    digest = hashlib.sha256(SOURCE.read_bytes())
+    digest.update(" ".join(FLAGS).encode())
+    digest.update(_compiler().encode())
+    digest.update(_cpu_features().encode())
+    return digest.hexdigest()[:16]
+
+
+def _cpu_features() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return line
+    except OSError:
+        pass
+    return ""
+
+
+def _compile(path: Path) -> None:
+    """Compile into a temporary file beside `path`, then rename it into place, so two
+    processes building at once never load a half-written library."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, scratch = tempfile.mkstemp(dir=path.parent, suffix=".so.tmp")
+    os.close(fd)
+    command = [_compiler(), *FLAGS, "-o", scratch, str(SOURCE)]
+    try:
+        result = subprocess.run(
+            command, capture_output=True, text=True, timeout=COMPILE_TIMEOUT_S, check=False
+        )
+        if result.returncode != 0:
+            raise KernelBuildError(f"{' '.join(command)} failed: {result.stderr.strip()[-2000:]}")
+        os.replace(scratch, path)
+        logger.info("built the CPU decode-attention kernel: %s", path)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise KernelBuildError(f"{' '.join(command)} failed: {error}") from error
+    finally:
+        Path(scratch).unlink(missing_ok=True)
+
+
+def _declare(library: ctypes.CDLL) -> None:
+    pointer, integer = ctypes.c_void_p, ctypes.c_int
+    function = library.paged_decode_attention
+    function.argtypes = [pointer] * 6 + [integer] * 6 + [ctypes.c_float, integer]
+    function.restype = integer
