@@ -88,7 +88,7 @@ def _cpu(forced: str | None, device_type: str) -> AttentionBackend:
     from kernels.cpu_attention import CpuAttention
 
     try:
-        return CpuAttention(load_library(default_build_dir()))
+        return CpuAttention(load_library("cpu_decode", default_build_dir()))
     except KernelBuildError as error:
         if forced is None:
             logger.warning(

@@ -1,4 +1,5 @@
-"""Compiles `cpu_decode.c` for this machine once, and loads it with ctypes.
+"""Compiles the CPU kernels (`cpu_decode.c`, `cpu_linear.c`) for this machine once, and
+loads them with ctypes.
 
 NOTE: built here rather than shipped: `-march=native` takes whatever vector units the CPU
 has (AVX-512 where present), and a C file with no torch headers compiles in about a
@@ -23,7 +24,7 @@ from common.paths import default_home
 
 logger = logging.getLogger(__name__)
 
-SOURCE = Path(__file__).with_name("cpu_decode.c")
+SOURCES = ("cpu_decode", "cpu_linear")  # kernels/<name>.c
 FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c11")
 COMPILE_TIMEOUT_S = 120
 
@@ -36,17 +37,20 @@ _lock = threading.Lock()
 _loaded: dict[Path, ctypes.CDLL] = {}
 
 
-def load_library(build_dir: Path) -> ctypes.CDLL:
-    """The compiled kernel library, built into `build_dir` first if needed.
+def load_library(name: str, build_dir: Path) -> ctypes.CDLL:
+    """The compiled library of `kernels/<name>.c`, built into `build_dir` first if needed.
 
     Raises:
         KernelBuildError: no C compiler, a failed compile, or a library that will not load.
     """
+    if name not in SOURCES:
+        raise ValueError(f"no kernel source {name!r}; the sources are {', '.join(SOURCES)}")
+    source = Path(__file__).with_name(f"{name}.c")
     with _lock:
-        path = build_dir / f"cpu_decode-{_build_key()}.so"
+        path = build_dir / f"{name}-{_build_key(source)}.so"
         if path not in _loaded:
             if not path.exists():
-                _compile(path)
+                _compile(source, path)
             try:
                 library = ctypes.CDLL(str(path))
             except OSError as error:
@@ -76,9 +80,9 @@ def _compiler() -> str:
     return compiler
 
 
-def _build_key() -> str:
+def _build_key(source: Path) -> str:
     """Changes with the source, the flags, the compiler and the CPU's instruction sets."""
-    digest = hashlib.sha256(SOURCE.read_bytes())
+    digest = hashlib.sha256(source.read_bytes())
     digest.update(" ".join(FLAGS).encode())
     digest.update(_compiler().encode())
     digest.update(_cpu_features().encode())
@@ -95,13 +99,13 @@ def _cpu_features() -> str:
     return ""
 
 
-def _compile(path: Path) -> None:
+def _compile(source: Path, path: Path) -> None:
     """Compile into a temporary file beside `path`, then rename it into place, so two
     processes building at once never load a half-written library."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, scratch = tempfile.mkstemp(dir=path.parent, suffix=".so.tmp")
     os.close(fd)
-    command = [_compiler(), *FLAGS, "-o", scratch, str(SOURCE)]
+    command = [_compiler(), *FLAGS, "-o", scratch, str(source)]
     try:
         result = subprocess.run(
             command, capture_output=True, text=True, timeout=COMPILE_TIMEOUT_S, check=False
@@ -109,7 +113,7 @@ def _compile(path: Path) -> None:
         if result.returncode != 0:
             raise KernelBuildError(f"{' '.join(command)} failed: {result.stderr.strip()[-2000:]}")
         os.replace(scratch, path)
-        logger.info("built the CPU decode-attention kernel: %s", path)
+        logger.info("built a CPU kernel: %s", path)
     except (OSError, subprocess.TimeoutExpired) as error:
         raise KernelBuildError(f"{' '.join(command)} failed: {error}") from error
     finally:
@@ -117,7 +121,14 @@ def _compile(path: Path) -> None:
 
 
 def _declare(library: ctypes.CDLL) -> None:
+    """Argument types of each library's functions (ctypes would guess them wrong)."""
     pointer, integer = ctypes.c_void_p, ctypes.c_int
-    function = library.paged_decode_attention
-    function.argtypes = [pointer] * 6 + [integer] * 6 + [ctypes.c_float, integer]
-    function.restype = integer
+    if hasattr(library, "paged_decode_attention"):
+        function = library.paged_decode_attention
+        function.argtypes = [pointer] * 6 + [integer] * 6 + [ctypes.c_float, integer]
+        function.restype = integer
+    if hasattr(library, "linear_bf16"):
+        library.linear_bf16.argtypes = [pointer] * 4 + [integer] * 3
+        library.linear_bf16.restype = integer
+        library.linear_bf16_supported.argtypes = []
+        library.linear_bf16_supported.restype = integer

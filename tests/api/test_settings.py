@@ -43,7 +43,9 @@ def test_unset_and_empty_variables_mean_the_defaults(tmp_path: Path) -> None:
 
 
 def test_an_unknown_attention_backend_is_named_with_its_variable() -> None:
-    with pytest.raises(InvalidInputError, match="PAGEDRAG_ATTENTION must be one of triton, cpu, reference"):
+    with pytest.raises(
+        InvalidInputError, match="PAGEDRAG_ATTENTION must be one of triton, cpu, reference"
+    ):
         Settings.from_environment({"PAGEDRAG_ATTENTION": "flash"})
 
 

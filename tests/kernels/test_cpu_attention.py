@@ -126,12 +126,12 @@ def fresh_selection():
 
 
 def test_the_library_is_built_once_per_source_and_machine(fresh_selection, tmp_path: Path) -> None:
-    first = cpu_build.load_library(tmp_path)
+    first = cpu_build.load_library("cpu_decode", tmp_path)
     built = list(tmp_path.glob("cpu_decode-*.so"))
     assert len(built) == 1 and not list(tmp_path.glob("*.tmp"))
     cpu_build._loaded.clear()  # as a new process would start
     modified = built[0].stat().st_mtime_ns
-    second = cpu_build.load_library(tmp_path)
+    second = cpu_build.load_library("cpu_decode", tmp_path)
     assert built[0].stat().st_mtime_ns == modified  # loaded, not compiled again
     assert first._name == second._name == str(built[0])
 
