@@ -41,11 +41,21 @@ class GenerateRequest(BaseModel):
     stream: bool = False
 
 
+# NOTE: NUL-ended JSON objects (vLLM's demo server's stream) are not one JSON document,
+# so the stream does not claim to be application/json.
+STREAM_MEDIA_TYPE = "application/octet-stream"
+
+
 @router.post(
     "/generate",
     response_model=GenerateResponse,
     responses=errors(422, 503)
-    | {200: {"content": {"application/json": {}}, "description": "with stream: NUL-ended JSON"}},
+    | {
+        200: {
+            "content": {STREAM_MEDIA_TYPE: {}},
+            "description": "JSON; with `stream`, a stream of JSON objects, each ended by NUL",
+        }
+    },
 )
 async def generate_route(
     body: GenerateRequest, request: Request, state: StateDep
@@ -75,4 +85,4 @@ async def generate_route(
             text += delta
             yield (json.dumps({"text": [text]}, ensure_ascii=False) + "\0").encode()
 
-    return StreamingResponse(updates(), media_type="application/json")
+    return StreamingResponse(updates(), media_type=STREAM_MEDIA_TYPE)
