@@ -431,7 +431,8 @@ ABANDONED = [
     ("/v1/completions", {"prompt": COUNTING, "max_tokens": 400, "temperature": 0}),
     (
         "/v1/chat/completions",
-        {"messages": [{"role": "user", "content": CONTINUE}], "max_tokens": 400},
+        # NOTE: greedy, as every entry here: sampled, an answer may end in under a second
+        {"messages": [{"role": "user", "content": CONTINUE}], "max_tokens": 400, "temperature": 0},
     ),
     (
         "/api/generate",

@@ -12,7 +12,7 @@ from engine.errors import EngineConfigError
 from engine.library import DEFAULT_MODEL, default_quantization
 from engine.library.store import ModelStore
 from engine.models import quantization
-from engine.models.packed_linear import PackedLinear
+from engine.models.packed_linear import PackedLinear, TiledLinear
 from engine.models.quantization import (
     QuantizationConfig,
     QuantizedLinear,
@@ -254,7 +254,8 @@ def test_linears_that_do_not_fit_the_group_size_stay_in_full_precision(
     options = {"quantization_group_size": 128, "kv_cache_memory": 8 << 20, "home": home}
     llm = LLM(str(tiny_dir), quantization="int4", **options)
     layer = llm.engine.runner.model.model.layers[0]
-    assert isinstance(layer.self_attn.qkv_proj, nn.Linear | PackedLinear)  # full precision
+    full_precision = nn.Linear | PackedLinear | TiledLinear
+    assert isinstance(layer.self_attn.qkv_proj, full_precision)
     assert isinstance(layer.mlp.down_proj, QuantizedLinear)
 
 
