@@ -23,14 +23,13 @@ import random
 import sys
 import tempfile
 import time
-from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import httpx
 
 from bench.retrieval_metrics import machine, save_result
-from bench.server_process import scrape, serving
+from bench.server_process import parse_metrics, scrape, serving
 
 SAMPLES = Path(__file__).resolve().parents[1] / "data" / "samples"
 EXPECTED = {200, 503}  # 503: the engine's queue is full, a documented answer
@@ -186,7 +185,7 @@ async def _give_up(
 async def _wait_for_drain(http: httpx.AsyncClient, report: LoadReport) -> None:
     deadline = time.monotonic() + DRAIN_TIMEOUT_S
     while time.monotonic() < deadline:
-        metrics = _metrics((await http.get("/metrics")).text)
+        metrics = parse_metrics((await http.get("/metrics")).text)
         report.running_after = metrics.get("pagedrag_running_requests", 0) + metrics.get(
             "pagedrag_waiting_requests", 0
         )
@@ -197,15 +196,6 @@ async def _wait_for_drain(http: httpx.AsyncClient, report: LoadReport) -> None:
         await asyncio.sleep(0.5)
 
 
-def _metrics(text: str) -> dict[str, float]:
-    values: dict[str, float] = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            values[name.split("{")[0]] = values.get(name.split("{")[0], 0.0) + float(value)
-    return values
-
-
 def _fail(report: LoadReport, message: str) -> None:
     report.num_failures += 1
     if len(report.failures) < 20:
@@ -213,13 +203,12 @@ def _fail(report: LoadReport, message: str) -> None:
 
 
 def summary(report: LoadReport) -> str:
-    by_route = Counter({key: count for key, count in report.statuses.items()})
     lines = [
         f"{report.clients} clients for {report.duration_s:.0f} s: {report.requests} requests, "
         f"{report.left} left on purpose, {report.num_failures} failures",
         f"after the load: drained {report.drained}, running+waiting {report.running_after}, "
         f"KV blocks used {report.kv_blocks_used_after}",
-        *(f"  {key}: {count}" for key, count in sorted(by_route.items())),
+        *(f"  {key}: {count}" for key, count in sorted(report.statuses.items())),
         *(f"  failure: {message}" for message in report.failures),
     ]
     return "\n".join(lines)

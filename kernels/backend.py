@@ -16,6 +16,7 @@ from typing import Protocol
 import torch
 
 from kernels import reference
+from kernels.cpu_attention import CpuAttention
 from kernels.cpu_build import KernelBuildError, default_build_dir, load_library
 from kernels.metadata import PagedAttentionMetadata
 
@@ -85,8 +86,6 @@ def _cpu(forced: str | None, device_type: str) -> AttentionBackend:
         raise AttentionBackendError(
             f"the cpu attention backend runs on the CPU, not on {device_type}"
         )
-    from kernels.cpu_attention import CpuAttention
-
     try:
         return CpuAttention(load_library("cpu_decode", default_build_dir()))
     except KernelBuildError as error:

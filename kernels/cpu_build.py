@@ -55,7 +55,7 @@ def load_library(name: str, build_dir: Path) -> ctypes.CDLL:
                 library = ctypes.CDLL(str(path))
             except OSError as error:
                 raise KernelBuildError(f"cannot load {path}: {error}") from error
-            _declare(library)
+            _declare(library, name)
             _loaded[path] = library
         return _loaded[path]
 
@@ -120,14 +120,14 @@ def _compile(source: Path, path: Path) -> None:
         Path(scratch).unlink(missing_ok=True)
 
 
-def _declare(library: ctypes.CDLL) -> None:
-    """Argument types of each library's functions (ctypes would guess them wrong)."""
+def _declare(library: ctypes.CDLL, name: str) -> None:
+    """Argument types of the library's functions (ctypes would guess them wrong)."""
     pointer, integer = ctypes.c_void_p, ctypes.c_int
-    if hasattr(library, "paged_decode_attention"):
+    if name == "cpu_decode":
         function = library.paged_decode_attention
         function.argtypes = [pointer] * 6 + [integer] * 6 + [ctypes.c_float, integer]
         function.restype = integer
-    if hasattr(library, "linear_bf16"):
+    else:
         library.linear_bf16.argtypes = [pointer] * 4 + [integer] * 3
         library.linear_bf16.restype = integer
         library.linear_bf16_supported.argtypes = []

@@ -51,6 +51,9 @@ class PackedLinear(nn.Module):
 class TiledLinear(nn.Module):
     """`nn.Linear` in bf16 on the compiled kernel, its weight tiled for it."""
 
+    tiled: torch.Tensor  # [ceil(out / 32), in / 2, 32, 2] bf16
+    bias: torch.Tensor | None  # [out] float32
+
     def __init__(
         self, weight: torch.Tensor, bias: torch.Tensor | None, library: ctypes.CDLL
     ) -> None:
@@ -60,9 +63,6 @@ class TiledLinear(nn.Module):
         # NOTE: buffers, so that the state dict (what a step reads) still counts them.
         self.register_buffer("tiled", cpu_linear.tile_weight(weight))
         self.register_buffer("bias", None if bias is None else bias.detach().float())
-
-    tiled: torch.Tensor  # [ceil(out / 32), in / 2, 32, 2] bf16
-    bias: torch.Tensor | None  # [out] float32
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [..., in] -> [..., out]
         rows = x.reshape(-1, self.in_features).to(torch.bfloat16)

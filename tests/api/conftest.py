@@ -77,28 +77,36 @@ def serve_in_thread(settings: ServerSettings, rag: RAG) -> Iterator[str]:
         thread.join(timeout=30)
 
 
-@pytest.fixture(scope="session")
-def live_server(tmp_path_factory) -> Iterator[LiveServer]:
-    data_dir = tmp_path_factory.mktemp("server-data")
-    engine = AsyncLLMEngine.from_config(
-        EngineConfig(model=TEST_MODEL, kv_cache_memory=256 << 20, max_model_len=4096),
-        max_pending_requests=MAX_PENDING,
-    )
+@contextmanager
+def serve_samples(
+    data_dir: Path, engine_config: EngineConfig, max_pending: int = 256, **settings: object
+) -> Iterator[LiveServer]:
+    """The test model over data/samples, served on a free loopback port."""
+    engine = AsyncLLMEngine.from_config(engine_config, max_pending_requests=max_pending)
     # NOTE: the 135M stand-in's few-token fragments are not answers to judge, nor drafts
     # to search with (its near ties flip with the kernels' last bits, and the passages
     # with them); the answer check and the draft are tested with the default model
     # (tests/rag).
     config = RAGConfig(check_support=False, draft_languages=frozenset())
     rag = RAG(data_dir, engine=engine, config=config)
-    rag.ingest([SAMPLES])
-    settings = ServerSettings(
-        data_dir=data_dir,
-        engine=EngineConfig(model=TEST_MODEL),
-        max_upload_bytes=1 << 20,
-        background_ingest_bytes=0,
-    )
     try:
-        with serve_in_thread(settings, rag) as url:
-            yield LiveServer(url, rag, data_dir, settings)
+        rag.ingest([SAMPLES])
+        server_settings = ServerSettings(
+            data_dir=data_dir, engine=EngineConfig(model=TEST_MODEL), **settings
+        )
+        with serve_in_thread(server_settings, rag) as url:
+            yield LiveServer(url, rag, data_dir, server_settings)
     finally:
         rag.close()
+
+
+@pytest.fixture(scope="session")
+def live_server(tmp_path_factory) -> Iterator[LiveServer]:
+    with serve_samples(
+        tmp_path_factory.mktemp("server-data"),
+        EngineConfig(model=TEST_MODEL, kv_cache_memory=256 << 20, max_model_len=4096),
+        max_pending=MAX_PENDING,
+        max_upload_bytes=1 << 20,
+        background_ingest_bytes=0,
+    ) as server:
+        yield server

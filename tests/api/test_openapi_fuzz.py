@@ -18,11 +18,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from api.server.settings import ServerSettings
-from engine.async_engine import AsyncLLMEngine
 from engine.config import EngineConfig
-from rag import RAG, RAGConfig
-from tests.api.conftest import SAMPLES, TEST_MODEL, serve_in_thread
+from tests.api.conftest import TEST_MODEL, serve_samples
 
 pytestmark = pytest.mark.slow
 
@@ -37,23 +34,13 @@ CHECKS = [
 
 @pytest.fixture(scope="module")
 def fuzzed_server(tmp_path_factory) -> Iterator[str]:
-    data_dir = tmp_path_factory.mktemp("fuzzed-data")
-    engine = AsyncLLMEngine.from_config(
-        EngineConfig(model=TEST_MODEL, kv_cache_memory=64 << 20, max_model_len=256)
-    )
-    rag = RAG(data_dir, engine=engine, config=RAGConfig(check_support=False))
-    rag.ingest([SAMPLES])
-    settings_ = ServerSettings(
-        data_dir=data_dir,
-        engine=EngineConfig(model=TEST_MODEL),
+    with serve_samples(
+        tmp_path_factory.mktemp("fuzzed-data"),
+        EngineConfig(model=TEST_MODEL, kv_cache_memory=64 << 20, max_model_len=256),
         max_upload_bytes=1 << 16,
         background_ingest_bytes=0,
-    )
-    try:
-        with serve_in_thread(settings_, rag) as url:
-            yield url
-    finally:
-        rag.close()
+    ) as server:
+        yield server.url
 
 
 def test_every_route_answers_as_its_schema_documents(fuzzed_server: str) -> None:

@@ -89,3 +89,15 @@ def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
     """||actual - expected|| / ||expected||, in float64."""
     difference = (actual.double() - expected.double()).norm()
     return (difference / expected.double().norm()).item()
+
+
+def written(batch: PagedBatch) -> PagedBatch:
+    """The batch with its new tokens' K and V in the cache, written by the reference."""
+    write_kv_cache(
+        batch.new_keys,
+        batch.new_values,
+        batch.key_cache,
+        batch.value_cache,
+        batch.metadata.slot_mapping,
+    )
+    return batch

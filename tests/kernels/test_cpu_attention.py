@@ -8,7 +8,7 @@ import torch
 
 from kernels import AttentionBackendError, backend, cpu_build, reference, select_backend
 from kernels.cpu_attention import CpuAttention
-from tests.kernels.paged_batch import random_batch, relative_error
+from tests.kernels.paged_batch import random_batch, relative_error, written
 
 CPU = torch.device("cpu")
 
@@ -21,13 +21,7 @@ def cpu_backend() -> CpuAttention:
 
 
 def attend(chosen, batch) -> torch.Tensor:
-    reference.write_kv_cache(
-        batch.new_keys,
-        batch.new_values,
-        batch.key_cache,
-        batch.value_cache,
-        batch.metadata.slot_mapping,
-    )
+    batch = written(batch)
     head_dim = batch.query.shape[-1]
     return chosen.paged_attention(
         batch.query, batch.key_cache, batch.value_cache, batch.metadata, head_dim**-0.5

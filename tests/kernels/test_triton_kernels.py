@@ -11,7 +11,7 @@ import torch
 pytest.importorskip("triton", reason="Triton is not installed (the dev extra has it)")
 
 from kernels import reference, triton_attention, triton_decode
-from tests.kernels.paged_batch import PagedBatch, random_batch, relative_error
+from tests.kernels.paged_batch import PagedBatch, random_batch, relative_error, written
 
 # (num_heads, num_kv_heads, head_dim, block_size): GQA ratios 1, 2 and 7, head dims
 # 64 and 128, blocks of 16 and 32 tokens.
@@ -45,18 +45,6 @@ def make_batch(seqs, shape, dtype, device, generator) -> PagedBatch:
         device=device,
         generator=generator,
     )
-
-
-def written(batch: PagedBatch) -> PagedBatch:
-    """The batch with its new tokens' K and V in the cache, written by the reference."""
-    reference.write_kv_cache(
-        batch.new_keys,
-        batch.new_values,
-        batch.key_cache,
-        batch.value_cache,
-        batch.metadata.slot_mapping,
-    )
-    return batch
 
 
 def triton_output(batch: PagedBatch) -> torch.Tensor:
