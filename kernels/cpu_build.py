@@ -1,5 +1,5 @@
-"""Compiles the CPU kernels (`cpu_decode.c`, `cpu_linear.c`) for this machine once, and
-loads them with ctypes.
+"""Compiles the CPU kernels (`cpu_decode.c`, `cpu_linear.c`, `cpu_quantized.c`) for this
+machine once, and loads them with ctypes.
 
 NOTE: built here rather than shipped: `-march=native` takes whatever vector units the CPU
 has (AVX-512 where present), and a C file with no torch headers compiles in about a
@@ -18,13 +18,14 @@ import shutil
 import subprocess
 import tempfile
 import threading
+from functools import cache
 from pathlib import Path
 
 from common.paths import default_home
 
 logger = logging.getLogger(__name__)
 
-SOURCES = ("cpu_decode", "cpu_linear")  # kernels/<name>.c
+SOURCES = ("cpu_decode", "cpu_linear", "cpu_quantized")  # kernels/<name>.c
 FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c11")
 COMPILE_TIMEOUT_S = 120
 
@@ -85,18 +86,20 @@ def _build_key(source: Path) -> str:
     digest = hashlib.sha256(source.read_bytes())
     digest.update(" ".join(FLAGS).encode())
     digest.update(_compiler().encode())
-    digest.update(_cpu_features().encode())
+    digest.update(" ".join(sorted(cpu_flags())).encode())
     return digest.hexdigest()[:16]
 
 
-def _cpu_features() -> str:
+@cache
+def cpu_flags() -> frozenset[str]:
+    """The instruction sets this CPU reports (`/proc/cpuinfo`); empty where unreadable."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("flags"):
-                return line
+                return frozenset(line.partition(":")[2].split())
     except OSError:
         pass
-    return ""
+    return frozenset()
 
 
 def _compile(source: Path, path: Path) -> None:
@@ -127,6 +130,16 @@ def _declare(library: ctypes.CDLL, name: str) -> None:
         function = library.paged_decode_attention
         function.argtypes = [pointer] * 6 + [integer] * 6 + [ctypes.c_float, integer]
         function.restype = integer
+    elif name == "cpu_quantized":
+        library.linear_int4.argtypes = [pointer] * 5 + [integer] * 4
+        library.linear_int8.argtypes = [pointer] * 5 + [integer] * 3
+        library.linear_quantized_supported.argtypes = []
+        for function in (
+            library.linear_int4,
+            library.linear_int8,
+            library.linear_quantized_supported,
+        ):
+            function.restype = integer
     else:
         library.linear_bf16.argtypes = [pointer] * 4 + [integer] * 3
         library.linear_bf16.restype = integer

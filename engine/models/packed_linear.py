@@ -29,6 +29,7 @@ def can_pack(dtype: torch.dtype, device: torch.device) -> bool:
         and dtype == torch.bfloat16
         and torch.backends.mkldnn.is_available()
         and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")
+        and torch.ops.mkldnn._is_mkldnn_bf16_supported()  # AVX-512 (BW, VL, DQ) or AVX-NE
     )
 
 

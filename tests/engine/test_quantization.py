@@ -69,12 +69,19 @@ def test_int4_error_is_within_a_step_on_random_weights() -> None:
     assert ((restored - weight).abs() <= step * 0.6 + 1e-3).all()
 
 
+@pytest.mark.parametrize("own_kernel", [True, False], ids=["own-kernel", "torch-kernels"])
 @pytest.mark.parametrize("config", [INT8, INT4], ids=["int8", "int4"])
 @pytest.mark.parametrize("rows", [1, 3, 4, 8, 40])  # the fused kernels and the dequantized path
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])  # fp32: kernels run in bf16
 def test_quantized_linear_matches_its_dequantized_reference(
-    config: QuantizationConfig, rows: int, dtype: torch.dtype
+    config: QuantizationConfig,
+    rows: int,
+    dtype: torch.dtype,
+    own_kernel: bool,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    if not own_kernel:
+        monkeypatch.setattr(quantization.cpu_quantized, "quantized_kernel", lambda: None)
     torch.manual_seed(rows)
     linear = nn.Linear(128, 96, bias=True).to(dtype)
     quantized = quantize_linear(linear, config, dtype)
@@ -111,9 +118,15 @@ def test_weights_read_back_off_a_64_byte_boundary_serve_every_row_count(
         torch.testing.assert_close(quantized(x), expected, atol=5e-2, rtol=2e-2)
 
 
+@pytest.fixture
+def without_own_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Quantized linears on torch's kernels and the dequantizing path, as without AVX2."""
+    monkeypatch.setattr(quantization.cpu_quantized, "quantized_kernel", lambda: None)
+
+
 @pytest.mark.parametrize("config", [INT8, INT4], ids=["int8", "int4"])
 def test_prefill_linears_sharing_the_scratch_buffer_keep_their_own_outputs(
-    config: QuantizationConfig,
+    config: QuantizationConfig, without_own_kernel: None
 ) -> None:
     """Every prefill linear dequantizes into one buffer: an output must not alias it."""
     torch.manual_seed(1)
@@ -141,8 +154,8 @@ def test_quantized_linear_keeps_only_the_portable_tensors_for_saving() -> None:
 HEAD = QuantizationConfig("int8", int8_activations=True)
 
 
-@pytest.mark.skipif(not fbgemm_available(), reason="fbgemm is x86 only")
-def test_int8_rows_are_close_to_the_weight_only_product() -> None:
+@pytest.mark.skipif(not fbgemm_available(), reason="fbgemm runs int8 rows only with VNNI")
+def test_int8_rows_are_close_to_the_weight_only_product(without_own_kernel: None) -> None:
     torch.manual_seed(0)
     linear = nn.Linear(256, 1024, bias=False)
     head = quantize_linear(linear, HEAD, torch.bfloat16)
@@ -154,8 +167,8 @@ def test_int8_rows_are_close_to_the_weight_only_product() -> None:
     assert torch.equal(out.argmax(dim=1), exact.argmax(dim=1))
 
 
-@pytest.mark.skipif(not fbgemm_available(), reason="fbgemm is x86 only")
-def test_a_rows_int8_logits_do_not_depend_on_its_batch() -> None:
+@pytest.mark.skipif(not fbgemm_available(), reason="fbgemm runs int8 rows only with VNNI")
+def test_a_rows_int8_logits_do_not_depend_on_its_batch(without_own_kernel: None) -> None:
     torch.manual_seed(0)
     head = quantize_linear(nn.Linear(256, 1024, bias=False), HEAD, torch.bfloat16)
     row = torch.randn(1, 256, dtype=torch.bfloat16)
