@@ -36,6 +36,19 @@
 
 int linear_quantized_supported(void) { return 1; }
 
+/* sums + the pairwise int16 products of a and b: one `vpdpwssd` with VNNI on 256-bit
+ * registers, `vpmaddwd` and an add without. The same int32 results either way (the
+ * group sizes keep them from overflowing). */
+static inline __m256i add_pair_products(__m256i sums, __m256i a, __m256i b) {
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+    return _mm256_dpwssd_epi32(sums, a, b);
+#elif defined(__AVXVNNI__)
+    return _mm256_dpwssd_avx_epi32(sums, a, b);
+#else
+    return _mm256_add_epi32(sums, _mm256_madd_epi16(a, b));
+#endif
+}
+
 static inline __m256 bf16_to_float(const uint16_t *values) { /* 8 bf16 -> 8 floats */
     const __m256i widened = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)values));
     return _mm256_castsi256_ps(_mm256_slli_epi32(widened, 16));
@@ -111,8 +124,8 @@ static inline __attribute__((always_inline)) void tiles_by_rows(const Problem *p
                     const int i = t * ROWS + r;
 #pragma GCC unroll 4
                     for (int p = 0; p < 4; p++)
-                        dots[i] = _mm256_add_epi32(
-                            dots[i], _mm256_madd_epi16(pairs[p], _mm256_set1_epi32(x_pairs[p])));
+                        dots[i] = add_pair_products(dots[i], pairs[p],
+                                                    _mm256_set1_epi32(x_pairs[p]));
                 }
             }
         }
@@ -178,6 +191,7 @@ static int run(Problem *pr, const float *x) {
         free(x16), free(x_scales), free(x_sums);
         return -3;
     }
+#pragma omp parallel for schedule(static)
     for (int m = 0; m < M; m++)
         quantize_row(x + (int64_t)m * K, K, pr->group_size, x16 + (int64_t)m * K,
                      x_scales + (int64_t)m * groups, x_sums + (int64_t)m * groups);

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import torch
 from safetensors import safe_open
+from torch import nn
 
 from engine.errors import ModelIntegrityError, ModelNotFoundError, UnsupportedModelError
 from engine.models import MODEL_CLASSES, quantized_weights
@@ -58,6 +59,12 @@ def load_model(
     for module in model.modules():
         if isinstance(module, RotaryEmbedding):
             module.reset_tables()
+    fingerprint = quantized_weights.weights_fingerprint(model_dir) if quantization else ""
+    saved: dict[str, torch.Tensor] = {}
+    if quantization is not None:
+        if quantized_path is not None:
+            saved = quantized_weights.load_saved(quantized_path, fingerprint)
+        _stage_linears(model, quantization, saved)
     try:
         model.load_weights(_read_safetensors(model_dir))
     except (KeyError, RuntimeError) as error:
@@ -65,28 +72,42 @@ def load_model(
             f"weights in {model_dir} do not fit the config: {error}"
         ) from error
     if quantization is not None:
-        _quantize(model, model_dir, quantization, dtype, quantized_path)
+        model.untie_lm_head()
+        try:
+            tensors = quantize_model(model, quantization, dtype, saved, device)
+        except (RuntimeError, ValueError) as error:
+            raise ModelIntegrityError(
+                f"quantized weights in {quantized_path} do not fit: {error}"
+            ) from error
+        if quantized_path is not None and tensors.keys() != saved.keys():
+            quantized_weights.save(quantized_path, tensors, fingerprint)
     if can_pack(dtype, device):
         pack_linears(model)
     return model.eval()
 
 
-def _quantize(
-    model: DecoderForCausalLM,
-    model_dir: Path,
-    config: QuantizationConfig,
-    dtype: torch.dtype,
-    path: Path | None,
+def _stage_linears(
+    model: DecoderForCausalLM, config: QuantizationConfig, saved: dict[str, torch.Tensor]
 ) -> None:
-    model.untie_lm_head()
-    fingerprint = quantized_weights.weights_fingerprint(model_dir)
-    saved = quantized_weights.load_saved(path, fingerprint) if path else {}
-    try:
-        tensors = quantize_model(model, config, dtype, saved)
-    except (RuntimeError, ValueError) as error:
-        raise ModelIntegrityError(f"quantized weights in {path} do not fit: {error}") from error
-    if path is not None and tensors.keys() != saved.keys():
-        quantized_weights.save(path, tensors, fingerprint)
+    """Give the linears about to be quantized no full-precision copy they do not need.
+
+    NOTE: an fp32 engine (CPUs without native bf16) would otherwise load the whole model
+    in fp32 before quantizing it: 11 GB at the peak for the 1.5B model, whose weights are
+    3.1 GB of bf16. Linears whose quantized tensors were saved stay unallocated (meta:
+    loading their weights copies nothing); int4 linears to quantize now load in bf16 (the
+    library's weights are bf16; 16 levels a group lose nothing to it). The int8 ones
+    keep the engine's dtype: an int8 step is fine enough for bf16's rounding to show.
+    """
+    for name, linear in list(model.named_modules()):
+        if type(linear) is not nn.Linear or not config.for_linear(name).fits(linear):
+            continue
+        if f"{name}.qweight" in saved:
+            staged = torch.empty(linear.weight.shape, device="meta")
+        elif config.for_linear(name).method == "int4" and linear.weight.dtype == torch.float32:
+            staged = torch.empty_like(linear.weight, dtype=torch.bfloat16)
+        else:
+            continue
+        linear.weight = nn.Parameter(staged, requires_grad=False)
 
 
 def _decoder_config(hf_config: dict, model_dir: Path) -> DecoderConfig:

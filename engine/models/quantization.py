@@ -383,6 +383,7 @@ def quantize_model(
     config: QuantizationConfig,
     dtype: torch.dtype,
     saved: dict[str, torch.Tensor],
+    device: torch.device | None = None,
 ) -> dict[str, torch.Tensor]:
     """Swap every linear that fits the method for its quantized form, in place.
 
@@ -391,7 +392,9 @@ def quantize_model(
         config: the method and group size.
         dtype: the model's activation dtype.
         saved: tensors from an earlier run (`<linear>.<tensor>`); a linear found there is
-            taken as saved instead of being quantized again.
+            taken as saved instead of being quantized again (its own weight may then be
+            unallocated, on the meta device).
+        device: where the quantized linears live; by default, their weights' device.
 
     Returns:
         Every quantized linear's tensors, to save for the next start.
@@ -406,8 +409,7 @@ def quantize_model(
         prefix = f"{name}."
         tensors = {k[len(prefix) :]: v for k, v in saved.items() if k.startswith(prefix)}
         if tensors:
-            device = linear.weight.device
-            tensors = {k: v.to(device) for k, v in tensors.items()}
+            tensors = {k: v.to(device or linear.weight.device) for k, v in tensors.items()}
             bias = None if linear.bias is None else linear.bias.detach()
             replacement = QuantizedLinear(linear_config, tensors, bias, dtype)
         else:

@@ -11,7 +11,7 @@ from engine.config import EngineConfig
 from engine.errors import EngineConfigError
 from engine.library import DEFAULT_MODEL, default_quantization
 from engine.library.store import ModelStore
-from engine.models import quantization
+from engine.models import loader, quantization
 from engine.models.packed_linear import PackedLinear, TiledLinear
 from engine.models.quantization import (
     QuantizationConfig,
@@ -285,3 +285,31 @@ def test_a_tied_head_is_quantized_to_int8_and_the_embedding_kept(
     assert model.model.embed_tokens.weight.dtype == torch.bfloat16
     reference = greedy(LLM(str(model_dir), **options), prompt)
     assert greedy(LLM(str(model_dir), quantization="int8", **options), prompt)[:4] == reference[:4]
+
+
+def test_an_fp32_load_keeps_no_full_precision_copy_of_what_it_quantizes(
+    tiny_dir: Path, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The 1.5B model peaked at 11 GB loading in fp32 before it was quantized (now 4.6)."""
+    staged: dict[str, torch.dtype | str] = {}
+    stage = loader._stage_linears
+
+    def recording(model, config, saved) -> None:
+        stage(model, config, saved)
+        for name, module in model.named_modules():
+            if isinstance(module, nn.Linear):
+                weight = module.weight
+                staged[name] = "meta" if weight.is_meta else weight.dtype
+
+    monkeypatch.setattr(loader, "_stage_linears", recording)
+    options = {"dtype": "float32", "kv_cache_memory": 8 << 20, "home": home}
+    prompt = [1, 422, 3081, 314, 4193, 28, 9226, 30]
+    first = greedy(LLM(str(tiny_dir), quantization="int4", **options), prompt)
+    # int4 linears load in bf16 to be quantized; the int8 head keeps fp32
+    assert staged["model.layers.0.mlp.down_proj"] == torch.bfloat16
+    assert staged["lm_head"] == torch.float32
+    staged.clear()
+    again = greedy(LLM(str(tiny_dir), quantization="int4", **options), prompt)
+    # from the saved file: no linear that it holds is allocated at all
+    assert set(staged.values()) == {"meta"} and len(staged) >= 5
+    assert again == first
