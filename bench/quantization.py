@@ -1,7 +1,7 @@
 """What weight-only quantization costs in accuracy and buys in decode speed.
 
     python -m bench.quantization [--model NAME] [--tokens 20480] [--rounds 2]
-        [--dtype float32|bfloat16] [--decode-only]
+        [--dtype float32|bfloat16] [--decode-only] [--methods none,int8,int4]
 
 For full-precision weights (the engine's dtype for this CPU, or --dtype), int8 and
 int4: perplexity on SciFact abstracts (real scientific text, at least 20,000 scored
@@ -85,6 +85,12 @@ def main() -> None:
     # AMX); elsewhere bf16 matmuls are several times slower than fp32.
     parser.add_argument("--dtype", choices=["float32", "bfloat16"], default=None)
     parser.add_argument("--decode-only", action="store_true", help="skip the accuracy part")
+    parser.add_argument(
+        "--methods",
+        type=lambda text: tuple(text.split(",")),
+        default=METHODS,
+        help="comma-separated, of none,int8,int4 (accuracy needs none, its reference)",
+    )
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     report: dict = {"machine": machine_report(), "window": WINDOW, "dtype": args.dtype}
@@ -93,7 +99,10 @@ def main() -> None:
 
     scores: dict[str, WindowScores] = {}
     greedy: dict[str, list[list[int]]] = {}
-    for method in () if args.decode_only else METHODS:
+    methods = args.methods
+    if not set(methods) <= set(METHODS) or (not args.decode_only and "none" not in methods):
+        raise SystemExit(f"--methods takes {','.join(METHODS)}; accuracy needs none")
+    for method in () if args.decode_only else methods:
         llm = load(model, method, args.dtype)
         token_ids = llm.tokenizer(text).input_ids[: args.tokens + args.tokens // WINDOW]
         started = time.perf_counter()
@@ -106,10 +115,10 @@ def main() -> None:
         del llm
         gc.collect()
 
-    decode: dict[str, list[dict]] = {method: [] for method in METHODS}
+    decode: dict[str, list[dict]] = {method: [] for method in methods}
     for index in range(args.rounds):
         load_avg = os.getloadavg()[0]
-        for method in METHODS:
+        for method in methods:
             llm = load(model, method, args.dtype)
             result = decode_step_vs_floor(llm, memory_bandwidth())
             result["batch8_step_ms"] = batched_decode_step(llm, batch=8, context=1000)
@@ -119,10 +128,10 @@ def main() -> None:
             gc.collect()
         print(
             f"round {index + 1} (load {load_avg:.2f}): "
-            + ", ".join(f"{m} {decode[m][-1]['decode_step_ms']:.1f} ms" for m in METHODS)
+            + ", ".join(f"{m} {decode[m][-1]['decode_step_ms']:.1f} ms" for m in methods)
         )
 
-    rows = [{"method": method, "decode": decode[method]} for method in METHODS]
+    rows = [{"method": method, "decode": decode[method]} for method in methods]
     if scores:
         for row in rows:
             row.update(_accuracy(scores, greedy, row["method"]))

@@ -81,7 +81,7 @@ def main() -> None:
         print(
             f"{rows} rows: stack ({gigabytes:.2f} GB) ours {times['ours stack']:.1f} ms "
             f"({gigabytes / times['ours stack'] * 1e3:.1f} GB/s, "
-            f"{layer_flops / times['ours stack'] / 1e9:.0f} GFLOP/s), torch "
+            f"{layer_flops / times['ours stack'] / 1e6:.0f} GFLOP/s), torch "
             f"{times['torch stack']:.1f} ms ({gigabytes / times['torch stack'] * 1e3:.1f} GB/s); "
             f"int8 head ({head_gb:.2f} GB) ours {times['ours head']:.1f} ms, torch "
             f"{times['torch head']:.1f} ms; outputs differ by {difference:.1e} (relative)",
