@@ -197,7 +197,7 @@ class QuantizedLinear(nn.Module):
     qweight: torch.Tensor  # int8 [out, in], or uint8 [out, in / 2] holding two int4 values
     scales: torch.Tensor  # int8: [out]; int4: [out, groups]
     zeros: torch.Tensor  # int4 only: [out, groups], the value q = 8 stands for
-    kernel_weight: torch.Tensor  # int4 on the CPU: the kernel's own packing of qweight
+    kernel_weight: torch.Tensor  # on the CPU: a kernel's own layout of qweight
     kernel_scales: torch.Tensor  # on the CPU: scales (int4: with zeros) in the kernel's layout
     bias: torch.Tensor | None
 
