@@ -92,6 +92,9 @@ def main() -> None:
         help="comma-separated, of none,int8,int4 (accuracy needs none, its reference)",
     )
     args = parser.parse_args()
+    methods = args.methods
+    if not set(methods) <= set(METHODS) or (not args.decode_only and "none" not in methods):
+        parser.error(f"--methods takes {','.join(METHODS)}; the accuracy part needs none")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     report: dict = {"machine": machine_report(), "window": WINDOW, "dtype": args.dtype}
     model = str(resolve_model(args.model))
@@ -99,9 +102,6 @@ def main() -> None:
 
     scores: dict[str, WindowScores] = {}
     greedy: dict[str, list[list[int]]] = {}
-    methods = args.methods
-    if not set(methods) <= set(METHODS) or (not args.decode_only and "none" not in methods):
-        raise SystemExit(f"--methods takes {','.join(METHODS)}; accuracy needs none")
     for method in () if args.decode_only else methods:
         llm = load(model, method, args.dtype)
         token_ids = llm.tokenizer(text).input_ids[: args.tokens + args.tokens // WINDOW]

@@ -58,21 +58,11 @@ def main() -> None:
     results = []
     for rows in args.rows:
         inputs = {i: torch.randn(rows, i, dtype=dtype) for i in (1536, 8960)}
-        stacks = {
-            name: _stack_pass(stack[0], inputs)
-            for name, stack in (("ours", ours), ("torch", theirs))
-        }
-        heads = {
-            name: _head_pass(stack[1], inputs)
-            for name, stack in (("ours", ours), ("torch", theirs))
-        }
-        times = _alternating(
-            {
-                **{f"{k} stack": v for k, v in stacks.items()},
-                **{f"{k} head": v for k, v in heads.items()},
-            },
-            args.passes,
-        )
+        passes = {}
+        for name, (stack, head) in (("ours", ours), ("torch", theirs)):
+            passes[f"{name} stack"] = _stack_pass(stack, inputs)
+            passes[f"{name} head"] = _head_pass(head, inputs)
+        times = _alternating(passes, args.passes)
         layer_flops = 2 * rows * sum(o * i for o, i in SHAPES) * LAYERS
         difference = _relative_difference(ours[0][0][2], theirs[0][0][2], inputs[1536])
         result = {"rows": rows, "stack_gb": gigabytes, "head_gb": head_gb, **times}

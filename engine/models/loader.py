@@ -59,9 +59,9 @@ def load_model(
     for module in model.modules():
         if isinstance(module, RotaryEmbedding):
             module.reset_tables()
-    fingerprint = quantized_weights.weights_fingerprint(model_dir) if quantization else ""
-    saved: dict[str, torch.Tensor] = {}
+    fingerprint, saved = "", {}
     if quantization is not None:
+        fingerprint = quantized_weights.weights_fingerprint(model_dir)
         if quantized_path is not None:
             saved = quantized_weights.load_saved(quantized_path, fingerprint)
         _stage_linears(model, quantization, saved)
@@ -99,11 +99,12 @@ def _stage_linears(
     keep the engine's dtype: an int8 step is fine enough for bf16's rounding to show.
     """
     for name, linear in list(model.named_modules()):
-        if type(linear) is not nn.Linear or not config.for_linear(name).fits(linear):
+        linear_config = config.for_linear(name)
+        if type(linear) is not nn.Linear or not linear_config.fits(linear):
             continue
         if f"{name}.qweight" in saved:
             staged = torch.empty(linear.weight.shape, device="meta")
-        elif config.for_linear(name).method == "int4" and linear.weight.dtype == torch.float32:
+        elif linear_config.method == "int4" and linear.weight.dtype == torch.float32:
             staged = torch.empty_like(linear.weight, dtype=torch.bfloat16)
         else:
             continue

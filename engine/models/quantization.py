@@ -220,8 +220,9 @@ class QuantizedLinear(nn.Module):
         self.use_kernel = tensors["qweight"].device.type == "cpu"
         self.library: ctypes.CDLL | None = None  # the project's kernel, where it fits
         library = cpu_quantized.quantized_kernel() if self.use_kernel else None
-        shape = self.out_features, self.in_features
-        if library is not None and cpu_quantized.fits(config.method, *shape, config.group_size):
+        if library is not None and cpu_quantized.fits(
+            config.method, self.out_features, self.in_features, config.group_size
+        ):
             self._tile_for_cpu(library)
         elif self.use_kernel and config.method == "int4":
             self._pack_int4_for_cpu()
