@@ -1,5 +1,5 @@
-"""Compiles the CPU kernels (`cpu_decode.c`, `cpu_linear.c`, `cpu_quantized.c`) for this
-machine once, and loads them with ctypes.
+"""Compiles the CPU kernels (`cpu_decode.c`, `cpu_fused.c`, `cpu_linear.c`,
+`cpu_quantized.c`) for this machine once, and loads them with ctypes.
 
 NOTE: built here rather than shipped: `-march=native` takes whatever vector units the CPU
 has (AVX-512 where present), and a C file with no torch headers compiles in about a
@@ -25,7 +25,7 @@ from common.paths import default_home
 
 logger = logging.getLogger(__name__)
 
-SOURCES = ("cpu_decode", "cpu_linear", "cpu_quantized")  # kernels/<name>.c
+SOURCES = ("cpu_decode", "cpu_fused", "cpu_linear", "cpu_quantized")  # kernels/<name>.c
 FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c11")
 COMPILE_TIMEOUT_S = 120
 
@@ -130,6 +130,11 @@ def _declare(library: ctypes.CDLL, name: str) -> None:
         function = library.paged_decode_attention
         function.argtypes = [pointer] * 6 + [integer] * 6 + [ctypes.c_float, integer]
         function.restype = integer
+    elif name == "cpu_fused":
+        library.fused_rms_norm.argtypes = [pointer] * 4 + [integer] * 2 + [ctypes.c_float, integer]
+        library.rotate_heads.argtypes = [pointer] * 3 + [integer] * 3 + [ctypes.c_int64, integer]
+        for function in (library.fused_rms_norm, library.rotate_heads):
+            function.restype = integer
     elif name == "cpu_quantized":
         library.linear_int4.argtypes = [pointer] * 5 + [integer] * 4
         library.linear_int8.argtypes = [pointer] * 5 + [integer] * 3

@@ -15,7 +15,7 @@ from torch import nn
 import kernels
 from engine.models.config import DecoderConfig
 from engine.models.rope import RotaryAngles, RotaryEmbedding
-from kernels import PagedAttentionMetadata
+from kernels import PagedAttentionMetadata, fused_ops
 
 KVCache = tuple[torch.Tensor, torch.Tensor]  # K and V: [num_blocks, block_size, kv_heads, head_dim]
 
@@ -26,11 +26,11 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(hidden_size))
         self.eps = eps
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # NOTE: normalised in fp32, then back to the model dtype before the weight, as
-        # Hugging Face does (its five ops are one fused `rms_norm` here, bit for bit).
-        normalized = torch.rms_norm(x.float(), self.weight.shape, eps=self.eps)
-        return self.weight * normalized.to(x.dtype)
+    def forward(
+        self, x: torch.Tensor, residual: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:  # RMSNorm(x + residual), x + residual
+        """Adds the residual stream first when given; the sum is the new stream."""
+        return fused_ops.rms_norm(x, self.weight, self.eps, residual)
 
 
 class Attention(nn.Module):
@@ -55,9 +55,8 @@ class Attention(nn.Module):
         qkv = self.qkv_proj(hidden)  # [T, q_size + 2 * kv_size]
         # NOTE: queries and keys sit side by side in the fused output, so one rotation
         # covers both (the same element-wise maths, half the calls).
-        num_rotated_heads = c.num_heads + c.num_kv_heads
         rotated = rotary.rotate(
-            qkv[:, : c.q_size + c.kv_size].view(num_tokens, num_rotated_heads, c.head_dim)
+            qkv, c.num_heads + c.num_kv_heads, c.head_dim
         )  # [T, heads + kv_heads, head_dim]
         query, key = rotated.split([c.num_heads, c.num_kv_heads], dim=1)
         value = qkv[:, c.q_size + c.kv_size :].view(num_tokens, c.num_kv_heads, c.head_dim)
@@ -77,8 +76,7 @@ class MLP(nn.Module):
         self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size, config.mlp_bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gate, up = self.gate_up_proj(x).chunk(2, dim=-1)
-        return self.down_proj(nn.functional.silu(gate) * up)
+        return self.down_proj(fused_ops.silu_and_mul(self.gate_up_proj(x)))
 
 
 class DecoderLayer(nn.Module):
@@ -92,12 +90,17 @@ class DecoderLayer(nn.Module):
     def forward(
         self,
         rotary: RotaryAngles,
-        hidden: torch.Tensor,
+        hidden: torch.Tensor,  # [T, hidden]: the last layer's output
+        residual: torch.Tensor | None,  # [T, hidden]: the stream before it; None at layer 0
         kv_cache: KVCache,
         metadata: PagedAttentionMetadata,
-    ) -> torch.Tensor:
-        hidden = hidden + self.self_attn(rotary, self.input_layernorm(hidden), kv_cache, metadata)
-        return hidden + self.mlp(self.post_attention_layernorm(hidden))
+    ) -> tuple[torch.Tensor, torch.Tensor]:  # this layer's output, the stream before it
+        """One layer, with each residual add fused into the RMSNorm that follows it (as
+        vLLM does): hidden + residual is the stream Hugging Face's layers return."""
+        normed, residual = self.input_layernorm(hidden, residual)
+        attended = self.self_attn(rotary, normed, kv_cache, metadata)
+        normed, residual = self.post_attention_layernorm(attended, residual)
+        return self.mlp(normed), residual
 
 
 class DecoderModel(nn.Module):
@@ -143,9 +146,10 @@ class DecoderForCausalLM(nn.Module):
     ) -> torch.Tensor:  # [T, hidden]
         hidden = self.model.embed_tokens(input_ids)  # [T, hidden]
         rotary = self.model.rotary.angles(positions, hidden.dtype)
+        residual = None
         for layer, kv_cache in zip(self.model.layers, kv_caches, strict=True):
-            hidden = layer(rotary, hidden, kv_cache, metadata)
-        return self.model.norm(hidden)
+            hidden, residual = layer(rotary, hidden, residual, kv_cache, metadata)
+        return self.model.norm(hidden, residual)[0]
 
     def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:  # [N, hidden] -> [N, vocab]
         if self.lm_head is not None:  # a module: it may be a quantized linear

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from engine.models.config import RopeScaling
+from kernels import fused_ops
 
 
 class RotaryEmbedding(nn.Module):
@@ -50,8 +51,12 @@ class RotaryAngles:
     cos: torch.Tensor  # [T, 1, head_dim]
     sin: torch.Tensor  # [T, 1, head_dim]
 
-    def rotate(self, x: torch.Tensor) -> torch.Tensor:  # [T, heads, head_dim]
-        return x * self.cos + _rotate_half(x) * self.sin
+    def rotate(
+        self, rows: torch.Tensor, heads: int, head_dim: int
+    ) -> torch.Tensor:  # [T, width] -> [T, heads, head_dim]
+        """The first `heads` heads of each row, rotated (in place where the CPU kernel
+        runs: see `kernels.fused_ops.rotate_heads`)."""
+        return fused_ops.rotate_heads(rows, self.cos, self.sin, heads, head_dim)
 
 
 def rope_inv_freq(head_dim: int, theta: float, scaling: RopeScaling | None) -> torch.Tensor:
@@ -82,8 +87,3 @@ def _llama3_inv_freq(inv_freq: torch.Tensor, scaling: RopeScaling) -> torch.Tens
     blended = (1 - smooth) * scaled / scaling.factor + smooth * scaled
     is_medium = (wavelen >= high_freq_wavelen) & (wavelen <= low_freq_wavelen)
     return torch.where(is_medium, blended, scaled)
-
-
-def _rotate_half(x: torch.Tensor) -> torch.Tensor:
-    first, second = x.chunk(2, dim=-1)
-    return torch.cat([-second, first], dim=-1)
