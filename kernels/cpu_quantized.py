@@ -1,15 +1,14 @@
 """int4 and int8 weight-only linears on CPUs with AVX2, through the compiled
 `cpu_quantized.c`.
 
-The kernel multiplies the stored values where they are loaded, with int16 copies of x
-(one scale per group of input columns), so a decode step streams the weights at memory
-speed. On a 2-core AVX2 EPYC (an ad-hoc script, 30 calls after 5, 2026-12-05), one row
-through the 1.5B model's 1,536 -> 17,920 int4 projection took 0.46 ms (38 GB/s) against
-2.07 ms with torch's `_weight_int4pack_mm_for_cpu`; 8 rows 2.45 against 5.64 ms; 256
-rows 81 ms (174 GFLOP/s) against 98 ms for fp32 `F.linear` on the dequantized weight.
-Each layout groups 8 output channels ("tile") and 8 input columns ("step"), in the order
-`vpmaddwd` reads them: int16 lanes 2m and 2m + 1 hold channel m's two columns of a pair.
-"""
+The kernel multiplies the stored values where they are loaded, with integer copies of x
+(one scale per group of input columns: int8 beside int4 weights, as llama.cpp's Q8_0
+rows beside its 4-bit weights; int16 beside int8 weights), so a decode step streams the
+weights at memory speed. On a 2-core AVX2 EPYC (`python -m bench.quantized_linears`,
+2026-12-06), one row through 28 layers of the 1.5B model's int4 projections took 35 ms
+against 103 ms with torch's `_weight_int4pack_mm_for_cpu`, 8 rows 109 against 308 ms.
+Each layout groups 8 output channels ("tile") and 8 input columns ("step") in the order
+the kernel's integer dot products read them (see `tile_int4` and `tile_int8`)."""
 
 import ctypes
 import logging
@@ -24,7 +23,7 @@ logger = logging.getLogger(__name__)
 TILE = 8  # output channels per tile (TILE in cpu_quantized.c)
 STEP = 8  # input columns per step (CHUNK in cpu_quantized.c)
 MAX_GROUP = 4096  # int4 groups larger than this could overflow the kernel's int32 sums
-INT8_GROUP = 128  # int8: the input columns that share one int16 scale of x
+INT8_GROUP = 128  # int8 weights: the input columns that share one scale of x's int16 copy
 
 
 @cache
@@ -52,18 +51,15 @@ def tile_int4(
     scales: torch.Tensor,  # [N, K / group_size]
     zeros: torch.Tensor,  # [N, K / group_size]
 ) -> tuple[torch.Tensor, torch.Tensor]:  # [N/8, K/8, 32] uint8, [N/8, groups, 2, 8] bf16
-    """int4 in the kernel's layout: 16-bit word 2m + p of a step's 32 bytes holds, in bits
-    4t..4t+3, output channel m's value at column k0 + 2t + p."""
+    """int4 in the kernel's layout: byte 4m + j of a step's 32 holds output channel m's
+    values at columns k0 + j (low nibble) and k0 + 4 + j (high nibble)."""
     out_features, in_features = values.shape
     groups = scales.shape[1]
     if not fits("int4", out_features, in_features, in_features // groups):
         raise ValueError(f"the int4 kernel cannot hold a [{out_features}, {in_features}] weight")
-    nibbles = values.to(torch.int32).view(
-        out_features // TILE, TILE, in_features // STEP, STEP // 2, 2
-    )
-    nibbles = nibbles.permute(0, 2, 1, 4, 3)  # [tiles, steps, 8 channels, 2 (p), 4 (t)]
-    words = (nibbles << torch.arange(0, 16, 4, dtype=torch.int32)).sum(dim=-1)  # < 2**16
-    packed = words.to(torch.uint16).contiguous().view(torch.uint8)
+    nibbles = values.to(torch.uint8).view(out_features // TILE, TILE, in_features // STEP, 2, 4)
+    nibbles = nibbles.permute(0, 2, 1, 4, 3)  # [tiles, steps, 8 channels, 4 (j), 2 (low/high)]
+    packed = (nibbles[..., 0] | (nibbles[..., 1] << 4)).contiguous()
     packed = packed.view(out_features // TILE, in_features // STEP, 32)
     pairs = torch.stack([scales, zeros], dim=1).to(torch.bfloat16)  # [N, 2, groups]
     pairs = pairs.view(out_features // TILE, TILE, 2, groups).permute(0, 3, 2, 1)
@@ -136,6 +132,6 @@ def _rows_and_out(rows: torch.Tensor, out_features: int) -> tuple[torch.Tensor, 
 
 def _check(status: int) -> None:
     if status == -3:
-        raise MemoryError("cpu_quantized.c could not allocate its int16 rows")
+        raise MemoryError("cpu_quantized.c could not allocate its integer rows")
     if status != 0:
         raise RuntimeError(f"cpu_quantized.c returned {status} (a bug: its inputs were checked)")

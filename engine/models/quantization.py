@@ -6,8 +6,8 @@ scale and a zero per group of `group_size` input columns (asymmetric, the layout
 llama.cpp's Q4_K sub-blocks and of torch's int4 kernels).
 
 On a CPU with AVX2, both run on the project's own kernel (`kernels/cpu_quantized.c`)
-for every batch: it multiplies the stored values where they are loaded with int16 copies
-of each row (a scale per group of columns), so a decode step streams the weights at
+for every batch: it multiplies the stored values where they are loaded with integer
+copies of each row (a scale per group of columns), so a decode step streams the weights at
 memory speed and a prefill beats dequantizing for an fp32 matmul. Elsewhere (no
 compiler) torch's fused kernels (`_weight_int8pack_mm`, `_weight_int4pack_mm_for_cpu`)
 are built for decode: up to KERNEL_MAX_ROWS rows (a decode batch) run on them, and a

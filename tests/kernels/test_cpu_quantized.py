@@ -26,7 +26,7 @@ def int4_weight(out_features: int, in_features: int, group_size: int, seed: int 
     tensors = quantize_int4(torch.randn(out_features, in_features) * 0.05, group_size)
     values = unpack_int4(tensors["qweight"])
     packed = cpu_quantized.tile_int4(values, tensors["scales"], tensors["zeros"])
-    # what multiplies the int16 x: q * scale (the zeros meet the exact sums of x)
+    # what multiplies the rounded x: q * scale (the zeros meet the exact sums of x)
     scaled = values.double() * tensors["scales"].double().repeat_interleave(group_size, dim=1)
     return dequantize_int4(tensors, torch.float64), packed, scaled
 
@@ -58,7 +58,7 @@ def run(method: str, rows: torch.Tensor, packed, bias=None) -> torch.Tensor:
         ("int8", 1000, 896, 0),
     ],
 )
-def test_outputs_match_the_dequantized_weights_to_int16_precision(
+def test_outputs_match_the_dequantized_weights_to_the_precision_of_rounded_x(
     rows, method, out_features, in_features, group_size
 ) -> None:
     weight, packed, scaled = (
@@ -72,11 +72,12 @@ def test_outputs_match_the_dequantized_weights_to_int16_precision(
     expected = x.double() @ weight.t() + bias.double()
     out = run(method, x, packed, bias)
     assert out.dtype == torch.float32 and out.shape == (rows, out_features)
-    # Each x is rounded to its group's int16 step (the group's largest magnitude / 32767):
-    # an output may be off by half a step times |q * scale| over the columns, plus fp32 sums.
-    x_group = group_size if method == "int4" else cpu_quantized.INT8_GROUP
+    # Each x is rounded to its group's step (the group's largest magnitude / 127 in int8 for
+    # int4 weights, / 32767 in int16 for int8 weights): an output may be off by half a step
+    # times |q * scale| over the columns, plus fp32 sums.
+    x_group, top = (group_size, 127) if method == "int4" else (cpu_quantized.INT8_GROUP, 32767)
     peaks = x.double().abs().view(rows, -1, x_group).amax(dim=-1, keepdim=True)
-    half_steps = (peaks / 32767 / 2).expand(-1, -1, x_group).reshape(rows, in_features)
+    half_steps = (peaks / top / 2).expand(-1, -1, x_group).reshape(rows, in_features)
     bound = half_steps @ scaled.abs().t() + 1e-6 * (x.double().abs() @ scaled.abs().t() + 1)
     assert ((out.double() - expected).abs() <= bound).all()
 
