@@ -12,7 +12,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from api.server.auth import AuthMiddleware
+from api.server.auth import OPEN_TENANT, AuthMiddleware
 from api.server.browser_safety import BrowserSafetyMiddleware
 from api.server.conversations import ConversationStore
 from api.server.errors import install_error_handlers
@@ -50,7 +50,7 @@ def create_app(
             _ingest_at_start(pipeline, settings.ingest_paths)
         state = _state(settings, pipeline)
         app.state.pagedrag = state
-        app.state.conversations = ConversationStore(settings.data_dir)
+        app.state.conversations = ConversationStore(settings.data_dir, open_tenant=OPEN_TENANT)
         logger.info("serving %s over %s", state.model_name, settings.data_dir)
         if on_ready is not None:
             on_ready()

@@ -27,6 +27,8 @@ SESSION_COOKIE = "pagedrag_key"  # the web page's key, set by POST /auth/session
 OPEN_PATHS = ("/health", "/", "/favicon.ico", "/auth/session")
 OPEN_PREFIXES = ("/static/", "/vendor/")
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+OPEN_TENANT = "default"  # `--api-key`'s tenant, and the owner of what an open server stores
+
 # Routes that change the library (beyond reading it) whatever their method's look.
 WRITE_PREFIXES = ("/ingest", "/documents", "/reindex")
 
@@ -73,7 +75,7 @@ class AuthPolicy:
         public_metrics: bool = False,
     ) -> "AuthPolicy":
         """`--api-key` values (admin keys of the tenant `default`) and a keys file."""
-        keys = [ApiKey(_digest(k), "default", Role.ADMIN) for k in admin_keys if k]
+        keys = [ApiKey(_digest(k), OPEN_TENANT, Role.ADMIN) for k in admin_keys if k]
         if keys_file is not None:
             keys += read_keys_file(keys_file)
         return cls(tuple(keys), public_metrics)
@@ -139,6 +141,13 @@ class AuthMiddleware:
         else:
             scope.setdefault("state", {})["api_key"] = key
             await self.app(scope, receive, send)
+
+
+def owner_of(request: Request) -> str:
+    """The tenant whose data the request may see and change: its key's, or on a server
+    without keys OPEN_TENANT, the tenant of `--api-key`'s keys, so that turning keys on
+    later keeps what was stored."""
+    return tenant_of(request) or OPEN_TENANT
 
 
 def tenant_of(request: Request) -> str | None:

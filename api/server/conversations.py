@@ -2,6 +2,8 @@
 
 A SQLite file of its own in the data directory (`conversations.sqlite`), separate from
 the index's database: the index can be rebuilt or moved without losing anyone's chats.
+Each conversation belongs to a tenant (the API key's; `auth.OPEN_TENANT` on a server
+without keys): every call names one, and another tenant's conversation is not found.
 """
 
 import json
@@ -11,7 +13,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import ForeignKey, String, Text, create_engine, delete, event, select
+from sqlalchemy import ForeignKey, String, Text, create_engine, delete, event, inspect, select, text
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
 from common.ids import storable
@@ -27,6 +30,7 @@ class _Base(DeclarativeBase):
 class _Conversation(_Base):
     __tablename__ = "conversations"
     id: Mapped[int] = mapped_column(primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(100), index=True)
     title: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
@@ -70,42 +74,48 @@ class ConversationNotFoundError(LookupError):
 class ConversationStore:
     """Conversations in a SQLite file; safe to call from several threads."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, *, open_tenant: str) -> None:
+        """`open_tenant` owns the conversations of a file made before tenants existed."""
         data_dir.mkdir(parents=True, exist_ok=True)
         self._engine = create_engine(
             f"sqlite:///{data_dir / DB_NAME}", connect_args={"check_same_thread": False}
         )
         event.listen(self._engine, "connect", _enable_foreign_keys)
         _Base.metadata.create_all(self._engine)
+        _add_tenant_column(self._engine, open_tenant)
         self._lock = threading.Lock()  # SQLite takes one writer at a time anyway
 
     def close(self) -> None:
         self._engine.dispose()
 
-    def all(self) -> list[Conversation]:
-        """Every conversation, the most recently used first, without messages."""
+    def all(self, *, tenant: str) -> list[Conversation]:
+        """The tenant's conversations, the most recently used first, without messages."""
         with Session(self._engine) as session:
             rows = session.scalars(
-                select(_Conversation).order_by(_Conversation.updated_at.desc())
+                select(_Conversation)
+                .where(_Conversation.tenant == tenant)
+                .order_by(_Conversation.updated_at.desc())
             ).all()
             return [Conversation(r.id, r.title, r.updated_at, None) for r in rows]
 
-    def create(self, *, title: str | None = None) -> Conversation:
+    def create(self, *, tenant: str, title: str | None = None) -> Conversation:
         now = _now()
         with self._lock, Session(self._engine) as session:
-            row = _Conversation(title=title or "New chat", created_at=now, updated_at=now)
+            row = _Conversation(
+                tenant=tenant, title=title or "New chat", created_at=now, updated_at=now
+            )
             session.add(row)
             session.commit()
             return Conversation(row.id, row.title, row.updated_at, [])
 
-    def get(self, conversation_id: int) -> Conversation:
+    def get(self, conversation_id: int, *, tenant: str) -> Conversation:
         with Session(self._engine) as session:
-            return _full(self._row(session, conversation_id))
+            return _full(self._row(session, conversation_id, tenant))
 
-    def append(self, conversation_id: int, messages: list[Message]) -> Conversation:
+    def append(self, conversation_id: int, messages: list[Message], *, tenant: str) -> Conversation:
         """Add messages; the first user message of an untitled chat becomes its title."""
         with self._lock, Session(self._engine) as session:
-            row = self._row(session, conversation_id)
+            row = self._row(session, conversation_id, tenant)
             now = _now()
             for message in messages:
                 row.messages.append(
@@ -122,15 +132,16 @@ class ConversationStore:
             session.commit()
             return _full(row)
 
-    def delete(self, conversation_id: int) -> None:
+    def delete(self, conversation_id: int, *, tenant: str) -> None:
         with self._lock, Session(self._engine) as session:
-            self._row(session, conversation_id)
+            self._row(session, conversation_id, tenant)
             session.execute(delete(_Conversation).where(_Conversation.id == conversation_id))
             session.commit()
 
-    def _row(self, session: Session, conversation_id: int) -> _Conversation:
+    def _row(self, session: Session, conversation_id: int, tenant: str) -> _Conversation:
+        """The tenant's conversation; another tenant's is as missing as one never made."""
         row = session.get(_Conversation, conversation_id) if storable(conversation_id) else None
-        if row is None:
+        if row is None or row.tenant != tenant:
             raise ConversationNotFoundError(conversation_id)
         return row
 
@@ -150,6 +161,19 @@ def _title_from(messages: list[Message]) -> str | None:
 
 def _now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
+
+
+def _add_tenant_column(engine: Engine, open_tenant: str) -> None:
+    """Give a file made before tenants existed its `tenant` column, every row the open
+    server's tenant (whose conversations they were)."""
+    if "tenant" in {column["name"] for column in inspect(engine).get_columns("conversations")}:
+        return
+    with engine.begin() as connection:
+        connection.execute(
+            text("ALTER TABLE conversations ADD COLUMN tenant VARCHAR(100) NOT NULL DEFAULT ''")
+        )
+        connection.execute(text("UPDATE conversations SET tenant = :t"), {"t": open_tenant})
+        connection.execute(text("CREATE INDEX ix_conversations_tenant ON conversations (tenant)"))
 
 
 def _enable_foreign_keys(connection: Any, _record: Any) -> None:

@@ -145,3 +145,18 @@ def test_one_tenants_prompts_never_warm_anothers_cache(live_server, path: str) -
         other = cached(url, "bob-key")
     assert first == 0 and again > 0
     assert other == 0
+
+
+def test_a_tenants_conversations_are_its_own(live_server) -> None:
+    policy = AuthPolicy((key("alice-key", Role.READ, "alice"), key("bob-key", Role.READ, "bob")))
+    with serve_in_thread(replace(live_server.settings, auth=policy), live_server.rag) as url:
+        chat = call(url, "POST", "/conversations", "alice-key", json={"title": "Alice's"}).json()
+        path = f"/conversations/{chat['id']}"
+        bobs_view = (
+            call(url, "GET", "/conversations", "bob-key").json(),
+            call(url, "GET", path, "bob-key").status_code,
+            call(url, "DELETE", path, "bob-key").status_code,
+        )
+        alices_view = call(url, "GET", "/conversations", "alice-key").json()
+    assert bobs_view == ([], 404, 404)
+    assert [c["title"] for c in alices_view] == ["Alice's"]

@@ -1,4 +1,7 @@
-"""`/conversations`: the web page's chat history, kept server-side across reloads and browsers."""
+"""`/conversations`: the web page's chat history, kept server-side across reloads and browsers.
+
+Each key sees its own tenant's conversations only; another's are 404, as if never made.
+"""
 
 import asyncio
 from collections.abc import Awaitable
@@ -7,6 +10,7 @@ from typing import Annotated, Literal, TypeVar
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 
+from api.server.auth import owner_of
 from api.server.conversations import ConversationNotFoundError, ConversationStore, Message
 from api.server.errors import ApiError
 from api.server.wire.errors import errors
@@ -22,6 +26,7 @@ def get_store(request: Request) -> ConversationStore:
 
 
 StoreDep = Annotated[ConversationStore, Depends(get_store)]
+TenantDep = Annotated[str, Depends(owner_of)]
 
 
 class NewConversation(BaseModel):
@@ -43,37 +48,46 @@ class NewMessages(BaseModel):
 
 
 @router.get("/conversations", response_model=list[ConversationSummary], responses=errors())
-async def list_conversations(store: StoreDep) -> list[ConversationSummary]:
-    """Every conversation (id, title, updated_at), the most recent first."""
-    return [ConversationSummary.of(c) for c in await asyncio.to_thread(store.all)]
+async def list_conversations(store: StoreDep, tenant: TenantDep) -> list[ConversationSummary]:
+    """Every conversation of the key's tenant (id, title, updated_at), the most recent first."""
+    listed = await asyncio.to_thread(store.all, tenant=tenant)
+    return [ConversationSummary.of(c) for c in listed]
 
 
 @router.post("/conversations", status_code=201, responses=errors(422))
-async def create_conversation(body: NewConversation, store: StoreDep) -> ConversationOut:
+async def create_conversation(
+    body: NewConversation, store: StoreDep, tenant: TenantDep
+) -> ConversationOut:
     """Start an empty conversation."""
-    return ConversationOut.of(await asyncio.to_thread(store.create, title=body.title))
+    created = await asyncio.to_thread(store.create, tenant=tenant, title=body.title)
+    return ConversationOut.of(created)
 
 
 @router.get("/conversations/{conversation_id}", responses=errors(404, 422))
-async def get_conversation(conversation_id: int, store: StoreDep) -> ConversationOut:
+async def get_conversation(
+    conversation_id: int, store: StoreDep, tenant: TenantDep
+) -> ConversationOut:
     """One conversation with its messages, oldest first."""
-    return ConversationOut.of(await _found(asyncio.to_thread(store.get, conversation_id)))
+    found = await _found(asyncio.to_thread(store.get, conversation_id, tenant=tenant))
+    return ConversationOut.of(found)
 
 
 @router.post("/conversations/{conversation_id}/messages", responses=errors(404, 422))
 async def append_messages(
-    conversation_id: int, body: NewMessages, store: StoreDep
+    conversation_id: int, body: NewMessages, store: StoreDep, tenant: TenantDep
 ) -> ConversationOut:
     """Append turns (a question and its answer); the first question titles the chat."""
     messages = [Message(m.role, m.content, m.details) for m in body.messages]
-    appended = await _found(asyncio.to_thread(store.append, conversation_id, messages))
+    appended = await _found(
+        asyncio.to_thread(store.append, conversation_id, messages, tenant=tenant)
+    )
     return ConversationOut.of(appended)
 
 
 @router.delete("/conversations/{conversation_id}", responses=errors(404, 422))
-async def delete_conversation(conversation_id: int, store: StoreDep) -> Deleted:
+async def delete_conversation(conversation_id: int, store: StoreDep, tenant: TenantDep) -> Deleted:
     """Remove a conversation and its messages."""
-    await _found(asyncio.to_thread(store.delete, conversation_id))
+    await _found(asyncio.to_thread(store.delete, conversation_id, tenant=tenant))
     return Deleted(deleted=conversation_id)
 
 
