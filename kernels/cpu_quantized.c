@@ -36,7 +36,7 @@
 #define QUAD 4          /* tiles per parallel work item */
 #define PREFETCH 256    /* bytes ahead */
 #define FLUSH 4         /* int4 without VNNI: steps summed in int16, 4 * 4 * 15 * 127 < 2^15 */
-#define MAX_GROUP 4096  /* int4: the largest group the tiling code takes */
+#define MAX_GROUP 4096  /* int4: the largest group taken; its sums reach 4096 * 15 * 127 << 2^31 */
 #define INT8_GROUP 128  /* int8: x's groups; 128 * 127 * 32767 < 2^31 */
 
 int linear_quantized_supported(void) { return 1; }

@@ -22,7 +22,7 @@ logger = logging.getLogger(__name__)
 
 TILE = 8  # output channels per tile (TILE in cpu_quantized.c)
 STEP = 8  # input columns per step (CHUNK in cpu_quantized.c)
-MAX_GROUP = 4096  # int4 groups larger than this could overflow the kernel's int32 sums
+MAX_GROUP = 4096  # int4: the largest group taken (4-bit formats use 32-256; sums stay < 2^31)
 INT8_GROUP = 128  # int8 weights: the input columns that share one scale of x's int16 copy
 
 

@@ -97,7 +97,7 @@ def test_zero_rows_and_shapes_the_layout_cannot_hold() -> None:
     assert run("int4", torch.empty(0, 64), packed).shape == (0, 16)
     assert run("int4", torch.zeros(2, 64), packed).abs().max() == 0  # an all-zero group
     assert not cpu_quantized.fits("int4", 12, 64, 32)  # channels not a multiple of 8
-    assert not cpu_quantized.fits("int4", 16, 8192, 8192)  # a group past int32's reach
+    assert not cpu_quantized.fits("int4", 16, 8192, 8192)  # a group above MAX_GROUP
     assert not cpu_quantized.fits("int8", 16, 200, 0)  # columns not a multiple of 128
     with pytest.raises(ValueError, match="cannot hold"):
         cpu_quantized.tile_int8(torch.zeros(16, 200, dtype=torch.int8))
