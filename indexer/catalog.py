@@ -2,6 +2,8 @@
 
 Documents, collections, and the rows of the chunks a search found, typed (`ChunkRow`).
 The only write here is creating a collection on first use, which takes a `Writer`.
+Every collection belongs to a tenant, and every lookup by name or id names one: another
+tenant's document or collection is as missing as one never made.
 """
 
 from collections.abc import Sequence
@@ -10,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from common.ids import storable
@@ -46,64 +48,89 @@ class Catalog:
 
     # -- documents ------------------------------------------------------------------------
 
-    def documents(self, collection: str | None = None) -> list[DocumentInfo]:
-        """Every document, or those of one collection (IndexerError if it does not exist)."""
-        query = select(Document, Collection.name).join(Collection).order_by(Document.id)
+    def documents(self, collection: str | None, *, tenant: str) -> list[DocumentInfo]:
+        """The tenant's documents, or those of one of its collections (IndexerError if it
+        has none of that name)."""
+        query = (
+            select(Document, Collection.name)
+            .join(Collection)
+            .where(Collection.tenant == tenant)
+            .order_by(Document.id)
+        )
         if collection is not None:
-            query = query.where(Document.collection_id == self.collection_id(collection))
+            query = query.where(Document.collection_id == self.collection_id(collection, tenant))
         with self.database.session() as session:
             return [_info(document, name) for document, name in session.execute(query)]
 
-    def document(self, document_id: int) -> DocumentInfo:
+    def document(self, document_id: int, *, tenant: str) -> DocumentInfo:
         check_storable(document_id)
         with self.database.session() as session:
             row = session.execute(
-                select(Document, Collection.name).join(Collection).where(Document.id == document_id)
+                select(Document, Collection.name)
+                .join(Collection)
+                .where(Document.id == document_id, Collection.tenant == tenant)
             ).first()
             if row is None:
                 raise DocumentNotFoundError(f"no document with id {document_id}")
             return _info(*row)
 
-    def document_text(self, document_id: int) -> DocumentText:
+    def document_text(self, document_id: int, *, tenant: str) -> DocumentText:
         """The text the document's chunks were cut from, with where each page lies in it."""
         with self.database.session() as session:
-            parsed = parsed_from_store(_get_document(session, document_id))
+            parsed = parsed_from_store(owned_document(session, document_id, tenant))
         return DocumentText(parsed.text, tuple((p.start, p.end) for p in parsed.pages))
 
-    def original_file(self, document_id: int) -> Path | None:
+    def original_file(self, document_id: int, *, tenant: str) -> Path | None:
         """Where the uploaded file is kept (None for documents given as text)."""
         with self.database.session() as session:
-            stored = _get_document(session, document_id).stored_file
+            stored = owned_document(session, document_id, tenant).stored_file
         return None if stored is None else self.files_dir / stored
+
+    def document_count(self) -> int:
+        """Documents in the whole library, every tenant's."""
+        with self.database.session() as session:
+            return session.scalar(select(func.count()).select_from(Document)) or 0
 
     # -- collections ----------------------------------------------------------------------
 
-    def collections(self) -> list[str]:
+    def collections(self, *, tenant: str) -> list[str]:
+        """The names of the tenant's collections, oldest first."""
         with self.database.session() as session:
-            return list(session.scalars(select(Collection.name).order_by(Collection.id)))
+            return list(
+                session.scalars(
+                    select(Collection.name)
+                    .where(Collection.tenant == tenant)
+                    .order_by(Collection.id)
+                )
+            )
 
-    def collection_ids(self) -> list[int]:
+    def collection_ids(self, *, tenant: str | None = None) -> list[int]:
+        """The tenant's collections (None: every tenant's, for whole-library work)."""
+        query = select(Collection.id).order_by(Collection.id)
+        if tenant is not None:
+            query = query.where(Collection.tenant == tenant)
         with self.database.session() as session:
-            return list(session.scalars(select(Collection.id).order_by(Collection.id)))
+            return list(session.scalars(query))
 
-    def collection_id(self, name: str | None) -> int:
-        """The collection's id (None: the default one); IndexerError if there is none."""
+    def collection_id(self, name: str | None, tenant: str) -> int:
+        """The tenant's collection of that name (None: its default one); IndexerError if
+        it has none, naming the collections it has."""
         name = _collection_name(name)
         with self.database.session() as session:
-            found = session.scalar(select(Collection.id).where(Collection.name == name))
-            if found is None:
-                known = ", ".join(session.scalars(select(Collection.name))) or "none yet"
-                raise IndexerError(f"no collection named {name!r} (collections: {known})")
-            return found
+            found = session.scalar(_named(name, tenant))
+        if found is None:
+            known = ", ".join(self.collections(tenant=tenant)) or "none yet"
+            raise IndexerError(f"no collection named {name!r} (collections: {known})")
+        return found
 
-    def ensure_collection(self, writer: Writer, name: str | None) -> int:
-        """The collection's id, created on first use."""
+    def ensure_collection(self, writer: Writer, name: str | None, tenant: str) -> int:
+        """The tenant's collection of that name, created on first use."""
         name = _collection_name(name)
         with self.database.session() as session:
-            found = session.scalar(select(Collection.id).where(Collection.name == name))
+            found = session.scalar(_named(name, tenant))
             if found is not None:
                 return found
-            collection = Collection(name=name, generation=0)
+            collection = Collection(tenant=_tenant_name(tenant), name=name, generation=0)
             session.add(collection)
             session.flush()
             return collection.id
@@ -198,19 +225,30 @@ def check_storable(document_id: int) -> None:
         raise DocumentNotFoundError(f"no document with id {document_id}")
 
 
+def owned_document(session: Session, document_id: int, tenant: str) -> Document:
+    """The document, if it is in one of the tenant's collections (else not found)."""
+    check_storable(document_id)
+    document = session.get(Document, document_id)
+    if document is None or document.collection.tenant != tenant:
+        raise DocumentNotFoundError(f"no document with id {document_id}")
+    return document
+
+
+def _named(name: str, tenant: str) -> Select[int]:
+    return select(Collection.id).where(Collection.tenant == tenant, Collection.name == name)
+
+
+def _tenant_name(tenant: str) -> str:
+    if not tenant or len(tenant) > 100:
+        raise IndexerError("a tenant name must have 1 to 100 characters")
+    return tenant
+
+
 def _collection_name(name: str | None) -> str:
     name = DEFAULT_COLLECTION if name is None else name.strip()
     if not name or len(name) > 200:
         raise IndexerError("a collection name must have 1 to 200 characters")
     return name
-
-
-def _get_document(session: Session, document_id: int) -> Document:
-    check_storable(document_id)
-    document = session.get(Document, document_id)
-    if document is None:
-        raise DocumentNotFoundError(f"no document with id {document_id}")
-    return document
 
 
 def _info(document: Document, collection: str) -> DocumentInfo:

@@ -2,21 +2,19 @@
 
 from sqlalchemy import delete, func, select
 
-from indexer.catalog import Catalog, bump_generation, check_storable
-from indexer.errors import DocumentNotFoundError
+from indexer.catalog import Catalog, bump_generation, owned_document
 from indexer.store import Chunk, Document
 from indexer.sync import LiveIndexes
 from indexer.writer import Writer
 
 
-def delete_document(writer: Writer, catalog: Catalog, live: LiveIndexes, document_id: int) -> None:
+def delete_document(
+    writer: Writer, catalog: Catalog, live: LiveIndexes, document_id: int, tenant: str
+) -> None:
     """One transaction for the rows; the live indexes follow it; the stored file goes last,
     unless another document (the same file in another collection) still uses it."""
-    check_storable(document_id)
     with catalog.database.session() as session:
-        document = session.get(Document, document_id)
-        if document is None:
-            raise DocumentNotFoundError(f"no document with id {document_id}")
+        document = owned_document(session, document_id, tenant)
         collection_id, stored = document.collection_id, document.stored_file
         chunk_ids = list(session.scalars(select(Chunk.id).where(Chunk.document_id == document_id)))
         indexes = live.get(collection_id, reconcile=False)

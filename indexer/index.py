@@ -4,6 +4,9 @@ keeps FAISS and BM25 in line with the database, `Catalog` (catalog.py) reads it,
 `WriterLock` (writer.py) hands out the one `Writer` that every write takes. Opening an
 index never waits for another process's writer: a reader skips crash recovery (the
 writer did it when it took the lock) and sees only what the database says is ready.
+
+Each collection belongs to a tenant (the server's API keys name them): every call that
+reads or changes documents works within one, `DEFAULT_TENANT` unless it says otherwise.
 """
 
 from collections.abc import Iterable, Sequence
@@ -28,7 +31,7 @@ from indexer.records import (
 )
 from indexer.search import Searcher
 from indexer.sources import expand
-from indexer.store import Database
+from indexer.store import DEFAULT_TENANT, Database
 from indexer.sync import LiveIndexes
 from indexer.text_input import checked_texts
 from indexer.vector_index import VectorIndexConfig
@@ -107,9 +110,10 @@ class Index:
         collection: str | None = None,
         *,
         progress: Progress | None = None,
+        tenant: str = DEFAULT_TENANT,
     ) -> list[int]:
         """Ingest files and directories (recursively); the ids of the documents now ready."""
-        return self.ingest_files(paths, collection, progress=progress).document_ids
+        return self.ingest_files(paths, collection, progress=progress, tenant=tenant).document_ids
 
     def ingest_files(
         self,
@@ -117,13 +121,14 @@ class Index:
         collection: str | None = None,
         *,
         progress: Progress | None = None,
+        tenant: str = DEFAULT_TENANT,
     ) -> IngestReport:
         """Like `ingest`, with the whole story: duplicates, failures and their reasons."""
         sources = expand([paths] if isinstance(paths, str | Path) else paths)
         report = IngestReport(skipped_unsupported=[str(p) for p in sources.unsupported])
         report.failures.extend(IngestFailure(str(p), message) for p, message in sources.problems)
         with self.writer_lock.writing() as writer:
-            collection_id = self._writable_collection(writer, collection)
+            collection_id = self._writable_collection(writer, collection, tenant)
             self.ingestor.files(writer, sources, collection_id, report, progress)
         return report
 
@@ -133,17 +138,18 @@ class Index:
         collection: str | None = None,
         *,
         progress: Progress | None = None,
+        tenant: str = DEFAULT_TENANT,
     ) -> list[int]:
         """Ingest `{"text", "title"?, "metadata"?}` dicts; their document ids, in order."""
         items = checked_texts(documents)
         with self.writer_lock.writing() as writer:
-            collection_id = self._writable_collection(writer, collection)
+            collection_id = self._writable_collection(writer, collection, tenant)
             return self.ingestor.texts(writer, items, collection_id, progress)
 
-    def delete(self, document_id: int) -> None:
+    def delete(self, document_id: int, *, tenant: str = DEFAULT_TENANT) -> None:
         """Remove a document, its chunks (database and every index) and its stored file."""
         with self.writer_lock.writing() as writer:
-            delete_document(writer, self.catalog, self.live, document_id)
+            delete_document(writer, self.catalog, self.live, document_id, tenant)
 
     def reindex(self, *, progress: Progress | None = None) -> None:
         """Rebuild every index from the database, with this index's embedder.
@@ -160,11 +166,11 @@ class Index:
             self.live.save_dirty(writer)
             self.settings.record()
 
-    def _writable_collection(self, writer: Writer, name: str | None) -> int:
+    def _writable_collection(self, writer: Writer, name: str | None, tenant: str) -> int:
         """Checks before a write, then the collection's id (created on first use)."""
         self.settings.check_embedder()
         self.settings.check_chunking(rechunking=False)
-        return self.catalog.ensure_collection(writer, name)
+        return self.catalog.ensure_collection(writer, name, tenant)
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -176,25 +182,34 @@ class Index:
         collection: str | None = None,
         *,
         document_ids: Sequence[int] | None = None,
+        tenant: str = DEFAULT_TENANT,
     ) -> list[SearchHit]:
-        """The k best chunks, best first. Each hit says whether it is `relevant`."""
+        """The k best chunks of the tenant's collections (or the one named), best first.
+        Each hit says whether it is `relevant`."""
         threshold = self.relevance_threshold
-        return self.searcher.search(query, k, mode, collection, document_ids, threshold)
+        return self.searcher.search(query, k, mode, collection, document_ids, threshold, tenant)
 
-    def documents(self, collection: str | None = None) -> list[DocumentInfo]:
-        """Every document, or those of one collection (IndexerError if it does not exist)."""
-        return self.catalog.documents(collection)
+    def documents(
+        self, collection: str | None = None, *, tenant: str = DEFAULT_TENANT
+    ) -> list[DocumentInfo]:
+        """The tenant's documents, or those of one of its collections (IndexerError if it
+        does not exist)."""
+        return self.catalog.documents(collection, tenant=tenant)
 
-    def document(self, document_id: int) -> DocumentInfo:
-        return self.catalog.document(document_id)
+    def document(self, document_id: int, *, tenant: str = DEFAULT_TENANT) -> DocumentInfo:
+        return self.catalog.document(document_id, tenant=tenant)
 
-    def collections(self) -> list[str]:
-        return self.catalog.collections()
+    def document_count(self) -> int:
+        """Documents in the whole library, every tenant's."""
+        return self.catalog.document_count()
 
-    def document_text(self, document_id: int) -> DocumentText:
+    def collections(self, *, tenant: str = DEFAULT_TENANT) -> list[str]:
+        return self.catalog.collections(tenant=tenant)
+
+    def document_text(self, document_id: int, *, tenant: str = DEFAULT_TENANT) -> DocumentText:
         """The text the document's chunks were cut from, with where each page lies in it."""
-        return self.catalog.document_text(document_id)
+        return self.catalog.document_text(document_id, tenant=tenant)
 
-    def original_file(self, document_id: int) -> Path | None:
+    def original_file(self, document_id: int, *, tenant: str = DEFAULT_TENANT) -> Path | None:
         """Where the uploaded file is kept (None for documents given as text)."""
-        return self.catalog.original_file(document_id)
+        return self.catalog.original_file(document_id, tenant=tenant)

@@ -41,15 +41,17 @@ class Searcher:
         collection: str | None,
         document_ids: Sequence[int] | None,
         threshold: float,
+        tenant: str,
     ) -> list[SearchHit]:
-        """The k best chunks, best first; `relevant` when the cosine reaches `threshold`."""
+        """The k best chunks of the tenant's collections (or one of them), best first;
+        `relevant` when the cosine reaches `threshold`."""
         _check_query(query, k, mode)
         if mode != "bm25":
             self.settings.check_embedder()
         scope = (
-            self.catalog.collection_ids()
+            self.catalog.collection_ids(tenant=tenant)
             if collection is None
-            else [self.catalog.collection_id(collection)]
+            else [self.catalog.collection_id(collection, tenant)]
         )
         allowed = self.catalog.chunk_ids_of(document_ids) if document_ids is not None else None
         # NOTE: BM25 mode embeds the query too, for the relevance check alone: BM25 scores

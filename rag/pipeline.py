@@ -21,6 +21,7 @@ from indexer.paths import default_data_dir
 from indexer.records import DocumentInfo, IngestReport, SearchHit
 from indexer.rerank import NoReranker, Reranker
 from indexer.search import SEARCH_MODES
+from indexer.store import DEFAULT_TENANT
 from rag import sync_bridge
 from rag.answer import Answer, AnswerEvent, CitationsEvent, DoneEvent, TokenEvent
 from rag.answer_tracker import AnswerTracker, Plan, last_answer, ms_since, not_found_answer
@@ -132,18 +133,28 @@ class RAG:
 
     # -- documents ----------------------------------------------------------------------
 
+    # Each takes `tenant=` (whose library: `DEFAULT_TENANT` unless named), as `Index` does.
+
     def ingest(self, paths: Any, collection: str | None = None, **kwargs: Any) -> IngestReport:
         """Ingest files and folders; the report lists new documents, duplicates and failures."""
         return self.index.ingest_files(paths, collection, **kwargs)
 
-    def ingest_texts(self, documents: Sequence[dict[str, Any]], collection: str | None = None):
-        return self.index.ingest_texts(documents, collection)
+    def ingest_texts(
+        self,
+        documents: Sequence[dict[str, Any]],
+        collection: str | None = None,
+        *,
+        tenant: str = DEFAULT_TENANT,
+    ) -> list[int]:
+        return self.index.ingest_texts(documents, collection, tenant=tenant)
 
-    def documents(self, collection: str | None = None) -> list[DocumentInfo]:
-        return self.index.documents(collection)
+    def documents(
+        self, collection: str | None = None, *, tenant: str = DEFAULT_TENANT
+    ) -> list[DocumentInfo]:
+        return self.index.documents(collection, tenant=tenant)
 
-    def delete(self, document_id: int) -> None:
-        self.index.delete(document_id)
+    def delete(self, document_id: int, *, tenant: str = DEFAULT_TENANT) -> None:
+        self.index.delete(document_id, tenant=tenant)
 
     # -- questions ----------------------------------------------------------------------
 
@@ -200,8 +211,10 @@ class RAG:
         top_k: int | None = None,
         document_ids: Sequence[int] | None = None,
         draft: str = "",
+        tenant: str = DEFAULT_TENANT,
     ) -> list[SearchHit]:
-        """The relevant passages for a question, most relevant first (at most top_k).
+        """The relevant passages for a question, most relevant first (at most top_k), from
+        the tenant's collections.
 
         `draft`: the model's own answer to the question (`rag/draft.py`), searched for
         and scored beside it.
@@ -213,6 +226,7 @@ class RAG:
             mode=self.config.search_mode,
             collection=collection,
             document_ids=document_ids,
+            tenant=tenant,
         )
         judge = RelevanceJudge(self.index.embedder.name, self.index.relevance_threshold)
         relevant = judge.relevant(query, detect_language(query), hits, draft)

@@ -9,6 +9,7 @@ from typing import Any
 
 from common.ids import MAX_ROW_ID, storable
 from engine.sampling_params import SamplingParams
+from indexer.store import DEFAULT_TENANT
 from rag.errors import InvalidQuestionError
 from rag.rewrite import Turn, parse_history
 
@@ -37,11 +38,13 @@ class Question:
         return f"tenant:{self.tenant}/{self.collection or ''}"
 
     def retrieval(self) -> dict[str, Any]:
-        """The options `RAG.retrieve` takes."""
+        """The options `RAG.retrieve` takes: the tenant's collections are searched (those
+        of `DEFAULT_TENANT` when no tenant is named, as on a server without keys)."""
         return {
             "collection": self.collection,
             "top_k": self.top_k,
             "document_ids": self.document_ids,
+            "tenant": self.tenant or DEFAULT_TENANT,
         }
 
 

@@ -5,7 +5,13 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, Any
 
-from api.cli.options import add_pipeline_options, engine_config, library_options
+from api.cli.options import (
+    add_pipeline_options,
+    add_tenant_option,
+    engine_config,
+    library_options,
+    tenant_option,
+)
 from api.cli.repl import BYE, user_lines
 
 if TYPE_CHECKING:
@@ -18,11 +24,13 @@ def add_parsers(subparsers: Any) -> None:
     ask.add_argument("--collection", help="search only this collection")
     ask.add_argument("--top-k", type=int, default=None, help="passages given to the model")
     add_pipeline_options(ask)
+    add_tenant_option(ask)
     ask.set_defaults(handler=run_ask)
 
     chat = subparsers.add_parser("chat", help="a multi-turn conversation over the documents")
     chat.add_argument("--collection", help="search only this collection")
     add_pipeline_options(chat)
+    add_tenant_option(chat)
     chat.set_defaults(handler=run_chat)
 
 
@@ -61,7 +69,12 @@ def _answer(
     """Stream one answer to the terminal, then its numbered sources; returns the answer."""
     from rag import Answer, DoneEvent, TokenEvent
 
-    options = {"collection": args.collection, "history": history, "max_tokens": args.max_tokens}
+    options = {
+        "collection": args.collection,
+        "history": history,
+        "max_tokens": args.max_tokens,
+        "tenant": tenant_option(args),
+    }
     if getattr(args, "top_k", None):
         options["top_k"] = args.top_k
     streamed = False

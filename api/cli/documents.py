@@ -5,7 +5,12 @@ import sys
 from typing import Any
 
 from api.cli.models import format_table, human_size
-from api.cli.options import add_library_options, library_options
+from api.cli.options import (
+    add_library_options,
+    add_tenant_option,
+    library_options,
+    tenant_option,
+)
 
 
 def add_parsers(subparsers: Any) -> None:
@@ -16,17 +21,20 @@ def add_parsers(subparsers: Any) -> None:
     ingest.add_argument("--collection", help="collection to add to (default: 'default')")
     ingest.add_argument("--quiet", action="store_true", help="no progress bars")
     add_library_options(ingest)
+    add_tenant_option(ingest)
     _chunk_options(ingest)
     ingest.set_defaults(handler=run_ingest)
 
     documents = subparsers.add_parser("documents", help="list the indexed documents")
     documents.add_argument("--collection", help="only this collection")
     add_library_options(documents)
+    add_tenant_option(documents)
     documents.set_defaults(handler=run_documents)
 
     remove = subparsers.add_parser("delete", help="remove documents from the index")
     remove.add_argument("ids", nargs="+", type=int, metavar="ID")
     add_library_options(remove)
+    add_tenant_option(remove)
     remove.set_defaults(handler=run_delete)
 
     search = subparsers.add_parser("search", help="show the passages a question retrieves")
@@ -35,6 +43,7 @@ def add_parsers(subparsers: Any) -> None:
     search.add_argument("--mode", choices=("hybrid", "dense", "bm25"), default="hybrid")
     search.add_argument("--collection", help="only this collection")
     add_library_options(search)
+    add_tenant_option(search)
     search.set_defaults(handler=run_search)
 
     reindex = subparsers.add_parser(
@@ -93,7 +102,9 @@ def _chunking(args: argparse.Namespace) -> Any:
 
 def run_ingest(args: argparse.Namespace) -> int:
     with _open(args) as index, PhaseBars(enabled=not args.quiet) as bars:
-        report = index.ingest_files(args.paths, args.collection, progress=bars.update)
+        report = index.ingest_files(
+            args.paths, args.collection, progress=bars.update, tenant=tenant_option(args)
+        )
     print(
         f"{report.new_documents} new documents, {report.pages} pages, {report.chunks} chunks; "
         f"{report.duplicates} duplicates skipped; {len(report.failures)} failed"
@@ -107,7 +118,7 @@ def run_ingest(args: argparse.Namespace) -> int:
 
 def run_documents(args: argparse.Namespace) -> int:
     with _open(args) as index:
-        documents = index.documents(args.collection)
+        documents = index.documents(args.collection, tenant=tenant_option(args))
     if not documents:
         print("no documents yet; add some with: pagedrag ingest PATH")
         return 0
@@ -124,14 +135,20 @@ def run_documents(args: argparse.Namespace) -> int:
 def run_delete(args: argparse.Namespace) -> int:
     with _open(args) as index:
         for document_id in args.ids:
-            index.delete(document_id)
+            index.delete(document_id, tenant=tenant_option(args))
             print(f"deleted document {document_id}")
     return 0
 
 
 def run_search(args: argparse.Namespace) -> int:
     with _open(args) as index:
-        hits = index.search(args.query, k=args.k, mode=args.mode, collection=args.collection)
+        hits = index.search(
+            args.query,
+            k=args.k,
+            mode=args.mode,
+            collection=args.collection,
+            tenant=tenant_option(args),
+        )
     if not hits:
         print("nothing found")
     for rank, hit in enumerate(hits, 1):
@@ -146,7 +163,7 @@ def run_search(args: argparse.Namespace) -> int:
 def run_reindex(args: argparse.Namespace) -> int:
     with _open(args) as index, PhaseBars(enabled=not args.quiet) as bars:
         index.reindex(progress=bars.update)
-        print(f"re-indexed {len(index.documents())} documents with {index.embedder.name}")
+        print(f"re-indexed {index.document_count()} documents with {index.embedder.name}")
     return 0
 
 

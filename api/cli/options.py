@@ -99,6 +99,23 @@ def library_options(args: argparse.Namespace) -> LibraryOptions:
     )
 
 
+def add_tenant_option(parser: argparse.ArgumentParser) -> None:
+    """--tenant: whose collections a command works on, as an API key's tenant does on
+    the server."""
+    parser.add_argument(
+        "--tenant",
+        default=None,
+        help="work on this tenant's collections, as its API keys do on the server "
+        "(default: 'default', that of an open server and of --api-key)",
+    )
+
+
+def tenant_option(args: argparse.Namespace) -> str:
+    from indexer.store import DEFAULT_TENANT  # imported late: `--help` stays quick
+
+    return str(args.tenant or DEFAULT_TENANT)
+
+
 def add_pipeline_options(parser: argparse.ArgumentParser) -> None:
     """What every command that runs the RAG pipeline takes: model, library, weights, KV."""
     parser.add_argument("--model", help="library name, HF directory or .gguf (default model)")

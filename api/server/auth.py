@@ -22,12 +22,13 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.server.errors import error_body
+from indexer.store import DEFAULT_TENANT
 
 SESSION_COOKIE = "pagedrag_key"  # the web page's key, set by POST /auth/session
 OPEN_PATHS = ("/health", "/", "/favicon.ico", "/auth/session")
 OPEN_PREFIXES = ("/static/", "/vendor/")
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-OPEN_TENANT = "default"  # `--api-key`'s tenant, and the owner of what an open server stores
+OPEN_TENANT = DEFAULT_TENANT  # `--api-key`'s, an open server's and the command line's
 
 # Routes that change the library (beyond reading it) whatever their method's look.
 WRITE_PREFIXES = ("/ingest", "/documents", "/reindex")

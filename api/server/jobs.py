@@ -1,7 +1,8 @@
 """Ingestion jobs: uploads parsed, chunked and embedded on a worker thread, with progress.
 
 A job owns the folder its uploads were saved to and removes it when done (the index
-keeps its own copy of every original file). One worker runs jobs in order: the index
+keeps its own copy of every original file). A job is its tenant's: another tenant asking
+for it finds nothing. One worker runs jobs in order: the index
 takes one writer at a time anyway, and searches keep running meanwhile.
 """
 
@@ -53,6 +54,7 @@ class JobStatus(StrEnum):
 class IngestJob:
     id: str
     files: list[str]  # the uploaded file names, in order
+    tenant: str  # whose upload it is
     status: JobStatus = JobStatus.QUEUED
     phase: str | None = None  # "parse", "chunk" or "embed" while running
     done: int = 0  # progress within the phase
@@ -82,18 +84,24 @@ class IngestJobs:
         self._worker = threading.Thread(target=self._work, name="pagedrag-ingest", daemon=True)
         self._worker.start()
 
-    def submit(self, paths: list[Path], upload_dir: Path, ingest: IngestFn) -> IngestJob:
-        """Queue the files; `upload_dir` is removed once the job ends."""
+    def submit(
+        self, paths: list[Path], upload_dir: Path, ingest: IngestFn, tenant: str
+    ) -> IngestJob:
+        """Queue the tenant's files; `upload_dir` is removed once the job ends."""
         with self._lock:
-            job = IngestJob(id=f"ingest-{next(self._ids)}", files=[p.name for p in paths])
+            job = IngestJob(
+                id=f"ingest-{next(self._ids)}", files=[p.name for p in paths], tenant=tenant
+            )
             self._jobs[job.id] = job
             self._forget_old()
         self._queue.put((job, paths, upload_dir, ingest))
         return job
 
-    def get(self, job_id: str) -> IngestJob | None:
+    def get(self, job_id: str, tenant: str) -> IngestJob | None:
+        """The tenant's job of that id; None for another tenant's, as for one never made."""
         with self._lock:
-            return self._jobs.get(job_id)
+            job = self._jobs.get(job_id)
+        return job if job is not None and job.tenant == tenant else None
 
     def close(self) -> None:
         self._queue.put(None)

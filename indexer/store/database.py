@@ -10,6 +10,7 @@ from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from indexer.errors import IndexerError
+from indexer.store.migrations import upgrade
 from indexer.store.models import Base, Setting
 
 
@@ -23,6 +24,7 @@ class Database:
             event.listen(self.engine, "connect", _tune_sqlite)
         try:
             Base.metadata.create_all(self.engine)
+            upgrade(self.engine)
         except OperationalError as error:
             raise IndexerError(f"cannot open database {url!r}: {error.orig}") from None
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)

@@ -38,12 +38,24 @@ class DocumentStatus(StrEnum):
     FAILED = "failed"  # `error` says why; ingesting the same file again retries it
 
 
+# Who owns a collection made without one: the command line's, an open server's and
+# `--api-key`'s tenant, so turning keys on later keeps what was stored.
+DEFAULT_TENANT = "default"
+
+
 class Collection(Base):
+    """A named set of documents, owned by one tenant: names are unique within a tenant,
+    and no other tenant sees, searches or changes it."""
+
     __tablename__ = "collections"
-    __table_args__ = ({"sqlite_autoincrement": True},)
+    __table_args__ = (
+        UniqueConstraint("tenant", "name", name="uq_collection_tenant_name"),
+        {"sqlite_autoincrement": True},
+    )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
-    name: Mapped[str] = mapped_column(String(200), unique=True)
+    tenant: Mapped[str] = mapped_column(String(100), default=DEFAULT_TENANT)
+    name: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     # Bumped in every transaction that adds or removes chunks; an index saved at the same
     # generation is known to match the database without comparing ids.

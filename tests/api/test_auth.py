@@ -125,12 +125,16 @@ def test_serving_beyond_loopback_needs_a_key(tmp_path: Path) -> None:
     assert_one_line_error(result, "--api-key")
 
 
+TWO_TENANTS = AuthPolicy((key("alice-key", Role.WRITE, "alice"), key("bob-key", Role.WRITE, "bob")))
+OTHER_TWO = AuthPolicy((key("carol-key", Role.WRITE, "carol"), key("dave-key", Role.WRITE, "dave")))
+FERRY = "The night ferry to Bergen leaves pier 4 at nine and takes fourteen hours."
+
+
 @pytest.mark.parametrize("path", ["/v1/completions", "/ask"])
 def test_one_tenants_prompts_never_warm_anothers_cache(live_server, path: str) -> None:
     """A cache hit would confirm what another tenant asked, a block at a time."""
-    policy = AuthPolicy((key("alice-key", Role.READ, "alice"), key("bob-key", Role.READ, "bob")))
     if path == "/ask":
-        body = {"question": "How many tokens does a KV cache block hold?", "max_tokens": 2}
+        body = {"question": "When does the night ferry to Bergen leave?", "max_tokens": 2}
     else:  # a prompt no other test sends, long enough to fill blocks
         body = {"prompt": "Tenant salt probe. " * 20, "max_tokens": 1}
 
@@ -139,12 +143,53 @@ def test_one_tenants_prompts_never_warm_anothers_cache(live_server, path: str) -
         details = usage.get("prompt_tokens_details")
         return details["cached_tokens"] if details else usage["cached_tokens"]
 
-    with serve_in_thread(replace(live_server.settings, auth=policy), live_server.rag) as url:
+    with serve_in_thread(replace(live_server.settings, auth=TWO_TENANTS), live_server.rag) as url:
+        for secret in ("alice-key", "bob-key"):  # the same passage: the same prompt for both
+            document = {"title": "Ferries", "text": FERRY}
+            call(url, "POST", "/ingest", secret, json={"documents": [document]})
         first = cached(url, "alice-key")
         again = cached(url, "alice-key")
         other = cached(url, "bob-key")
     assert first == 0 and again > 0
     assert other == 0
+
+
+def test_a_tenant_sees_asks_over_and_changes_only_its_own_library(live_server) -> None:
+    """Another tenant's job, document, collection or passage is as missing as none."""
+    with serve_in_thread(replace(live_server.settings, auth=OTHER_TWO), live_server.rag) as url:
+        upload = {"files": ("ferry.txt", FERRY.encode()), "collection": (None, "travel")}
+        job = call(url, "POST", "/ingest?background=true", "carol-key", files=upload).json()
+        done = call(url, "GET", f"/ingest/{job['job_id']}/events", "carol-key").text
+        carols = call(url, "GET", "/documents", "carol-key").json()
+        (ferry,) = [d["id"] for d in carols]
+        question = {"question": "When does the night ferry to Bergen leave?", "max_tokens": 4}
+        probes = [f"/ingest/{job['job_id']}", f"/ingest/{job['job_id']}/events"] + [
+            f"/documents/{ferry}{tail}" for tail in ("", "/text", "/file", "/suggestions")
+        ]
+        dave = {
+            "probes": [call(url, "GET", path, "dave-key").status_code for path in probes],
+            "documents": call(url, "GET", "/documents", "dave-key").json(),
+            "collections": call(url, "GET", "/collections", "dave-key").json(),
+            "ask": call(url, "POST", "/ask", "dave-key", json=question).json()["citations"],
+            "by_id": call(
+                url, "POST", "/ask", "dave-key", json={**question, "document_ids": [ferry]}
+            ).json()["citations"],
+            "by_name": call(
+                url, "POST", "/ask", "dave-key", json={**question, "collection": "travel"}
+            ),
+            "delete": call(url, "DELETE", f"/documents/{ferry}", "dave-key").status_code,
+        }
+        carol_asks = call(url, "POST", "/ask", "carol-key", json=question).json()
+        carol_deletes = call(url, "DELETE", f"/documents/{ferry}", "carol-key").status_code
+    assert "event: done" in done and [d["collection"] for d in carols] == ["travel"]
+    assert dave["probes"] == [404] * len(probes)
+    # Not even the library an open server keeps (data/samples, the default tenant's).
+    assert (dave["documents"], dave["collections"], dave["ask"], dave["by_id"]) == ([], [], [], [])
+    assert dave["by_name"].status_code == 400
+    assert "no collection named 'travel' (collections: none yet)" in dave["by_name"].text
+    assert dave["delete"] == 404
+    assert [c["document_id"] for c in carol_asks["citations"]] == [ferry]
+    assert carol_deletes == 200
 
 
 def test_a_tenants_conversations_are_its_own(live_server) -> None:

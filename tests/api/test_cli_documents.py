@@ -45,6 +45,26 @@ def test_ingest_list_search_delete(tmp_path: Path) -> None:
     )
 
 
+def test_tenant_picks_whose_library_a_command_works_on(tmp_path: Path) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("The ferry to Bergen leaves at nine.")
+    data = ["--data-dir", str(tmp_path / "data")]
+    acme = [*data, "--tenant", "acme"]
+    assert pagedrag("ingest", str(notes), "--quiet", *acme).returncode == 0
+
+    assert "no documents yet" in pagedrag("documents", *data).stdout
+    assert "nothing found" in pagedrag("search", "ferry to Bergen", *data).stdout
+    rows = pagedrag("documents", *acme).stdout.splitlines()
+    (document_id,) = [row.split()[0] for row in rows if "notes.txt" in row]
+    assert "notes.txt" in pagedrag("search", "ferry to Bergen", *acme).stdout
+    assert_one_line_error(
+        pagedrag("delete", document_id, *data), f"no document with id {document_id}"
+    )
+    reindex = pagedrag("reindex", "--quiet", *data)
+    assert reindex.returncode == 0 and "re-indexed 1 documents" in reindex.stdout
+    assert pagedrag("delete", document_id, *acme).returncode == 0
+
+
 def test_bad_input_gives_one_line_errors(tmp_path: Path) -> None:
     data = ["--data-dir", str(tmp_path / "data")]
     assert_one_line_error(pagedrag("search", " ", *data), "the query is empty")

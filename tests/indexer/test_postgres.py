@@ -78,3 +78,30 @@ def test_a_bad_database_url_is_one_clear_error(tmp_path):
 
     with pytest.raises(IndexerError, match="cannot use database URL"):
         Index(tmp_path, database_url="nosuchdb://x")
+
+
+def test_a_library_made_before_tenants_is_migrated_on_postgresql(tmp_path, postgres_url):
+    from sqlalchemy import create_engine, text
+
+    server = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    with server.connect() as connection:
+        connection.execute(text("CREATE DATABASE before_tenants"))
+    server.dispose()
+    url = postgres_url.replace("/postgres?", "/before_tenants?")
+    with Index(tmp_path, database_url=url) as index:
+        ids = index.ingest_texts(FACTS[:2], "notes")
+    old = create_engine(url)
+    with old.begin() as connection:  # the collections table as it was before tenants
+        connection.execute(text("ALTER TABLE collections DROP COLUMN tenant"))
+        connection.execute(text("ALTER TABLE collections ADD CONSTRAINT old_name UNIQUE (name)"))
+    with Index(tmp_path, database_url=url) as index:
+        assert [d.id for d in index.documents("notes")] == ids
+        (acme,) = index.ingest_texts(FACTS[2:3], "notes", tenant="acme")
+        assert [d.id for d in index.documents("notes", tenant="acme")] == [acme]
+        assert index.search("capital of France", k=1, tenant="acme")[0].document_id == acme
+    with old.connect() as connection:
+        constraints = connection.execute(
+            text("SELECT conname FROM pg_constraint WHERE conrelid = 'collections'::regclass")
+        ).scalars()
+        assert "old_name" not in set(constraints)
+    old.dispose()

@@ -195,6 +195,7 @@ def test_every_request_of_a_tenants_follow_up_is_cached_in_its_namespace(
         {"role": "user", "content": "When is the Zorblat festival held?"},
         {"role": "assistant", "content": "Every April, in Lisbon."},
     ]
-    english.ask("And how does it end?", history=history, tenant="alice")
-    assert len(salts) >= 3  # the rewrite, the draft, the answer
+    english.ingest_texts([{"title": "Zorblat festival", "text": FESTIVAL}], tenant="alice")
+    answer = english.ask("And how does it end?", history=history, tenant="alice")
+    assert answer.citations and len(salts) >= 3  # the rewrite, the draft, the answer
     assert set(salts) == {"tenant:alice/"}

@@ -10,8 +10,8 @@ from typing import Annotated, Literal, TypeVar
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 
-from api.server.auth import owner_of
 from api.server.conversations import ConversationNotFoundError, ConversationStore, Message
+from api.server.deps import TenantDep
 from api.server.errors import ApiError
 from api.server.wire.errors import errors
 from api.server.wire.native import ConversationOut, ConversationSummary, Deleted
@@ -26,7 +26,6 @@ def get_store(request: Request) -> ConversationStore:
 
 
 StoreDep = Annotated[ConversationStore, Depends(get_store)]
-TenantDep = Annotated[str, Depends(owner_of)]
 
 
 class NewConversation(BaseModel):

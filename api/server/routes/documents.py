@@ -12,7 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from starlette.datastructures import UploadFile
 
-from api.server.deps import IndexDep, StateDep
+from api.server.deps import IndexDep, StateDep, TenantDep
 from api.server.errors import ApiError
 from api.server.jobs import UPLOADS, IngestFn, IngestJob
 from api.server.schemas import IngestTextsRequest, inline_schema
@@ -61,7 +61,11 @@ ACCEPTED: Responses = {202: {"model": IngestJobOut, "description": "A background
     responses=errors(413, 415, 422) | ACCEPTED,
 )
 async def ingest(
-    request: Request, state: StateDep, wait: bool = False, background: bool = False
+    request: Request,
+    state: StateDep,
+    tenant: TenantDep,
+    wait: bool = False,
+    background: bool = False,
 ) -> JSONResponse:
     """Add documents: a multipart upload of files (field `files`, optional `collection`), or
     JSON `{"documents": [{"title", "text", "metadata"}], "collection"}`.
@@ -70,14 +74,14 @@ async def ingest(
     (202) whose progress is at `GET /ingest/{job_id}` (or its `/events` stream), unless
     `?wait=true`; `?background=true` makes a job of any upload, so a client can show
     every file's progress. Each file's failure is reported in the job without failing
-    the others.
+    the others. The collection is the key's tenant's, made on first use.
     """
     _check_length(request, state.settings.max_upload_bytes)
     if wait and background:
         raise ApiError(400, "wait=true and background=true contradict each other")
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("application/json"):
-        return await _ingest_texts(request, state)
+        return await _ingest_texts(request, state, tenant)
     if not content_type.startswith("multipart/form-data"):
         raise ApiError(415, "send files as multipart/form-data or documents as JSON")
     upload_dir = state.settings.data_dir / UPLOADS / uuid.uuid4().hex
@@ -86,7 +90,7 @@ async def ingest(
     except BaseException:  # too large, refused, or the client went away mid-upload
         shutil.rmtree(upload_dir, ignore_errors=True)
         raise
-    job = state.jobs.submit(paths, upload_dir, _ingest_fn(state, collection))
+    job = state.jobs.submit(paths, upload_dir, _ingest_fn(state, collection, tenant), tenant)
     if background or (not wait and size > state.settings.background_ingest_bytes):
         return _json(IngestJobOut.of(job), status=202)
     await asyncio.to_thread(job.finished.wait)
@@ -99,10 +103,10 @@ async def ingest(
     responses=errors(404) | {200: {"content": {"text/event-stream": {}}}},
 )
 async def ingest_progress(
-    job_id: str, request: Request, state: StateDep
+    job_id: str, request: Request, state: StateDep, tenant: TenantDep
 ) -> IngestJobOut | StreamingResponse:
     """An ingestion job's state and report; with `Accept: text/event-stream`, a progress stream."""
-    job = _job(state, job_id)
+    job = _job(state, job_id, tenant)
     if "text/event-stream" in request.headers.get("accept", ""):
         return _progress_stream(job)
     return IngestJobOut.of(job)
@@ -113,22 +117,24 @@ async def ingest_progress(
     response_class=StreamingResponse,
     responses=errors(404) | {200: {"content": {"text/event-stream": {}}}},
 )
-async def ingest_events(job_id: str, state: StateDep) -> StreamingResponse:
+async def ingest_events(job_id: str, state: StateDep, tenant: TenantDep) -> StreamingResponse:
     """Server-sent `progress` events until the job ends with a `done` event."""
-    return _progress_stream(_job(state, job_id))
+    return _progress_stream(_job(state, job_id, tenant))
 
 
 @router.get("/documents", responses=errors())
-async def list_documents(index: IndexDep, collection: str | None = None) -> list[DocumentOut]:
-    """Every document (or one collection's): title, pages, chunks, status, error."""
-    documents = await asyncio.to_thread(index.documents, collection)
+async def list_documents(
+    index: IndexDep, tenant: TenantDep, collection: str | None = None
+) -> list[DocumentOut]:
+    """The tenant's documents (or one collection's): title, pages, chunks, status, error."""
+    documents = await asyncio.to_thread(index.documents, collection, tenant=tenant)
     return [DocumentOut.of(d) for d in documents]
 
 
 @router.get("/documents/{document_id}", responses=errors(404, 422))
-async def get_document(document_id: int, index: IndexDep) -> DocumentOut:
+async def get_document(document_id: int, index: IndexDep, tenant: TenantDep) -> DocumentOut:
     """One document's description."""
-    return DocumentOut.of(await asyncio.to_thread(index.document, document_id))
+    return DocumentOut.of(await asyncio.to_thread(index.document, document_id, tenant=tenant))
 
 
 @router.get(
@@ -136,34 +142,36 @@ async def get_document(document_id: int, index: IndexDep) -> DocumentOut:
     response_class=FileResponse,
     responses=errors(404, 422) | {200: {"content": {"application/octet-stream": {}}}},
 )
-async def get_document_file(document_id: int, index: IndexDep) -> FileResponse:
+async def get_document_file(document_id: int, index: IndexDep, tenant: TenantDep) -> FileResponse:
     """The original uploaded file, as it was uploaded."""
-    info = await asyncio.to_thread(index.document, document_id)
-    path = await asyncio.to_thread(index.original_file, document_id)
+    info = await asyncio.to_thread(index.document, document_id, tenant=tenant)
+    path = await asyncio.to_thread(index.original_file, document_id, tenant=tenant)
     if path is None or not path.is_file():
         raise ApiError(404, f"document {document_id} was given as text and has no file")
     return FileResponse(path, media_type=info.mime_type, filename=info.source_name)
 
 
 @router.get("/documents/{document_id}/text", responses=errors(404, 422))
-async def get_document_text(document_id: int, index: IndexDep) -> DocumentTextOut:
+async def get_document_text(
+    document_id: int, index: IndexDep, tenant: TenantDep
+) -> DocumentTextOut:
     """The text extracted from the document (any format), with each page's character range."""
-    extracted = await asyncio.to_thread(index.document_text, document_id)
+    extracted = await asyncio.to_thread(index.document_text, document_id, tenant=tenant)
     return DocumentTextOut.of(document_id, extracted)
 
 
 @router.delete("/documents/{document_id}", responses=errors(404, 422))
-async def delete_document(document_id: int, index: IndexDep) -> Deleted:
+async def delete_document(document_id: int, index: IndexDep, tenant: TenantDep) -> Deleted:
     """Remove a document from the database, every index and the file store."""
-    await asyncio.to_thread(index.delete, document_id)
+    await asyncio.to_thread(index.delete, document_id, tenant=tenant)
     return Deleted(deleted=document_id)
 
 
 @router.get("/collections", responses=errors())
-async def list_collections(index: IndexDep) -> list[CollectionOut]:
-    """Collections with their document counts."""
-    documents = await asyncio.to_thread(index.documents)
-    names = await asyncio.to_thread(index.collections)
+async def list_collections(index: IndexDep, tenant: TenantDep) -> list[CollectionOut]:
+    """The tenant's collections with their document counts."""
+    documents = await asyncio.to_thread(index.documents, tenant=tenant)
+    names = await asyncio.to_thread(index.collections, tenant=tenant)
     return [
         CollectionOut(name=name, documents=sum(1 for d in documents if d.collection == name))
         for name in names
@@ -179,7 +187,7 @@ def _check_length(request: Request, limit: int) -> None:
         raise ApiError(413, f"the upload is larger than the server's limit of {limit} bytes")
 
 
-async def _ingest_texts(request: Request, state: StateDep) -> JSONResponse:
+async def _ingest_texts(request: Request, state: StateDep, tenant: str) -> JSONResponse:
     try:
         body = IngestTextsRequest.model_validate(json.loads(await request.body()))
     except json.JSONDecodeError:
@@ -187,7 +195,9 @@ async def _ingest_texts(request: Request, state: StateDep) -> JSONResponse:
     except ValueError as error:
         raise ApiError(422, str(error)) from None
     documents = [d.model_dump() for d in body.documents]
-    ids = await asyncio.to_thread(state.index.ingest_texts, documents, body.collection)
+    ids = await asyncio.to_thread(
+        state.index.ingest_texts, documents, body.collection, tenant=tenant
+    )
     state.metrics.ingested_documents.labels("text").inc(len(ids))
     return _json(IngestJobOut(job_id=None, status="done", document_ids=ids))
 
@@ -231,15 +241,15 @@ def _safe_name(filename: str | None, position: int, taken: list[Path]) -> str:
     return name
 
 
-def _ingest_fn(state: AppState, collection: str | None) -> IngestFn:
+def _ingest_fn(state: AppState, collection: str | None, tenant: str) -> IngestFn:
     def run(paths: list[Path], progress: Progress) -> IngestReport:
-        return state.index.ingest_files(paths, collection, progress=progress)
+        return state.index.ingest_files(paths, collection, progress=progress, tenant=tenant)
 
     return run
 
 
-def _job(state: AppState, job_id: str) -> IngestJob:
-    job = state.jobs.get(job_id)
+def _job(state: AppState, job_id: str, tenant: str) -> IngestJob:
+    job = state.jobs.get(job_id, tenant)
     if job is None:
         raise ApiError(404, f"no ingestion job {job_id!r}")
     return job

@@ -12,7 +12,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
-from api.server.deps import IndexDep
+from api.server.deps import IndexDep, TenantDep
 from api.server.suggestions import starter_questions
 from api.server.wire.errors import errors
 from api.server.wire.native import Suggestions
@@ -31,12 +31,12 @@ async def home() -> FileResponse:
 
 
 @router.get("/documents/{document_id}/suggestions", responses=errors(404, 422))
-async def suggestions(document_id: int, index: IndexDep) -> Suggestions:
+async def suggestions(document_id: int, index: IndexDep, tenant: TenantDep) -> Suggestions:
     """Starter questions for one document, drawn from its title and first passages."""
-    info = await asyncio.to_thread(index.document, document_id)
+    info = await asyncio.to_thread(index.document, document_id, tenant=tenant)
     hits = await asyncio.to_thread(
         index.search, info.title, OPENING_PASSAGES * 4, "hybrid",
-        document_ids=[document_id],
+        document_ids=[document_id], tenant=tenant,
     )  # fmt: skip
     opening = sorted(hits, key=lambda hit: hit.char_start)[:OPENING_PASSAGES]
     return Suggestions(questions=starter_questions(info.title, [hit.text for hit in opening]))

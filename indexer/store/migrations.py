@@ -1,0 +1,103 @@
+"""Bring a database made by an older PagedRAG up to the current tables, in place.
+
+`create_all` adds missing tables but never changes an existing one; each step here
+changes one table, checks first whether it is needed (so every open may call it, from
+several processes at once), and runs in one transaction.
+"""
+
+from sqlalchemy import Connection, Engine, MetaData, Table, inspect, text
+from sqlalchemy.schema import CreateTable
+
+from indexer.store.models import DEFAULT_TENANT, Collection
+
+
+def upgrade(engine: Engine) -> None:
+    """Every step a database may still need."""
+    _add_collection_tenants(engine)
+
+
+def _add_collection_tenants(engine: Engine) -> None:
+    """Collections gained an owner: their names became unique per tenant, and a
+    collection made before is `DEFAULT_TENANT`'s (whose it was on an open server)."""
+    if _has_tenant(engine):
+        return
+    if engine.dialect.name == "sqlite":
+        _rebuild_sqlite_collections(engine)
+    else:
+        _alter_collections(engine)
+
+
+def _has_tenant(bind: Engine | Connection) -> bool:
+    return "tenant" in {column["name"] for column in inspect(bind).get_columns("collections")}
+
+
+def _rebuild_sqlite_collections(engine: Engine) -> None:
+    """SQLite cannot drop a UNIQUE constraint: the table is made again and copied, as
+    SQLite's manual says to (foreign keys off, so the documents keep pointing at it)."""
+    table: Table = Collection.__table__  # type: ignore[assignment]  # a Table, typed looser
+    fresh = table.to_metadata(MetaData(), name="collections_new")
+    create = str(CreateTable(fresh).compile(dialect=engine.dialect))
+    connection = engine.raw_connection()
+    try:
+        sqlite = connection.driver_connection
+        assert sqlite is not None  # an open connection
+        sqlite.isolation_level = None  # BEGIN and COMMIT below are ours
+        cursor = sqlite.cursor()
+        cursor.execute("PRAGMA foreign_keys=OFF")
+        cursor.execute("BEGIN IMMEDIATE")  # one migrating process at a time
+        try:
+            columns = {row[1] for row in cursor.execute("PRAGMA table_info(collections)")}
+            if "tenant" not in columns:
+                last_id = cursor.execute(
+                    "SELECT seq FROM sqlite_sequence WHERE name = 'collections'"
+                ).fetchone()
+                cursor.execute(create)
+                cursor.execute(
+                    "INSERT INTO collections_new (id, tenant, name, created_at, generation) "
+                    "SELECT id, ?, name, created_at, generation FROM collections",
+                    (DEFAULT_TENANT,),
+                )
+                cursor.execute("DROP TABLE collections")
+                cursor.execute("ALTER TABLE collections_new RENAME TO collections")
+                if last_id is not None:  # ids of deleted collections stay dead
+                    cursor.execute(
+                        "UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = 'collections'",
+                        last_id,
+                    )
+                if cursor.execute("PRAGMA foreign_key_check").fetchone() is not None:
+                    raise RuntimeError("collections migration broke a foreign key")
+            cursor.execute("COMMIT")
+        except BaseException:
+            cursor.execute("ROLLBACK")
+            raise
+        finally:
+            cursor.execute("PRAGMA foreign_keys=ON")
+    finally:
+        connection.close()
+
+
+def _alter_collections(engine: Engine) -> None:
+    """PostgreSQL (and other servers): a column, and the unique name traded for the pair."""
+    with engine.begin() as connection:
+        connection.execute(text("LOCK TABLE collections IN ACCESS EXCLUSIVE MODE"))
+        if _has_tenant(connection):
+            return
+        old_unique = [
+            constraint["name"]
+            for constraint in inspect(connection).get_unique_constraints("collections")
+            if constraint["column_names"] == ["name"]
+        ]
+        connection.execute(
+            text(
+                "ALTER TABLE collections ADD COLUMN tenant VARCHAR(100) NOT NULL "
+                f"DEFAULT '{DEFAULT_TENANT}'"
+            )
+        )
+        for name in old_unique:
+            connection.execute(text(f'ALTER TABLE collections DROP CONSTRAINT "{name}"'))
+        connection.execute(
+            text(
+                "ALTER TABLE collections ADD CONSTRAINT uq_collection_tenant_name "
+                "UNIQUE (tenant, name)"
+            )
+        )
