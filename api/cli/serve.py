@@ -1,6 +1,7 @@
 """`pagedrag serve`: the web page and every HTTP API over one engine and one library."""
 
 import argparse
+import asyncio
 import ipaddress
 import logging
 import signal
@@ -125,6 +126,7 @@ def run_serve(args: argparse.Namespace) -> int:
     # NOTE: uvicorn re-raises the signal it stopped on once it is done; a SIGTERM that
     # reached a clean shutdown is then a normal exit, not a death by signal.
     signal.signal(signal.SIGTERM, _exit_after_shutdown)
+    logging.getLogger("uvicorn.error").addFilter(_quiet_shutdown_cancellations)
     uvicorn.run(
         app,
         host=args.host,
@@ -168,6 +170,16 @@ def _names(value: str) -> tuple[str, ...]:
 
 def _exit_after_shutdown(signum: int, frame: object) -> None:
     raise SystemExit(0)
+
+
+def _quiet_shutdown_cancellations(record: logging.LogRecord) -> bool:
+    """A request cut off by the graceful timeout is expected: one line, not a traceback."""
+    error = record.exc_info[1] if record.exc_info else None
+    if isinstance(error, asyncio.CancelledError):
+        record.msg = "a request still running at the end of --shutdown-timeout was aborted"
+        record.args, record.exc_info, record.exc_text = (), None, None
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+    return True
 
 
 def _check_port_free(host: str, port: int) -> None:

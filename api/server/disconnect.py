@@ -32,3 +32,10 @@ async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
     finally:
         if not task.done():
             task.cancel()
+        # The cancelled work's end is expected: read it, or asyncio logs it as an error.
+        task.add_done_callback(_consume)
+
+
+def _consume(task: "asyncio.Future[T]") -> None:
+    if not task.cancelled():
+        task.exception()

@@ -56,11 +56,16 @@ def test_sigterm_stops_a_server_busy_with_a_long_generation(tmp_path: Path) -> N
         returncode = server.wait(timeout=GRACE_S + 30)
         took = time.monotonic() - signalled
         client.join(timeout=30)
+        assert server.stderr is not None
+        log = server.stderr.read().decode()
     finally:
         stop(server)
     assert returncode == 0
     assert took < GRACE_S + 15, f"exited {took:.1f} s after SIGTERM"
     assert outcome, "the client never heard back"  # a response or a closed connection
+    # An expected end, logged as one line: an operator reads no traceback into it.
+    assert "Traceback" not in log and "never retrieved" not in log, log
+    assert "was aborted" in log
 
 
 def test_a_negative_shutdown_timeout_is_refused(tmp_path: Path) -> None:
