@@ -145,6 +145,40 @@ def test_openai_errors(oai) -> None:
         oai.chat.completions.create(model=TEST_MODEL, messages=HELLO, temperature=5)
 
 
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]}, "tools"),
+        ({"response_format": {"type": "json_object"}}, "response_format"),
+        ({"logprobs": True, "top_logprobs": 2}, "logprobs, top_logprobs are"),
+        ({"presence_penalty": 0.5}, "presence_penalty is"),
+        ({"n": 2}, "n > 1"),
+        ({"extra_body": {"guided_json": {"type": "object"}}}, "guided_json"),
+    ],
+)
+def test_openai_parameters_the_server_lacks_are_refused_by_name(oai, options, named) -> None:
+    """Never an answer its options did not shape."""
+    with pytest.raises(openai.BadRequestError, match=named):
+        oai.chat.completions.create(model=TEST_MODEL, messages=HELLO, max_tokens=2, **options)
+
+
+def test_openai_parameters_that_ask_for_nothing_are_accepted(oai) -> None:
+    neutral = {"user": "ada", "presence_penalty": 0, "frequency_penalty": 0.0, "n": 1}
+    reply = oai.chat.completions.create(model=TEST_MODEL, messages=HELLO, max_tokens=2, **neutral)
+    assert reply.choices[0].message.content
+    completion = oai.completions.create(model=TEST_MODEL, prompt="Hi", max_tokens=2, echo=False)
+    assert completion.choices[0].text
+    with pytest.raises(openai.BadRequestError, match="echo is not supported"):
+        oai.completions.create(model=TEST_MODEL, prompt="Hi", max_tokens=2, echo=True)
+
+
+def test_openai_embeddings_of_token_ids_say_to_send_text(oai) -> None:
+    with pytest.raises(openai.BadRequestError, match="check_embedding_ctx_length=False"):
+        oai.embeddings.create(model="all-minilm-l6-v2", input=[[9906, 1917]])
+    with pytest.raises(openai.BadRequestError, match="dimensions is not supported"):
+        oai.embeddings.create(model="all-minilm-l6-v2", input="x", dimensions=64)
+
+
 # -- Ollama ------------------------------------------------------------------------------
 
 
@@ -194,6 +228,28 @@ def test_ollama_rag_chat_carries_its_sources_in_extension_fields(live_server) ->
     assert {a["n"] for a in final["attributions"]} <= numbers
 
 
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        ({"format": "json"}, "format is not"),
+        ({"options": {"repeat_penalty": 1.3}}, "options.repeat_penalty is not"),
+        ({"options": {"mirostat": 2, "min_p": 0.1}}, "options.min_p, options.mirostat are not"),
+    ],
+)
+def test_ollama_options_the_server_lacks_are_refused_by_name(oll, options, named) -> None:
+    with pytest.raises(ollama.ResponseError) as raised:
+        oll.chat(model=TEST_MODEL, messages=HELLO, stream=False, **options)
+    assert raised.value.status_code == 400 and named in raised.value.error
+
+
+def test_ollama_runner_options_and_keep_alive_are_accepted(oll) -> None:
+    options = {"num_predict": 2, "num_ctx": 2048, "num_thread": 2, "repeat_penalty": 1.0}
+    reply = oll.generate(
+        model=TEST_MODEL, prompt="Hi", options=options, keep_alive="5m", stream=False
+    )
+    assert reply.done and reply.eval_count == 2
+
+
 def test_ollama_unknown_model_is_404(oll) -> None:
     with pytest.raises(ollama.ResponseError) as raised:
         oll.generate(model="llama9", prompt="hi", stream=False)
@@ -210,6 +266,13 @@ def test_vllm_generate_returns_prompt_plus_text(live_server) -> None:
     with httpx.stream("POST", f"{live_server.url}/generate", json={**body, "stream": True}) as r:
         updates = [json.loads(part) for part in r.read().split(b"\0") if part]
     assert updates[-1]["text"] == whole["text"]
+
+
+def test_vllm_generate_refuses_sampling_it_lacks(live_server) -> None:
+    body = {"prompt": "Hi", "max_tokens": 2, "n": 3, "repetition_penalty": 1.2}
+    refused = httpx.post(f"{live_server.url}/generate", json=body, timeout=60)
+    assert refused.status_code == 400
+    assert "n, repetition_penalty are not supported" in refused.json()["error"]["message"]
 
 
 def test_curl_style_json_without_a_content_type_is_read_as_json(live_server) -> None:

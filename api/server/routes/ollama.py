@@ -40,6 +40,7 @@ from api.server.generation import (
 from api.server.settings import VERSION
 from api.server.state import AppState
 from api.server.streaming import ndjson
+from api.server.unsupported import Neutral, anything, empty, one_of, refuse_unimplemented
 from api.server.wire.errors import Responses, errors
 from api.server.wire.native import attributions, citations
 from api.server.wire.ollama import (
@@ -63,8 +64,45 @@ STREAMED: Responses = {
 TextField = Literal["response", "message"]  # where generate and chat put the text
 
 
+# Ollama's runner options (where and how the model runs) change no answer: accepted. Its
+# other sampling options are refused unless they ask for nothing.
+RUNNER_OPTIONS = (
+    "num_ctx", "num_batch", "num_thread", "num_gpu", "main_gpu", "num_keep", "low_vram",
+    "use_mmap", "use_mlock", "numa", "vocab_only", "f16_kv", "logits_all", "embedding_only",
+)  # fmt: skip
+OPTIONS_NEUTRAL: dict[str, Neutral] = dict.fromkeys(RUNNER_OPTIONS, anything) | {
+    "repeat_penalty": one_of(1),
+    "presence_penalty": one_of(0),
+    "frequency_penalty": one_of(0),
+    "min_p": one_of(0),
+    "typical_p": one_of(1),
+    "tfs_z": one_of(1),
+    "mirostat": one_of(0),
+    "mirostat_tau": anything,  # these three only act with a penalty or mirostat on
+    "mirostat_eta": anything,
+    "repeat_last_n": anything,
+    "penalize_newline": anything,
+}
+# `keep_alive`: the one model stays loaded for the server's life, longer than any asked.
+NEUTRAL: dict[str, Neutral] = {
+    "keep_alive": anything,
+    "format": empty,
+    "tools": empty,
+    "think": one_of(False),
+    "images": empty,
+    "context": empty,
+    "template": empty,
+    "suffix": empty,
+}
+EMBED_NEUTRAL: dict[str, Neutral] = {
+    "keep_alive": anything,
+    "options": anything,
+    "truncate": one_of(True),  # the embedder truncates what it cannot read, as Ollama does
+}
+
+
 class Options(BaseModel):
-    model_config = ConfigDict(extra="allow")  # Ollama's many runner options are ignored
+    model_config = ConfigDict(extra="allow")  # others: refused or accepted, OPTIONS_NEUTRAL
 
     temperature: float = Field(0.8, ge=0, le=2)  # Ollama's defaults
     top_p: float = Field(0.9, gt=0, le=1)
@@ -97,6 +135,11 @@ class _OllamaRequest(BaseModel):
     model: str
     stream: bool = True
     options: Options = Field(default_factory=Options)
+
+    def check_supported(self) -> None:
+        """400 for a field or option this server would otherwise ignore."""
+        refuse_unimplemented(self, NEUTRAL)
+        refuse_unimplemented(self.options, OPTIONS_NEUTRAL, "options.")
 
 
 class GenerateRequest(_OllamaRequest):
@@ -146,6 +189,7 @@ async def generate_route(
 ) -> GenerateResponse | ChatResponse | StreamingResponse:
     """Complete a prompt (with the chat template unless `raw`)."""
     check_model(state, body.model)
+    body.check_supported()
     started = time.perf_counter()
     if not body.prompt:  # Ollama loads the model and answers done for an empty prompt
         return _final(body.model, Generation(started), "response", "")
@@ -166,6 +210,7 @@ async def chat_route(
     body: ChatRequest, request: Request, state: StateDep
 ) -> GenerateResponse | ChatResponse | StreamingResponse:
     """Chat with the model; the model `pagedrag-rag` answers over the documents."""
+    body.check_supported()
     if body.model == RAG_MODEL:
         return await _rag_chat(body, request, state)
     check_model(state, body.model)
@@ -178,6 +223,7 @@ async def chat_route(
 @router.post("/embed", responses=errors(422, ollama=True))
 async def embed(body: EmbedRequest, state: StateDep) -> EmbedResponse:
     """Embeddings from the index's embedder, one per input."""
+    refuse_unimplemented(body, EMBED_NEUTRAL)
     started = time.perf_counter()
     vectors, tokens = await embed_texts(state, body.input)
     return EmbedResponse(

@@ -5,7 +5,10 @@ the passages come back in the extension field `citations`.
 """
 
 import asyncio
+import base64
+import struct
 import time
+from typing import Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
@@ -43,6 +46,7 @@ from api.server.openai_wire import (
     usage_of,
 )
 from api.server.streaming import SSE_HEADERS
+from api.server.unsupported import Neutral, anything, empty, one_of, refuse_unimplemented
 from api.server.wire.errors import Responses, errors
 from api.server.wire.native import attributions, citations
 from api.server.wire.openai import (
@@ -63,12 +67,36 @@ STREAMED: Responses = {
 }
 
 
+# OpenAI fields this server leaves alone, with the values that ask for nothing.
+NEUTRAL: dict[str, Neutral] = {
+    "user": anything,
+    "metadata": anything,
+    "service_tier": anything,
+    "parallel_tool_calls": anything,  # only meaningful with tools
+    "store": one_of(False),
+    "presence_penalty": one_of(0),
+    "frequency_penalty": one_of(0),
+    "logit_bias": empty,
+    "tools": empty,
+    "functions": empty,
+    "tool_choice": one_of("none"),
+    "function_call": one_of("none"),
+    "response_format": one_of({"type": "text"}),
+    "logprobs": one_of(False),
+    "top_logprobs": one_of(0),
+    "echo": one_of(False),
+    "best_of": one_of(1),
+    "suffix": empty,
+}
+EMBEDDING_NEUTRAL: dict[str, Neutral] = {"user": anything}
+
+
 class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
 class _Sampling(BaseModel):
-    model_config = ConfigDict(extra="allow")  # unknown OpenAI fields are accepted and ignored
+    model_config = ConfigDict(extra="allow")  # other fields: `check_supported` refuses them
 
     model: str | None = None
     temperature: float = Field(1.0, ge=0, le=2)
@@ -77,13 +105,19 @@ class _Sampling(BaseModel):
     max_tokens: int | None = Field(None, ge=1)
     stop: str | list[str] | None = None
     seed: int | None = None
-    n: int = Field(1, ge=1, le=1, description="One choice per request.")
+    n: int = Field(1, ge=1, description="Choices per request: 1 (more are refused).")
     stream: bool = False
     stream_options: StreamOptions | None = None
 
     def rag_temperature(self) -> float | None:
         """The request's own temperature; None (greedy, the RAG default) when it set none."""
         return self.temperature if "temperature" in self.model_fields_set else None
+
+    def check_supported(self) -> None:
+        """400 for a field this server would otherwise ignore."""
+        if self.n != 1:
+            raise ApiError(400, "n > 1 is not supported by this server; ask for one choice")
+        refuse_unimplemented(self, NEUTRAL)
 
     def sampling(self, max_tokens: int | None, default_max: int) -> SamplingParams:
         return sampling_params(
@@ -109,8 +143,11 @@ class CompletionRequest(_Sampling):
 
 class EmbeddingRequest(BaseModel):
     model_config = ConfigDict(extra="allow")
-    input: str | list[str]
+    # Token ids are taken only to be refused with a reason (LangChain sends them by default).
+    input: str | list[str] | list[int] | list[list[int]]
     model: str | None = None
+    # The openai package asks for base64 unless told otherwise, and decodes it itself.
+    encoding_format: Literal["float", "base64"] = "float"
 
 
 @router.get("/models", responses=errors())
@@ -131,6 +168,7 @@ async def chat_completions(
 ) -> ChatCompletion | StreamingResponse:
     """Chat with the model; with `"rag": true` or model `pagedrag-rag`, over the documents."""
     check_model(state, body.model, allow_rag=True)
+    body.check_supported()
     if body.rag or body.model == RAG_MODEL:
         return await _rag_chat(body, request, state)
     messages = chat_messages(body.messages)
@@ -157,6 +195,7 @@ async def completions(
 ) -> Completion | StreamingResponse:
     """Raw text completion, no chat template; a list of prompts is generated as one batch."""
     check_model(state, body.model)
+    body.check_supported()
     prompts = _prompt_list(body.prompt)
     params = body.sampling(body.max_tokens, 16)
     reply = Reply("cmpl", "text_completion", state.model_name)
@@ -187,9 +226,13 @@ async def embeddings(body: EmbeddingRequest, state: StateDep) -> Embeddings:
     embedder = state.index.embedder
     if body.model not in (None, embedder.name):
         raise ApiError(404, f"the embedding model is {embedder.name!r}, not {body.model!r}")
-    vectors, tokens = await embed_texts(state, body.input)
+    refuse_unimplemented(body, EMBEDDING_NEUTRAL)
+    vectors, tokens = await embed_texts(state, _texts(body.input))
     return Embeddings(
-        data=[Embedding(index=i, embedding=v) for i, v in enumerate(vectors)],
+        data=[
+            Embedding(index=i, embedding=_encoded(v, body.encoding_format))
+            for i, v in enumerate(vectors)
+        ],
         model=embedder.name,
         usage=EmbeddingUsage(prompt_tokens=tokens, total_tokens=tokens),
     )
@@ -228,6 +271,26 @@ def _prompt_list(prompt: str | list[str] | list[int] | list[list[int]]) -> list[
     if all(isinstance(t, int) for t in prompt):
         return [[t for t in prompt if isinstance(t, int)]]
     return [p for p in prompt if isinstance(p, str | list)]
+
+
+def _texts(embedding_input: str | list[str] | list[int] | list[list[int]]) -> str | list[str]:
+    """The texts to embed; token ids are refused, with what to send instead."""
+    if isinstance(embedding_input, str):
+        return embedding_input
+    texts = [t for t in embedding_input if isinstance(t, str)]
+    if len(texts) != len(embedding_input):
+        raise ApiError(
+            400,
+            "input must be text (a string or a list of strings), not token ids; with "
+            "LangChain's OpenAIEmbeddings, pass check_embedding_ctx_length=False",
+        )
+    return texts
+
+
+def _encoded(vector: list[float], encoding: str) -> list[float] | str:
+    if encoding == "float":
+        return vector
+    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
 
 
 def _include_usage(body: _Sampling) -> bool:

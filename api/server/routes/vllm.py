@@ -23,10 +23,23 @@ from api.server.generation import (
     prompt_ids,
     sampling_params,
 )
+from api.server.unsupported import Neutral, empty, one_of, refuse_unimplemented
 from api.server.wire.errors import errors
 from api.server.wire.vllm import GenerateResponse
 
 router = APIRouter(tags=["vllm"])
+# vLLM's SamplingParams fields this route leaves alone, with the values that ask nothing.
+NEUTRAL: dict[str, Neutral] = {
+    "n": one_of(1),
+    "best_of": one_of(1),
+    "presence_penalty": one_of(0),
+    "frequency_penalty": one_of(0),
+    "repetition_penalty": one_of(1),
+    "min_p": one_of(0),
+    "ignore_eos": one_of(False),
+    "skip_special_tokens": one_of(True),
+    "stop_token_ids": empty,
+}
 
 
 class GenerateRequest(BaseModel):
@@ -61,6 +74,7 @@ async def generate_route(
     body: GenerateRequest, request: Request, state: StateDep
 ) -> GenerateResponse | StreamingResponse:
     """Complete a raw prompt (no chat template)."""
+    refuse_unimplemented(body, NEUTRAL)
     params = sampling_params(
         temperature=body.temperature,
         top_p=body.top_p,

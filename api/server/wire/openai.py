@@ -74,7 +74,9 @@ class Completion(BaseModel):
 class Embedding(BaseModel):
     object: Literal["embedding"] = "embedding"
     index: int
-    embedding: list[float]
+    embedding: list[float] | str = Field(
+        description="the vector; with encoding_format base64, its little-endian float32 bytes"
+    )
 
 
 class EmbeddingUsage(BaseModel):
