@@ -19,7 +19,17 @@ from api.server.errors import install_error_handlers
 from api.server.jobs import UPLOADS, IngestJob, IngestJobs, remove_stale_uploads
 from api.server.json_body import JsonBodyMiddleware
 from api.server.metrics import RequestCountMiddleware, ServerMetrics
-from api.server.routes import ask, conversations, documents, ollama, openai, system, vllm, web
+from api.server.routes import (
+    ask,
+    conversations,
+    documents,
+    ollama,
+    ollama_models,
+    openai,
+    system,
+    vllm,
+    web,
+)
 from api.server.settings import VERSION, ServerSettings
 from api.server.state import AppState
 from engine.library import DEFAULT_MODEL
@@ -82,7 +92,7 @@ def create_app(
     app.add_middleware(AuthMiddleware, policy=settings.auth)
     # NOTE: added last, so it runs first: nothing else sees a refused request.
     app.add_middleware(BrowserSafetyMiddleware, policy=settings.browser)
-    for module in (system, documents, ask, conversations, openai, ollama, vllm):
+    for module in (system, documents, ask, conversations, openai, ollama, ollama_models, vllm):
         app.include_router(module.router)
     web.install(app)
     return app

@@ -172,6 +172,13 @@ def test_openai_parameters_that_ask_for_nothing_are_accepted(oai) -> None:
         oai.completions.create(model=TEST_MODEL, prompt="Hi", max_tokens=2, echo=True)
 
 
+def test_openai_models_retrieve(oai) -> None:
+    assert oai.models.retrieve(TEST_MODEL).id == TEST_MODEL
+    assert oai.models.retrieve("pagedrag-rag").owned_by == "pagedrag"
+    with pytest.raises(openai.NotFoundError, match="gpt-9"):
+        oai.models.retrieve("gpt-9")
+
+
 def test_openai_embeddings_of_token_ids_say_to_send_text(oai) -> None:
     with pytest.raises(openai.BadRequestError, match="check_embedding_ctx_length=False"):
         oai.embeddings.create(model="all-minilm-l6-v2", input=[[9906, 1917]])
@@ -248,6 +255,39 @@ def test_ollama_runner_options_and_keep_alive_are_accepted(oll) -> None:
         model=TEST_MODEL, prompt="Hi", options=options, keep_alive="5m", stream=False
     )
     assert reply.done and reply.eval_count == 2
+
+
+def test_ollama_show_gives_what_clients_read_before_their_first_call(oll) -> None:
+    shown = oll.show(TEST_MODEL)
+    info = shown.modelinfo or {}
+    family = info["general.architecture"]
+    assert family == shown.details.family == "llama"  # SmolLM2
+    assert info[f"{family}.context_length"] == 4096  # the server's max_model_len
+    assert info[f"{family}.block_count"] == 30 and shown.details.parameter_size == "135M"
+    assert shown.capabilities == ["completion"] and "im_start" in (shown.template or "")
+    assert "temperature 0.8" in (shown.parameters or "")
+    embedder = oll.show("all-minilm-l6-v2")
+    assert embedder.capabilities == ["embedding"]
+    assert (embedder.modelinfo or {})["bert.embedding_length"] == 384
+    with pytest.raises(ollama.ResponseError) as raised:
+        oll.show("llama9")
+    assert raised.value.status_code == 404
+
+
+def test_ollama_ps_embeddings_and_the_root_probe(oll, live_server) -> None:
+    (loaded,) = oll.ps().models
+    assert loaded.model == TEST_MODEL and loaded.size > 0 and loaded.size_vram == 0
+    assert loaded.expires_at is not None and loaded.expires_at.year > 2100
+    vector = oll.embeddings(model="all-minilm-l6-v2", prompt="paged attention").embedding
+    assert len(vector) == 384
+    assert vector == pytest.approx(
+        oll.embed(model="all-minilm-l6-v2", input="paged attention").embeddings[0], abs=1e-6
+    )
+    probe = httpx.get(live_server.url)  # as an API client asks: no text/html
+    assert (probe.status_code, probe.text) == (200, "Ollama is running")
+    assert httpx.head(live_server.url).status_code == 200
+    page = httpx.get(live_server.url, headers={"Accept": "text/html"})
+    assert "<html" in page.text.lower()
 
 
 def test_ollama_unknown_model_is_404(oll) -> None:

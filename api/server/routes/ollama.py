@@ -1,4 +1,5 @@
-"""Ollama-compatible routes: generate, chat, embed, tags and version under `/api`.
+"""Ollama-compatible routes: generate, chat, embed and version under `/api` (the model
+routes, tags among them, are in ollama_models.py).
 
 As in Ollama, responses stream as NDJSON unless `"stream": false`, and the final object
 has `done: true`, `done_reason` and durations in nanoseconds. The model `pagedrag-rag`
@@ -47,10 +48,7 @@ from api.server.wire.ollama import (
     ChatResponse,
     EmbedResponse,
     GenerateResponse,
-    LocalModel,
     Message,
-    ModelDetails,
-    Tags,
     Version,
 )
 from engine.sampling_params import SamplingParams
@@ -162,21 +160,6 @@ class EmbedRequest(BaseModel):
 async def version() -> Version:
     """The server's version."""
     return Version(version=VERSION)
-
-
-@router.get("/tags", responses=errors(ollama=True))
-async def tags(state: StateDep) -> Tags:
-    """The installed generator, as `ollama list` shows it."""
-    path = state.engine.model_path
-    size = sum(f.stat().st_size for f in path.glob("*.safetensors"))
-    modified = datetime.fromtimestamp(path.stat().st_mtime, UTC).isoformat()
-    details = ModelDetails(format="safetensors", family=_family(state))
-    return Tags(
-        models=[
-            LocalModel(name=name, model=name, modified_at=modified, size=size, details=details)
-            for name in (state.model_name, RAG_MODEL)
-        ]
-    )
 
 
 @router.post(
@@ -328,11 +311,6 @@ def _rag_final(model: str, answer: Answer, text: str) -> ChatResponse:
 
 def _now() -> str:
     return datetime.now(UTC).isoformat().replace("+00:00", "Z")
-
-
-def _family(state: AppState) -> str:
-    config = state.engine.engine.runner.model.config
-    return "qwen2" if config.qkv_bias else "llama"
 
 
 def _ns(seconds: float) -> int:

@@ -45,6 +45,7 @@ from api.server.openai_wire import (
     rag_usage,
     usage_of,
 )
+from api.server.state import AppState
 from api.server.streaming import SSE_HEADERS
 from api.server.unsupported import Neutral, anything, empty, one_of, refuse_unimplemented
 from api.server.wire.errors import Responses, errors
@@ -153,9 +154,22 @@ class EmbeddingRequest(BaseModel):
 @router.get("/models", responses=errors())
 async def models(state: StateDep) -> ModelList:
     """The generator, the RAG pseudo-model and the embedder."""
+    return ModelList(data=_model_cards(state))
+
+
+@router.get("/models/{model_id:path}", responses=errors(404))
+async def model(model_id: str, state: StateDep) -> ModelCard:
+    """One of `/v1/models` (the openai package's `models.retrieve`)."""
+    for card in _model_cards(state):
+        if card.id == model_id:
+            return card
+    raise ApiError(404, f"model {model_id!r} not found: it does not exist here")
+
+
+def _model_cards(state: AppState) -> list[ModelCard]:
     created = int(state.started_at)
     names = [state.model_name, RAG_MODEL, state.index.embedder.name]
-    return ModelList(data=[ModelCard(id=name, created=created) for name in names])
+    return [ModelCard(id=name, created=created) for name in names]
 
 
 @router.post(

@@ -8,8 +8,8 @@ import asyncio
 import mimetypes
 from pathlib import Path
 
-from fastapi import APIRouter, FastAPI
-from fastapi.responses import FileResponse
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import FileResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from api.server.deps import IndexDep, TenantDep
@@ -25,8 +25,12 @@ router = APIRouter(tags=["web"])
 mimetypes.add_type("text/javascript", ".mjs")  # pdf.js ships ES modules as .mjs
 
 
-@router.get("/", include_in_schema=False)
-async def home() -> FileResponse:
+@router.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
+async def home(request: Request) -> Response:
+    """The page for a browser; for an API client (no `text/html` in `Accept`), Ollama's
+    own answer, which Ollama clients probe to find a server."""
+    if "text/html" not in request.headers.get("accept", ""):
+        return PlainTextResponse("Ollama is running")
     return FileResponse(WEB_DIR / "index.html", headers={"Cache-Control": "no-cache"})
 
 

@@ -13,8 +13,10 @@ class Version(BaseModel):
 
 
 class ModelDetails(BaseModel):
+    parent_model: str = ""
     format: str
     family: str
+    families: list[str] = Field(default_factory=list)
     parameter_size: str = ""
     quantization_level: str = ""
 
@@ -30,6 +32,32 @@ class LocalModel(BaseModel):
 
 class Tags(BaseModel):
     models: list[LocalModel]
+
+
+class ShowResponse(BaseModel):
+    """`/api/show`: what clients read before their first call (llama-index reads the
+    context length from `model_info`, Open WebUI the `capabilities`)."""
+
+    modelfile: str
+    parameters: str = Field(description="the sampling defaults, one `name value` a line")
+    template: str = Field(description="the chat template (Jinja, as the model ships it)")
+    details: ModelDetails
+    model_info: dict[str, str | int | float]
+    capabilities: list[str] = Field(description="completion, or embedding")
+    modified_at: str
+
+
+class RunningModel(LocalModel):
+    expires_at: str = Field(description="never unloaded while the server runs: far ahead")
+    size_vram: int
+
+
+class RunningModels(BaseModel):
+    models: list[RunningModel]
+
+
+class LegacyEmbedding(BaseModel):
+    embedding: list[float]
 
 
 class Message(BaseModel):
