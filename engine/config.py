@@ -4,7 +4,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.errors import EngineConfigError
-from kernels.backend import CHOICES as ATTENTION_BACKENDS
+from kernels.backend_names import CHOICES as ATTENTION_BACKENDS
 
 QUANTIZATION_METHODS = ("none", "int8", "int4")
 

@@ -56,6 +56,11 @@ class LLM:
         self.engine = LLMEngine(config)
 
     @property
+    def model_name(self) -> str:
+        """The model's public name: its library name, else its folder's or file's."""
+        return self.engine.model_name
+
+    @property
     def model_path(self) -> Path:
         """The local Hugging Face-format directory the model was loaded from."""
         return self.engine.model_path

@@ -26,7 +26,7 @@ from engine.detokenizer import IncrementalDetokenizer
 from engine.device import default_device, resolve_dtype
 from engine.errors import EngineConfigError, PromptTooLongError
 from engine.kv_cache import KVCacheSpec, allocate_kv_cache, default_kv_budget
-from engine.library import default_quantization, resolve_model
+from engine.library import default_quantization, public_name, resolve_model
 from engine.library.store import ModelStore
 from engine.model_runner import ModelOutput, ModelRunner
 from engine.models.loader import load_model, read_decoder_config
@@ -54,6 +54,7 @@ class LLMEngine:
     def __init__(self, config: EngineConfig) -> None:
         self.config = config
         self.model_path: Path = resolve_model(config.model, home=config.home)
+        self.model_name = public_name(config.model)  # what messages call it
         self.quantization = config.quantization or default_quantization(config.model)
         self.device = torch.device(config.device) if config.device else default_device()
         self.dtype = resolve_dtype(config.dtype, self.device)
@@ -89,7 +90,7 @@ class LLMEngine:
         logger.info(
             "engine ready: %s, %s (weights: %s) on %s, %s attention, "
             "%d KV blocks of %d tokens (%.2f GiB)",
-            self.model_path.name,
+            self.model_name,
             self.dtype,
             self.quantization,
             self.device,
@@ -310,7 +311,7 @@ class LLMEngine:
         )
         raise EngineConfigError(
             f"{pool} holds {num_blocks} KV blocks of {config.block_size} tokens for "
-            f"{self.model_path.name}; at least 2 ({2 * spec.bytes_per_block:,} bytes) are "
+            f"{self.model_name}; at least 2 ({2 * spec.bytes_per_block:,} bytes) are "
             "needed: give it more, e.g. --kv-cache-memory 512M"
         )
 

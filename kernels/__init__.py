@@ -7,10 +7,30 @@ decode kernel (`cpu_decode.c`, `cpu_attention.py`) beside the reference's prefil
 (`metadata.backend`).
 """
 
-import torch
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from kernels.backend import AttentionBackendError, select_backend
-from kernels.metadata import PagedAttentionMetadata
+if TYPE_CHECKING:
+    from kernels.backend import AttentionBackendError, select_backend
+    from kernels.metadata import PagedAttentionMetadata
+    from kernels.paged import paged_attention, write_kv_cache
+
+# NOTE: imported on first use, as `engine`'s exports are: the CLI reads the backends'
+# names (backend_names.py) without paying for torch.
+_EXPORTS = {
+    "AttentionBackendError": "kernels.backend",
+    "select_backend": "kernels.backend",
+    "PagedAttentionMetadata": "kernels.metadata",
+    "paged_attention": "kernels.paged",
+    "write_kv_cache": "kernels.paged",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'kernels' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)
+
 
 __all__ = [
     "AttentionBackendError",
@@ -19,31 +39,3 @@ __all__ = [
     "select_backend",
     "write_kv_cache",
 ]
-
-
-def write_kv_cache(
-    key: torch.Tensor,  # [num_tokens, num_kv_heads, head_dim]
-    value: torch.Tensor,  # [num_tokens, num_kv_heads, head_dim]
-    key_cache: torch.Tensor,  # [num_blocks, block_size, num_kv_heads, head_dim]
-    value_cache: torch.Tensor,  # [num_blocks, block_size, num_kv_heads, head_dim]
-    slot_mapping: torch.Tensor,  # [num_tokens] int64
-    backend: str | None = None,  # forced by name; None: by device
-) -> None:
-    """Store the new tokens' K and V in their slots of the paged cache."""
-    backend_module = select_backend(key_cache.device, backend)
-    backend_module.write_kv_cache(key, value, key_cache, value_cache, slot_mapping)
-
-
-def paged_attention(
-    query: torch.Tensor,  # [num_tokens, num_heads, head_dim]
-    key_cache: torch.Tensor,  # [num_blocks, block_size, num_kv_heads, head_dim]
-    value_cache: torch.Tensor,  # [num_blocks, block_size, num_kv_heads, head_dim]
-    metadata: PagedAttentionMetadata,
-    scale: float,
-) -> torch.Tensor:  # [num_tokens, num_heads, head_dim]
-    """Causal attention of every new token to its sequence's cached prefix and itself.
-
-    The new tokens' K and V must already be written to the cache (`write_kv_cache`).
-    """
-    backend = select_backend(query.device, metadata.backend)
-    return backend.paged_attention(query, key_cache, value_cache, metadata, scale)

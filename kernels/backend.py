@@ -16,13 +16,12 @@ from typing import Protocol
 import torch
 
 from kernels import reference
+from kernels.backend_names import CHOICES
 from kernels.cpu_attention import CpuAttention
 from kernels.cpu_build import KernelBuildError, default_build_dir, load_library
 from kernels.metadata import PagedAttentionMetadata
 
 logger = logging.getLogger(__name__)
-
-CHOICES = ("triton", "cpu", "reference")
 
 
 class AttentionBackendError(ValueError):

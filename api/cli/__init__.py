@@ -7,12 +7,14 @@ import sys
 from api.cli import ask, documents, generate, models, serve
 from api.settings import Settings
 from common.errors import PagedRAGError
+from common.version import VERSION
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pagedrag", description="Local RAG on a paged-attention engine."
     )
+    parser.add_argument("--version", action="version", version=f"pagedrag {VERSION}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in (models, generate, documents, serve, ask):
         module.add_parsers(subparsers)

@@ -2,13 +2,15 @@
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from api.cli.options import add_weight_options, size_argument, weight_options
 from api.cli.repl import BYE, user_lines
 from engine.errors import PromptTooLongError
-from engine.llm import LLM
 from engine.sampling_params import SamplingParams
+
+if TYPE_CHECKING:
+    from engine.llm import LLM
 
 
 def add_parsers(subparsers: Any) -> None:
@@ -24,15 +26,14 @@ def add_parsers(subparsers: Any) -> None:
     chat.add_argument(
         "model_name", nargs="?", metavar="MODEL", help="library name, directory or .gguf"
     )
-    _add_model_options(chat, with_model=False)
+    _add_model_options(chat)
     chat.set_defaults(handler=run_chat)
 
 
-def _add_model_options(parser: argparse.ArgumentParser, with_model: bool = True) -> None:
-    if with_model:
-        parser.add_argument(
-            "--model", help="library name, HF directory or .gguf (default: the default model)"
-        )
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model", help="library name, HF directory or .gguf (default: the default model)"
+    )
     add_weight_options(parser)
     parser.add_argument("--max-tokens", type=int, default=512, help="most tokens to generate")
     parser.add_argument("--temperature", type=float, default=0.0, help="0 is greedy")
@@ -61,7 +62,9 @@ def _params(args: argparse.Namespace) -> SamplingParams:
         raise SystemExit(f"pagedrag: error: {error}") from None
 
 
-def _load(model: str | None, args: argparse.Namespace) -> LLM:
+def _load(model: str | None, args: argparse.Namespace) -> "LLM":
+    from engine.llm import LLM  # imported late: `--help` stays quick
+
     return LLM(model, kv_cache_memory=args.kv_cache_memory, **weight_options(args))
 
 
@@ -80,8 +83,10 @@ def run_generate(args: argparse.Namespace) -> int:
 
 def run_chat(args: argparse.Namespace) -> int:
     params = _params(args)
-    llm = _load(args.model_name, args)
-    print(f"Chatting with {llm.model_path.name}. Type {BYE} to leave.", file=sys.stderr)
+    if args.model_name and args.model and args.model_name != args.model:
+        raise SystemExit("pagedrag: error: name the model once: as MODEL or as --model")
+    llm = _load(args.model_name or args.model, args)
+    print(f"Chatting with {llm.model_name}. Type {BYE} to leave.", file=sys.stderr)
     max_prompt_tokens = _max_prompt_tokens(llm, params)
     history: list[dict[str, str]] = []
     told_about_trimming = False
@@ -107,7 +112,7 @@ def run_chat(args: argparse.Namespace) -> int:
 
 
 def fit_history(
-    llm: LLM, history: list[dict[str, str]], max_prompt_tokens: int
+    llm: "LLM", history: list[dict[str, str]], max_prompt_tokens: int
 ) -> tuple[list[int], int]:
     """The prompt for the longest tail of the conversation that fits in `max_prompt_tokens`.
 
@@ -126,13 +131,13 @@ def fit_history(
     return prompt, dropped
 
 
-def _max_prompt_tokens(llm: LLM, params: SamplingParams) -> int:
+def _max_prompt_tokens(llm: "LLM", params: SamplingParams) -> int:
     """Prompt tokens that leave room for the reply (up to half the context for it)."""
     room = min(params.max_tokens or 0, llm.max_model_len // 2)
     return llm.max_model_len - 1 - room
 
 
-def _stream_reply(llm: LLM, prompt: list[int], params: SamplingParams) -> str:
+def _stream_reply(llm: "LLM", prompt: list[int], params: SamplingParams) -> str:
     reply = []
     for piece in llm.stream(prompt, params):
         reply.append(piece)

@@ -30,9 +30,10 @@ from api.server.routes import (
     vllm,
     web,
 )
-from api.server.settings import VERSION, ServerSettings
+from api.server.settings import ServerSettings
 from api.server.state import AppState
-from engine.library import DEFAULT_MODEL
+from common.version import VERSION
+from engine.library import public_name
 from rag import RAG
 
 logger = logging.getLogger(__name__)
@@ -135,11 +136,5 @@ def _state(settings: ServerSettings, pipeline: RAG) -> AppState:
         rag=pipeline,
         metrics=metrics,
         jobs=IngestJobs(on_finished=count_ingest),
-        model_name=_model_name(settings.engine.model),
+        model_name=public_name(settings.engine.model),
     )
-
-
-def _model_name(model: str | None) -> str:
-    if model is None:
-        return DEFAULT_MODEL
-    return Path(model).name if ("/" in model or model.endswith(".gguf")) else model

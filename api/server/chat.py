@@ -14,6 +14,7 @@ from contextlib import aclosing
 from api.server.errors import ApiError
 from api.server.schemas import AskRequest
 from api.server.state import AppState
+from engine.library.catalog import library_name
 from rag.answer import Answer, AnswerEvent, DoneEvent, TokenEvent
 
 RAG_MODEL = "pagedrag-rag"  # the pseudo-model that answers over the documents
@@ -22,16 +23,18 @@ WireMessage = dict[str, object]  # a chat message as a client sent it; `chat_mes
 
 
 def check_model(state: AppState, model: str | None, *, allow_rag: bool = False) -> None:
-    """Refuse a model this server does not run (None: the client left it to the server)."""
-    known = {state.model_name, f"{state.model_name}:latest", state.engine.model_path.name}
-    if allow_rag:
-        known.add(RAG_MODEL)
-    if model is not None and model not in known:
-        raise ApiError(
-            404,
-            f"model {model!r} not found: it does not exist here; available: "
-            + ", ".join(sorted(known)),
-        )
+    """Refuse a model this server does not run (None: the client left it to the server).
+
+    Tags are optional, as in Ollama (`qwen2.5-coder` is its family's default tag).
+    """
+    known = [state.model_name, RAG_MODEL] if allow_rag else [state.model_name]
+    if model is None or model.removesuffix(":latest") in known:
+        return
+    if library_name(model) == state.model_name:  # the served model's family, untagged
+        return
+    raise ApiError(
+        404, f"model {model!r} not found: it does not exist here; available: {', '.join(known)}"
+    )
 
 
 def chat_messages(messages: list[WireMessage]) -> list[dict[str, str]]:

@@ -7,8 +7,6 @@ from api.server.auth import AuthPolicy
 from api.server.browser_safety import BrowserPolicy
 from engine.config import EngineConfig
 
-VERSION = "0.1.0"
-
 
 @dataclass(frozen=True)
 class ServerSettings:

@@ -6,9 +6,10 @@ from engine.library.catalog import (
     CatalogEntry,
     PackagePart,
     default_quantization,
+    library_name,
 )
 from engine.library.pull import pull
-from engine.library.resolve import resolve_model
+from engine.library.resolve import public_name, resolve_model
 from engine.library.store import InstalledModel, ModelStore, list_models
 
 __all__ = [
@@ -19,7 +20,9 @@ __all__ = [
     "ModelStore",
     "PackagePart",
     "default_quantization",
+    "library_name",
     "list_models",
+    "public_name",
     "pull",
     "resolve_model",
 ]

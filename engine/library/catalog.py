@@ -102,8 +102,23 @@ CATALOG: dict[str, CatalogEntry] = {
 DEFAULT_MODEL = "qwen2.5-coder:1.5b-instruct"
 
 
+def library_name(name: str) -> str:
+    """The catalog's name for `name`, tags optional as in Ollama: `qwen2.5-coder` and
+    `qwen2.5-coder:latest` are the family's default tag (the default model where it is
+    one of them, else the family's first); any other name is returned as it is."""
+    family = name.removesuffix(":latest")
+    if family in CATALOG:
+        return family
+    if ":" in family:
+        return name
+    tags = [entry for entry in CATALOG if entry.split(":", 1)[0] == family]
+    if not tags:
+        return name
+    return DEFAULT_MODEL if DEFAULT_MODEL in tags else tags[0]
+
+
 def default_quantization(model: str | None) -> str:
     """The quantization a model runs with when none is asked for: its catalog entry's
     for a library name (None is the default model), "none" for folders and files."""
-    entry = CATALOG.get(model or DEFAULT_MODEL)
+    entry = CATALOG.get(library_name(model or DEFAULT_MODEL))
     return entry.quantization if entry is not None else "none"

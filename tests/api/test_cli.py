@@ -69,6 +69,29 @@ def test_pull_of_an_installed_model_prints_its_path_only(tmp_path: Path) -> None
     assert (result.returncode, result.stdout, result.stderr) == (0, f"{path}\n", "")
 
 
+def test_pull_takes_a_name_without_its_tag_as_ollama_does(tmp_path: Path) -> None:
+    path = install_fake(tmp_path, "smollm2:135m-instruct", "llama", 10)
+    for name in ("smollm2", "smollm2:latest"):
+        result = pagedrag("pull", name, home=tmp_path)
+        assert (result.returncode, result.stdout) == (0, f"{path}\n"), result.stderr
+
+
+def test_version_and_a_quick_help() -> None:
+    version = pagedrag("--version")
+    assert version.returncode == 0 and version.stdout.strip() == "pagedrag 0.1.0"
+    # Nothing heavy is imported to parse the command line: torch and transformers wait
+    # until a command runs (a timed test would flake; the imports are what make it slow).
+    code = (
+        "import sys; from api.cli import build_parser; build_parser(); "
+        "print(sorted(m for m in ('torch', 'transformers', 'sqlalchemy', 'fastapi') "
+        "if m in sys.modules))"
+    )
+    imported = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True
+    )
+    assert imported.stdout.strip() == "[]", imported.stderr
+
+
 def test_generate_with_a_missing_path(tmp_path: Path) -> None:
     result = pagedrag("generate", "--model", str(tmp_path / "nope.gguf"), "hi", home=tmp_path)
     assert_one_line_error(result, "no such file or directory")
@@ -210,7 +233,8 @@ def test_generate_streams_an_answer() -> None:
 def test_run_is_a_multi_turn_chat_that_ends_on_bye() -> None:
     result = pagedrag(
         "run",
-        "smollm2:135m-instruct",
+        "--model",
+        "smollm2",  # the README's --model, with the tag left to the library
         "--max-tokens",
         "12",
         stdin="What is the capital of France?\nAnd of Italy?\n/bye\n",
@@ -218,6 +242,12 @@ def test_run_is_a_multi_turn_chat_that_ends_on_bye() -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.count(">>> ") == 3
     assert "Paris" in result.stdout and "Rome" in result.stdout
+    assert "Chatting with smollm2:135m-instruct." in result.stderr  # not the store's folder
+
+
+def test_run_with_two_different_models_is_refused() -> None:
+    result = pagedrag("run", "smollm2", "--model", "qwen2.5-coder")
+    assert_one_line_error(result, "name the model once")
 
 
 def test_a_port_left_in_time_wait_is_free_to_serve_again() -> None:

@@ -36,12 +36,11 @@ from api.server.generation import (
     generate,
     primed,
     prompt_ids,
-    sampling_params,
 )
-from api.server.settings import VERSION
+from api.server.ollama_options import EMBED_NEUTRAL, NEUTRAL, OPTIONS_NEUTRAL, Options
 from api.server.state import AppState
 from api.server.streaming import ndjson
-from api.server.unsupported import Neutral, anything, empty, one_of, refuse_unimplemented
+from api.server.unsupported import refuse_unimplemented
 from api.server.wire.errors import Responses, errors
 from api.server.wire.native import attributions, citations
 from api.server.wire.ollama import (
@@ -51,7 +50,7 @@ from api.server.wire.ollama import (
     Message,
     Version,
 )
-from engine.sampling_params import SamplingParams
+from common.version import VERSION
 from rag.answer import Answer, DoneEvent, TokenEvent
 
 router = APIRouter(prefix="/api", tags=["ollama"])
@@ -60,72 +59,6 @@ STREAMED: Responses = {
     200: {"content": {NDJSON: {}}, "description": "NDJSON, or with stream: false, JSON"}
 }
 TextField = Literal["response", "message"]  # where generate and chat put the text
-
-
-# Ollama's runner options (where and how the model runs) change no answer: accepted. Its
-# other sampling options are refused unless they ask for nothing.
-RUNNER_OPTIONS = (
-    "num_ctx", "num_batch", "num_thread", "num_gpu", "main_gpu", "num_keep", "low_vram",
-    "use_mmap", "use_mlock", "numa", "vocab_only", "f16_kv", "logits_all", "embedding_only",
-)  # fmt: skip
-OPTIONS_NEUTRAL: dict[str, Neutral] = dict.fromkeys(RUNNER_OPTIONS, anything) | {
-    "repeat_penalty": one_of(1),
-    "presence_penalty": one_of(0),
-    "frequency_penalty": one_of(0),
-    "min_p": one_of(0),
-    "typical_p": one_of(1),
-    "tfs_z": one_of(1),
-    "mirostat": one_of(0),
-    "mirostat_tau": anything,  # these three only act with a penalty or mirostat on
-    "mirostat_eta": anything,
-    "repeat_last_n": anything,
-    "penalize_newline": anything,
-}
-# `keep_alive`: the one model stays loaded for the server's life, longer than any asked.
-NEUTRAL: dict[str, Neutral] = {
-    "keep_alive": anything,
-    "format": empty,
-    "tools": empty,
-    "think": one_of(False),
-    "images": empty,
-    "context": empty,
-    "template": empty,
-    "suffix": empty,
-}
-EMBED_NEUTRAL: dict[str, Neutral] = {
-    "keep_alive": anything,
-    "options": anything,
-    "truncate": one_of(True),  # the embedder truncates what it cannot read, as Ollama does
-}
-
-
-class Options(BaseModel):
-    model_config = ConfigDict(extra="allow")  # others: refused or accepted, OPTIONS_NEUTRAL
-
-    temperature: float = Field(0.8, ge=0, le=2)  # Ollama's defaults
-    top_p: float = Field(0.9, gt=0, le=1)
-    top_k: int = Field(40, ge=-1)
-    num_predict: int | None = None  # -1 or None: until EOS or the context is full
-    seed: int | None = None
-    stop: list[str] | None = None
-
-    def rag_temperature(self) -> float | None:
-        """The request's own temperature; None (greedy, the RAG default) when it set none."""
-        return self.temperature if "temperature" in self.model_fields_set else None
-
-    def max_tokens(self) -> int | None:
-        """`num_predict` as a token limit (None: until EOS or the context is full)."""
-        return self.num_predict if self.num_predict and self.num_predict > 0 else None
-
-    def sampling(self) -> SamplingParams:
-        return sampling_params(
-            temperature=self.temperature,
-            top_p=self.top_p,
-            top_k=self.top_k,
-            max_tokens=self.max_tokens(),
-            stop=self.stop,
-            seed=self.seed,
-        )
 
 
 class _OllamaRequest(BaseModel):

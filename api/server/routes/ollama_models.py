@@ -11,7 +11,7 @@ from api.server.chat import RAG_MODEL, check_model
 from api.server.deps import StateDep
 from api.server.errors import ApiError
 from api.server.generation import embed_texts
-from api.server.routes.ollama import EMBED_NEUTRAL, Options
+from api.server.ollama_options import EMBED_NEUTRAL, Options
 from api.server.state import AppState
 from api.server.unsupported import refuse_unimplemented
 from api.server.wire.errors import errors

@@ -8,9 +8,9 @@ from api.server.auth import SESSION_COOKIE
 from api.server.deps import StateDep
 from api.server.errors import ApiError
 from api.server.metrics import CONTENT_TYPE
-from api.server.settings import VERSION
 from api.server.wire.errors import errors
 from api.server.wire.native import EngineLoad, Health
+from common.version import VERSION
 
 router = APIRouter(tags=["system"])
 

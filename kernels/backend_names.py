@@ -1,0 +1,3 @@
+"""The attention backends' names, without torch: the CLI's options list them."""
+
+CHOICES = ("triton", "cpu", "reference")
