@@ -4,8 +4,9 @@ from engine import LLM, SamplingParams
 outputs = LLM().generate(["Hello"], SamplingParams(temperature=0, max_tokens=32))
 """
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from common.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from engine.async_engine import AsyncLLMEngine
@@ -29,10 +30,7 @@ _EXPORTS = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'engine' has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+__getattr__ = lazy_exports("engine", _EXPORTS)
 
 
 __all__ = [

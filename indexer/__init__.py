@@ -6,8 +6,9 @@ index.ingest(["report.pdf", "notes/"])
 hits = index.search("what did the report conclude?", k=5)
 """
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from common.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from indexer.chunking import ChunkingConfig
@@ -29,10 +30,7 @@ _EXPORTS = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'indexer' has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+__getattr__ = lazy_exports("indexer", _EXPORTS)
 
 
 __all__ = [

@@ -7,8 +7,9 @@ decode kernel (`cpu_decode.c`, `cpu_attention.py`) beside the reference's prefil
 (`metadata.backend`).
 """
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from common.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from kernels.backend import AttentionBackendError, select_backend
@@ -26,10 +27,7 @@ _EXPORTS = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'kernels' has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+__getattr__ = lazy_exports("kernels", _EXPORTS)
 
 
 __all__ = [

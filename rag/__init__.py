@@ -6,8 +6,9 @@ rag.ingest(["report.pdf"])
 print(rag.ask("What did the report conclude?").answer)
 """
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from common.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from rag.answer import Answer, Citation, CitationsEvent, DoneEvent, TokenEvent, Usage
@@ -26,10 +27,7 @@ _EXPORTS = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'rag' has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+__getattr__ = lazy_exports("rag", _EXPORTS)
 
 
 __all__ = [
