@@ -95,6 +95,11 @@ class AsyncLLMEngine:
         return self.engine.tokenizer
 
     @property
+    def model_name(self) -> str:
+        """The model's public name: its library name, else its folder's or file's."""
+        return self.engine.model_name
+
+    @property
     def model_path(self) -> Path:
         return self.engine.model_path
 

@@ -1,6 +1,6 @@
 """The offline batch API, as vLLM users know it: `LLM(model).generate(prompts, params)`."""
 
-from collections.abc import Iterator
+from collections.abc import Generator
 from collections.abc import Sequence as Seq
 from dataclasses import fields
 from pathlib import Path
@@ -119,7 +119,7 @@ class LLM:
 
     def stream(
         self, prompt: Prompt, sampling_params: SamplingParams | None = None
-    ) -> Iterator[str]:
+    ) -> Generator[str, None, None]:
         """Yield the generated text piece by piece as tokens arrive (one request).
 
         Closing the iterator early aborts the request and frees its blocks.

@@ -7,7 +7,7 @@ batched together and reuse each other's cached passage prefixes.
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator, Iterator, Sequence
+from collections.abc import AsyncGenerator, Generator, Iterator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 from pathlib import Path
@@ -160,7 +160,7 @@ class RAG:
 
     def ask(
         self, question: str, *, stream: bool = False, **options: Any
-    ) -> Answer | Iterator[AnswerEvent]:
+    ) -> Answer | Generator[AnswerEvent, None, None]:
         """Answer a question over the documents.
 
         Options: collection, history ([{"role", "content"}]), top_k, max_tokens,
@@ -173,7 +173,7 @@ class RAG:
             return events
         return last_answer(events)
 
-    def _events(self, question: str, **options: Any) -> Iterator[AnswerEvent]:
+    def _events(self, question: str, **options: Any) -> Generator[AnswerEvent, None, None]:
         """`ask_events` for synchronous callers; closing the iterator aborts generation."""
         return sync_bridge.iterate(self.ask_events(question, **options))
 

@@ -9,7 +9,7 @@ cancels the generator, which closes what it holds open (an engine stream is abor
 import asyncio
 import queue
 import threading
-from collections.abc import AsyncGenerator, Iterator
+from collections.abc import AsyncGenerator, Generator
 from contextlib import aclosing, suppress
 from typing import TypeVar
 
@@ -17,7 +17,7 @@ Item = TypeVar("Item")
 _END = object()
 
 
-def iterate(generator: AsyncGenerator[Item, None]) -> Iterator[Item]:
+def iterate(generator: AsyncGenerator[Item, None]) -> Generator[Item, None, None]:
     items: queue.SimpleQueue[tuple[object, BaseException | None]] = queue.SimpleQueue()
     loop = asyncio.new_event_loop()
 

@@ -1,11 +1,14 @@
 """`pagedrag generate` streams one answer; `pagedrag run` chats in a terminal, like `ollama run`."""
 
 import argparse
+import itertools
 import sys
+from contextlib import closing
 from typing import TYPE_CHECKING, Any
 
 from api.cli.options import add_weight_options, size_argument, weight_options
-from api.cli.repl import BYE, user_lines
+from api.cli.repl import BYE, ChatSession, stoppable, user_lines
+from api.cli.spinner import spinner
 from engine.errors import PromptTooLongError
 from engine.sampling_params import SamplingParams
 
@@ -63,9 +66,10 @@ def _params(args: argparse.Namespace) -> SamplingParams:
 
 
 def _load(model: str | None, args: argparse.Namespace) -> "LLM":
-    from engine.llm import LLM  # imported late: `--help` stays quick
+    with spinner(f"loading {model or 'the default model'}"):
+        from engine.llm import LLM  # imported late: `--help` stays quick
 
-    return LLM(model, kv_cache_memory=args.kv_cache_memory, **weight_options(args))
+        return LLM(model, kv_cache_memory=args.kv_cache_memory, **weight_options(args))
 
 
 def run_generate(args: argparse.Namespace) -> int:
@@ -75,7 +79,10 @@ def run_generate(args: argparse.Namespace) -> int:
         raise SystemExit("pagedrag: error: the prompt is empty")
     llm = _load(args.model, args)
     token_ids = llm.encode_chat([{"role": "user", "content": prompt}]) if not args.raw else prompt
-    for piece in llm.stream(token_ids, params):
+    pieces = llm.stream(token_ids, params)
+    with spinner("generating"):
+        first = next(pieces, "")
+    for piece in itertools.chain([first], pieces):
         print(piece, end="", flush=True)
     print()
     return 0
@@ -86,13 +93,14 @@ def run_chat(args: argparse.Namespace) -> int:
     if args.model_name and args.model and args.model_name != args.model:
         raise SystemExit("pagedrag: error: name the model once: as MODEL or as --model")
     llm = _load(args.model_name or args.model, args)
-    print(f"Chatting with {llm.model_name}. Type {BYE} to leave.", file=sys.stderr)
-    max_prompt_tokens = _max_prompt_tokens(llm, params)
-    history: list[dict[str, str]] = []
+    session = ChatSession(llm.model_name, llm.max_model_len, params)
+    print(f"Chatting with {llm.model_name}. Type /? for help, {BYE} to leave.", file=sys.stderr)
     told_about_trimming = False
-    for line in user_lines():
+    for line in user_lines(session.command):
+        history = session.history
         history.append({"role": "user", "content": line})
-        prompt, dropped = fit_history(llm, history, max_prompt_tokens)
+        max_prompt_tokens = _max_prompt_tokens(llm, session.params)  # /set may change it
+        prompt, dropped = fit_history(llm, session, max_prompt_tokens)
         if dropped and len(prompt) < llm.max_model_len and not told_about_trimming:
             print(
                 f"(the conversation outgrew the model's {llm.max_model_len}-token context: "
@@ -101,33 +109,34 @@ def run_chat(args: argparse.Namespace) -> int:
             )
             told_about_trimming = True
         try:
-            reply = _stream_reply(llm, prompt, params)
+            reply, finished = _stream_reply(llm, prompt, session.params)
         except PromptTooLongError as error:
             print(f"pagedrag: error: {error}; send a shorter message", file=sys.stderr)
             history.pop()  # the session goes on, without the message and with all turns kept
+            continue
+        if not finished:  # stopped with Ctrl-C: the turn is forgotten, as in `ollama run`
+            history.pop()
             continue
         del history[:dropped]
         history.append({"role": "assistant", "content": reply})
     return 0
 
 
-def fit_history(
-    llm: "LLM", history: list[dict[str, str]], max_prompt_tokens: int
-) -> tuple[list[int], int]:
+def fit_history(llm: "LLM", session: ChatSession, max_prompt_tokens: int) -> tuple[list[int], int]:
     """The prompt for the longest tail of the conversation that fits in `max_prompt_tokens`.
 
     Whole turns (a user message and its reply) are dropped from the front, but never
-    the last message: if that alone is too long, its prompt is returned as it is and
-    the engine refuses it.
+    the system message nor the last message: if those alone are too long, their prompt
+    is returned as it is and the engine refuses it.
 
     Returns:
         The prompt's token ids, and how many messages were dropped from the front.
     """
     dropped = 0
-    prompt = llm.encode_chat(history)
-    while len(prompt) > max_prompt_tokens and len(history) - dropped > 2:
+    prompt = llm.encode_chat(session.messages())
+    while len(prompt) > max_prompt_tokens and len(session.history) - dropped > 2:
         dropped += 2
-        prompt = llm.encode_chat(history[dropped:])
+        prompt = llm.encode_chat(session.messages(dropped))
     return prompt, dropped
 
 
@@ -137,10 +146,17 @@ def _max_prompt_tokens(llm: "LLM", params: SamplingParams) -> int:
     return llm.max_model_len - 1 - room
 
 
-def _stream_reply(llm: "LLM", prompt: list[int], params: SamplingParams) -> str:
+def _stream_reply(llm: "LLM", prompt: list[int], params: SamplingParams) -> tuple[str, bool]:
+    """Print the reply as it comes; returns it, and False if Ctrl-C stopped it."""
     reply = []
-    for piece in llm.stream(prompt, params):
-        reply.append(piece)
-        print(piece, end="", flush=True)
+    pieces = llm.stream(prompt, params)
+    with stoppable() as stop, closing(pieces):  # closing the stream aborts the request
+        with spinner("thinking"):
+            first = next(pieces, "")
+        for piece in itertools.chain([first], pieces):
+            if stop.is_set():
+                break
+            reply.append(piece)
+            print(piece, end="", flush=True)
     print("\n")
-    return "".join(reply)
+    return "".join(reply), not stop.is_set()

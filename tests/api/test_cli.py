@@ -3,9 +3,12 @@
 import io
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -264,3 +267,85 @@ def test_a_port_left_in_time_wait_is_free_to_serve_again() -> None:
             connection.close()  # the server's side closes first: its end waits in TIME_WAIT
             client.recv(1)
     _check_port_free("127.0.0.1", port)  # no SystemExit
+
+
+@pytest.mark.slow
+def test_run_slash_commands_are_never_sent_to_the_model() -> None:
+    lines = [
+        "/?",
+        "/show",
+        "/set parameter temperature 0.5",
+        "/set parameter top_p 7",
+        "/set system Answer in French.",
+        "/clear",
+        "/nonsense",
+        "/bye",
+    ]
+    result = pagedrag("run", "smollm2", stdin="\n".join(lines) + "\n")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "/set parameter NAME VALUE" in out and "/clear" in out  # the help
+    assert "model           smollm2:135m-instruct" in out and "context length" in out
+    assert "Set temperature to 0.5." in out
+    assert "Not set: top_p must be in (0, 1], got 7.0" in out
+    assert "Set the system message." in out and "Cleared the conversation." in out
+    assert "Unknown command '/nonsense'. Type /? for help." in out
+    assert out.count(">>> ") == len(lines)  # a prompt for each: no reply came between
+
+
+class Session:
+    """`pagedrag run` on a pipe, its output read as it comes, for signals mid-answer."""
+
+    def __init__(self, *args: str) -> None:
+        code = "import sys; from api.cli import main; sys.exit(main(sys.argv[1:]))"
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", code, "run", *args],
+            cwd=ROOT,
+            env={**os.environ, "HF_HUB_OFFLINE": "1"},
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        self.output = b""
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        while chunk := self.process.stdout.read1(4096):
+            self.output += chunk
+
+    def send(self, line: str) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(line.encode() + b"\n")
+        self.process.stdin.flush()
+
+    def wait_for(self, count: int, text: str, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while self.output.decode(errors="replace").count(text) < count:
+            assert time.monotonic() < deadline, self.output
+            assert self.process.poll() is None, self.process.stderr.read()  # type: ignore[union-attr]
+            time.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_answer_and_a_second_one_at_the_prompt_leaves() -> None:
+    session = Session("smollm2", "--max-tokens", "2000")
+    try:
+        session.wait_for(1, ">>> ")
+        session.send("Count from 1 to 500, one number per line.")
+        session.wait_for(1, "\n3")  # the answer is under way
+        session.process.send_signal(signal.SIGINT)
+        session.wait_for(2, ">>> ")  # back at the prompt, long before 500
+        stopped_at = len(session.output)
+        session.send("/show")
+        session.wait_for(1, "context length")
+        session.process.send_signal(signal.SIGINT)  # at the prompt: a hint, still running
+        session.wait_for(1, "Ctrl-C again")
+        session.process.send_signal(signal.SIGINT)
+        assert session.process.wait(timeout=30) == 0
+    finally:
+        if session.process.poll() is None:
+            session.process.kill()
+    answer = session.output[:stopped_at].decode()
+    assert "500" not in answer
