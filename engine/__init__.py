@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from engine.engine_stats import EngineStats
     from engine.llm import LLM
     from engine.llm_engine import LLMEngine
-    from engine.outputs import RequestOutput
+    from engine.outputs import CompletionOutput, Logprob, RequestOutput
     from engine.sampling_params import SamplingParams
 
 # NOTE: imported on first use, so that `engine.block_manager` and the CLI's fast
@@ -25,6 +25,8 @@ _EXPORTS = {
     "EngineStats": "engine.engine_stats",
     "LLM": "engine.llm",
     "LLMEngine": "engine.llm_engine",
+    "CompletionOutput": "engine.outputs",
+    "Logprob": "engine.outputs",
     "RequestOutput": "engine.outputs",
     "SamplingParams": "engine.sampling_params",
 }
@@ -36,9 +38,11 @@ __getattr__ = lazy_exports("engine", _EXPORTS)
 __all__ = [
     "LLM",
     "AsyncLLMEngine",
+    "CompletionOutput",
     "EngineConfig",
     "EngineStats",
     "LLMEngine",
+    "Logprob",
     "RequestOutput",
     "SamplingParams",
 ]

@@ -1,7 +1,27 @@
-"""What the engine hands back for each request."""
+"""What the engine hands back for each request, in vLLM's shapes: a `RequestOutput`
+whose `outputs[0]` is the `CompletionOutput` (its `text`, `token_ids`, ... are also on the
+request output itself, for short scripts)."""
 
-from collections.abc import Iterable
 from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Logprob:
+    """A token's log-probability, where vLLM scripts read it (`.logprob`)."""
+
+    logprob: float
+
+
+@dataclass(frozen=True)
+class CompletionOutput:
+    """One generated sequence, as vLLM's `RequestOutput.outputs[i]`."""
+
+    index: int
+    text: str
+    token_ids: list[int]
+    cumulative_logprob: float | None  # of the chosen tokens; None without logprobs
+    logprobs: list[dict[int, Logprob]] | None  # per token: the chosen and the most likely
+    finish_reason: str | None
 
 
 @dataclass
@@ -27,12 +47,15 @@ class RequestOutput:
     def num_prompt_tokens(self) -> int:
         return len(self.prompt_token_ids)
 
-
-def final_output(outputs: Iterable[RequestOutput]) -> RequestOutput:
-    """The last output of a request's stream, once it has run to the end."""
-    last = None
-    for last in outputs:  # noqa: B007 - the final output is the one wanted
-        pass
-    if last is None:
-        raise RuntimeError("the engine finished a request without producing a token")
-    return last
+    @property
+    def outputs(self) -> list[CompletionOutput]:
+        """The generated sequences, as vLLM lists them (one per request here)."""
+        logprobs = cumulative = None
+        if self.logprobs is not None:
+            logprobs = [{t: Logprob(v) for t, v in step.items()} for step in self.logprobs]
+            chosen = zip(self.token_ids, self.logprobs, strict=False)
+            cumulative = sum(step[token] for token, step in chosen if token in step)
+        output = CompletionOutput(
+            0, self.text, self.token_ids, cumulative, logprobs, self.finish_reason
+        )
+        return [output]

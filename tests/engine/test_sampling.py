@@ -199,6 +199,21 @@ def test_logprobs_are_the_models_own_for_each_generated_token() -> None:
         assert token == top.indices[0].item() and token in returned  # greedy: the best one
         got = torch.tensor([returned[i] for i in top.indices.tolist()])
         torch.testing.assert_close(got, top.values, atol=1e-3, rtol=1e-3)
+    # The same in vLLM's shape, as scripts written for vLLM read it.
+    (completion,) = output.outputs
+    assert (completion.index, completion.text, completion.token_ids) == (
+        0,
+        output.text,
+        output.token_ids,
+    )
+    assert completion.finish_reason == "length"
+    assert completion.logprobs is not None
+    steps = zip(output.token_ids, completion.logprobs, output.logprobs, strict=True)
+    chosen = [
+        ours[token].logprob for token, ours, floats in steps if ours[token].logprob == floats[token]
+    ]
+    assert len(chosen) == len(output.token_ids)
+    assert completion.cumulative_logprob == pytest.approx(sum(chosen))
 
 
 def test_the_chosen_token_has_a_logprob_even_outside_the_top(llm: LLM) -> None:
@@ -208,4 +223,6 @@ def test_the_chosen_token_has_a_logprob_even_outside_the_top(llm: LLM) -> None:
     for token, returned in zip(output.token_ids, output.logprobs, strict=True):
         assert token in returned and 1 <= len(returned) <= 2
         assert all(value <= 0 for value in returned.values())
-    assert llm.generate(["Hi"], SamplingParams(max_tokens=2))[0].logprobs is None
+    plain = llm.generate(["Hi"], SamplingParams(max_tokens=2))[0]
+    assert plain.logprobs is None and plain.outputs[0].logprobs is None
+    assert plain.outputs[0].cumulative_logprob is None and plain.outputs[0].text == plain.text
