@@ -7,7 +7,7 @@ import asyncio
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from api.server.errors import ApiError
 from api.server.state import AppState
@@ -23,6 +23,7 @@ def sampling_params(
     max_tokens: int | None,
     stop: str | list[str] | None,
     seed: int | None,
+    logprobs: int | None = None,
 ) -> SamplingParams:
     """A request's sampling options as the engine takes them, whichever API they came by:
     one stop string or a list; a top_k of 0 or less keeps every token (Ollama sends 0)."""
@@ -34,6 +35,7 @@ def sampling_params(
         max_tokens=max_tokens,
         stop=tuple(stops),
         seed=seed,
+        logprobs=logprobs,
     )
 
 
@@ -49,6 +51,8 @@ class Generation:
     cached_tokens: int = 0
     first_token_at: float | None = None
     last_token_at: float | None = None
+    token_ids: list[int] = field(default_factory=list)  # generated so far
+    logprobs: list[dict[int, float]] | None = None  # per token, when the request asked
 
     @property
     def ttft_s(self) -> float:
@@ -125,6 +129,7 @@ def _record(state: AppState, generation: Generation, output: RequestOutput) -> s
     delta = output.text[len(generation.text) :]
     generation.text = output.text
     generation.completion_tokens = len(output.token_ids)
+    generation.token_ids, generation.logprobs = output.token_ids, output.logprobs
     generation.prompt_tokens = output.num_prompt_tokens
     generation.cached_tokens = output.num_cached_tokens
     if output.finished:

@@ -10,12 +10,14 @@ from collections.abc import AsyncIterator
 
 from api.server.chat import withdrawn
 from api.server.generation import Generation
+from api.server.openai_logprobs import LogprobsAsked
 from api.server.streaming import sse
 from api.server.wire.native import AttributionOut, CitationOut, attributions
 from api.server.wire.openai import (
     AssistantMessage,
     ChatChoice,
     ChatCompletion,
+    ChatLogprobs,
     Completion,
     CompletionChoice,
     Usage,
@@ -45,11 +47,14 @@ class Reply:
         text: str,
         finish: str | None,
         usage: Usage,
+        logprobs: ChatLogprobs | None = None,
         rag: tuple[list[CitationOut], list[AttributionOut]] | None = None,
     ) -> ChatCompletion:
         """The whole answer; `rag`: its citations and attributions, for a RAG turn."""
         message = AssistantMessage(content=text)
-        choice = ChatChoice(index=0, message=message, finish_reason=finish_reason(finish))
+        choice = ChatChoice(
+            index=0, message=message, finish_reason=finish_reason(finish), logprobs=logprobs
+        )
         citations, attributions = rag or (None, None)
         return ChatCompletion(
             id=self.id,
@@ -61,13 +66,27 @@ class Reply:
             attributions=attributions,
         )
 
-    def chat_chunk(self, delta: dict[str, str], finish: str | None = None, **extra: object) -> str:
-        choice = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
+    def chat_chunk(
+        self,
+        delta: dict[str, str],
+        finish: str | None = None,
+        logprobs: ChatLogprobs | None = None,
+        **extra: object,
+    ) -> str:
+        chosen = None if logprobs is None else logprobs.model_dump()
+        choice = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": chosen}
         return sse(None, {**self.base("chat.completion.chunk"), "choices": [choice], **extra})
 
-    def completion(self, generations: list[Generation]) -> Completion:
+    def completion(
+        self, generations: list[Generation], logprobs: LogprobsAsked | None = None
+    ) -> Completion:
         choices = [
-            CompletionChoice(index=i, text=g.text, finish_reason=finish_reason(g.finish_reason))
+            CompletionChoice(
+                index=i,
+                text=g.text,
+                finish_reason=finish_reason(g.finish_reason),
+                logprobs=None if logprobs is None else logprobs.completion(g),
+            )
             for i, g in enumerate(generations)
         ]
         usage = usage_of(*generations)
@@ -80,22 +99,51 @@ class Reply:
 
 
 async def chat_stream(
-    reply: Reply, deltas: AsyncIterator[str], generation: Generation, usage: bool
+    reply: Reply,
+    deltas: AsyncIterator[str],
+    generation: Generation,
+    usage: bool,
+    logprobs: LogprobsAsked | None = None,
 ) -> AsyncIterator[str]:
+    """Chunks of the answer; with `logprobs`, each carries the entries of the tokens that
+    arrived since the one before (the last chunk those of any held back)."""
+    sent = 0
+
+    def new_entries() -> ChatLogprobs | None:
+        nonlocal sent
+        if logprobs is None:
+            return None
+        entries = logprobs.chat(generation, sent)
+        sent += len(entries.content)
+        return entries
+
     yield reply.chat_chunk({"role": "assistant", "content": ""})
     async for delta in deltas:
-        yield reply.chat_chunk({"content": delta})
-    yield reply.chat_chunk({}, finish_reason(generation.finish_reason))
+        yield reply.chat_chunk({"content": delta}, logprobs=new_entries())
+    yield reply.chat_chunk({}, finish_reason(generation.finish_reason), new_entries())
     if usage:
         yield reply.usage_chunk("chat.completion.chunk", usage_of(generation))
     yield sse(None, "[DONE]")
 
 
 async def completion_stream(
-    reply: Reply, deltas: AsyncIterator[str], generation: Generation, usage: bool
+    reply: Reply,
+    deltas: AsyncIterator[str],
+    generation: Generation,
+    usage: bool,
+    logprobs: LogprobsAsked | None = None,
 ) -> AsyncIterator[str]:
+    sent = offset = 0  # tokens whose entries went out, and the characters they span
+
     def chunk(text: str, finish: str | None) -> str:
-        choice = {"index": 0, "text": text, "finish_reason": finish, "logprobs": None}
+        nonlocal sent, offset
+        entries = None
+        if logprobs is not None:
+            new = logprobs.completion(generation, sent, offset)
+            sent += len(new.tokens)
+            offset += sum(len(token) for token in new.tokens)
+            entries = new.model_dump()
+        choice = {"index": 0, "text": text, "finish_reason": finish, "logprobs": entries}
         return sse(None, {**reply.base(), "choices": [choice]})
 
     async for delta in deltas:

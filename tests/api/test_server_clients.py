@@ -150,7 +150,7 @@ def test_openai_errors(oai) -> None:
     [
         ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]}, "tools"),
         ({"response_format": {"type": "json_object"}}, "response_format"),
-        ({"logprobs": True, "top_logprobs": 2}, "logprobs, top_logprobs are"),
+        ({"logit_bias": {"15": 5}}, "logit_bias is"),
         ({"presence_penalty": 0.5}, "presence_penalty is"),
         ({"n": 2}, "n > 1"),
         ({"extra_body": {"guided_json": {"type": "object"}}}, "guided_json"),
@@ -160,6 +160,55 @@ def test_openai_parameters_the_server_lacks_are_refused_by_name(oai, options, na
     """Never an answer its options did not shape."""
     with pytest.raises(openai.BadRequestError, match=named):
         oai.chat.completions.create(model=TEST_MODEL, messages=HELLO, max_tokens=2, **options)
+
+
+def test_openai_chat_logprobs_are_the_chosen_tokens_and_the_likeliest(oai) -> None:
+    asked = {"model": TEST_MODEL, "messages": HELLO, "max_tokens": 6, "temperature": 0}
+    reply = oai.chat.completions.create(**asked, logprobs=True, top_logprobs=3)
+    entries = reply.choices[0].logprobs.content
+    assert len(entries) == reply.usage.completion_tokens == 6
+    assert "".join(e.token for e in entries) == reply.choices[0].message.content
+    for entry in entries:  # greedy: the chosen token is the likeliest
+        assert len(entry.top_logprobs) == 3 and entry.logprob <= 0
+        assert (entry.top_logprobs[0].token, entry.top_logprobs[0].logprob) == (
+            entry.token,
+            pytest.approx(entry.logprob),
+        )
+        assert bytes(entry.bytes) == entry.token.encode()
+    chunks = list(oai.chat.completions.create(**asked, logprobs=True, stream=True))
+    streamed = [
+        e
+        for c in chunks
+        if c.choices and c.choices[0].logprobs
+        for e in c.choices[0].logprobs.content
+    ]
+    assert [e.token for e in streamed] == [e.token for e in entries]
+    assert all(e.top_logprobs == [] for e in streamed)  # no top_logprobs asked
+    with pytest.raises(openai.BadRequestError, match="top_logprobs needs logprobs"):
+        oai.chat.completions.create(**asked, top_logprobs=2)
+    with pytest.raises(openai.BadRequestError, match="not available for answers over"):
+        oai.chat.completions.create(**{**asked, "model": "pagedrag-rag"}, logprobs=True)
+
+
+def test_openai_completion_logprobs_in_the_legacy_lists(oai) -> None:
+    asked = {"model": TEST_MODEL, "prompt": "The capital of France is", "max_tokens": 5}
+    whole = oai.completions.create(**asked, temperature=0, logprobs=2)
+    lists = whole.choices[0].logprobs
+    assert len(lists.tokens) == len(lists.token_logprobs) == len(lists.top_logprobs) == 5
+    assert "".join(lists.tokens) == whole.choices[0].text
+    assert lists.text_offset == [sum(len(t) for t in lists.tokens[:i]) for i in range(5)]
+    assert all(
+        len(top) <= 2 and max(top.values()) >= chosen
+        for top, chosen in zip(lists.top_logprobs, lists.token_logprobs, strict=True)
+    )
+    streamed = list(oai.completions.create(**asked, temperature=0, logprobs=2, stream=True))
+    offsets = [
+        o
+        for c in streamed
+        if c.choices and c.choices[0].logprobs
+        for o in c.choices[0].logprobs.text_offset
+    ]
+    assert offsets == lists.text_offset
 
 
 def test_openai_parameters_that_ask_for_nothing_are_accepted(oai) -> None:

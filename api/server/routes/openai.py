@@ -37,6 +37,7 @@ from api.server.generation import (
     prompt_ids,
     sampling_params,
 )
+from api.server.openai_logprobs import LogprobsAsked
 from api.server.openai_wire import (
     Reply,
     chat_stream,
@@ -59,7 +60,7 @@ from api.server.wire.openai import (
     ModelCard,
     ModelList,
 )
-from engine.sampling_params import SamplingParams
+from engine.sampling_params import MAX_LOGPROBS, SamplingParams
 from rag.answer import CitationsEvent
 
 router = APIRouter(prefix="/v1", tags=["openai"])
@@ -83,8 +84,6 @@ NEUTRAL: dict[str, Neutral] = {
     "tool_choice": one_of("none"),
     "function_call": one_of("none"),
     "response_format": one_of({"type": "text"}),
-    "logprobs": one_of(False),
-    "top_logprobs": one_of(0),
     "echo": one_of(False),
     "best_of": one_of(1),
     "suffix": empty,
@@ -121,6 +120,7 @@ class _Sampling(BaseModel):
         refuse_unimplemented(self, NEUTRAL)
 
     def sampling(self, max_tokens: int | None, default_max: int) -> SamplingParams:
+        asked = self.logprobs_asked(None)
         return sampling_params(
             temperature=self.temperature,
             top_p=self.top_p,
@@ -128,18 +128,39 @@ class _Sampling(BaseModel):
             max_tokens=max_tokens or default_max,
             stop=self.stop,
             seed=self.seed,
+            logprobs=None if asked is None else asked.top,
         )
+
+    def logprobs_asked(self, state: AppState | None) -> LogprobsAsked | None:
+        """How many alternatives each token's entry lists; None: no log-probabilities.
+        Each request shape asks in its own way (chat a flag, completions a count)."""
+        return None
 
 
 class ChatRequest(_Sampling):
     messages: list[WireMessage] = Field(min_length=1)
     max_completion_tokens: int | None = Field(None, ge=1)
+    logprobs: bool = Field(False, description="Each generated token's log-probability.")
+    top_logprobs: int | None = Field(
+        None, ge=0, le=MAX_LOGPROBS, description="With logprobs: the most likely tokens too."
+    )
     rag: bool = Field(False, description="Answer over the documents (PagedRAG extension).")
     collection: str | None = Field(None, description="With rag: search only this collection.")
+
+    def logprobs_asked(self, state: AppState | None) -> LogprobsAsked | None:
+        if self.top_logprobs is not None and not self.logprobs:
+            raise ApiError(400, "top_logprobs needs logprobs: true")
+        return _asked(self.top_logprobs or 0, state) if self.logprobs else None
 
 
 class CompletionRequest(_Sampling):
     prompt: str | list[str] | list[int] | list[list[int]]
+    logprobs: int | None = Field(
+        None, ge=0, le=MAX_LOGPROBS, description="The most likely tokens listed per token."
+    )
+
+    def logprobs_asked(self, state: AppState | None) -> LogprobsAsked | None:
+        return None if self.logprobs is None else _asked(self.logprobs, state)
 
 
 class EmbeddingRequest(BaseModel):
@@ -183,7 +204,10 @@ async def chat_completions(
     """Chat with the model; with `"rag": true` or model `pagedrag-rag`, over the documents."""
     check_model(state, body.model, allow_rag=True)
     body.check_supported()
+    logprobs = body.logprobs_asked(state)
     if body.rag or body.model == RAG_MODEL:
+        if logprobs is not None:
+            raise ApiError(400, "logprobs are not available for answers over the documents")
         return await _rag_chat(body, request, state)
     messages = chat_messages(body.messages)
     params = body.sampling(body.max_completion_tokens or body.max_tokens, 1024)
@@ -194,13 +218,14 @@ async def chat_completions(
         deltas = await primed(
             generate(state, token_ids, params, generation, salt=tenant_of(request))
         )
-        stream = chat_stream(reply, deltas, generation, _include_usage(body))
+        stream = chat_stream(reply, deltas, generation, _include_usage(body), logprobs)
         return StreamingResponse(stream, media_type="text/event-stream", headers=SSE_HEADERS)
     generation = Generation(time.perf_counter())
     await unless_disconnected(
         request, drain(generate(state, token_ids, params, generation, salt=tenant_of(request)))
     )
-    return reply.chat(generation.text, generation.finish_reason, usage_of(generation))
+    chosen = None if logprobs is None else logprobs.chat(generation)
+    return reply.chat(generation.text, generation.finish_reason, usage_of(generation), chosen)
 
 
 @router.post("/completions", response_model=Completion, responses=errors(404, 422, 503) | STREAMED)
@@ -221,7 +246,9 @@ async def completions(
         deltas = await primed(
             generate(state, token_lists[0], params, generation, salt=tenant_of(request))
         )
-        stream = completion_stream(reply, deltas, generation, _include_usage(body))
+        stream = completion_stream(
+            reply, deltas, generation, _include_usage(body), body.logprobs_asked(state)
+        )
         return StreamingResponse(stream, media_type="text/event-stream", headers=SSE_HEADERS)
     generations = [Generation(time.perf_counter()) for _ in prompts]
     work = asyncio.gather(
@@ -231,7 +258,7 @@ async def completions(
         )
     )
     await unless_disconnected(request, work)
-    return reply.completion(generations)
+    return reply.completion(generations, body.logprobs_asked(state))
 
 
 @router.post("/embeddings", responses=errors(404, 422))
@@ -270,7 +297,7 @@ async def _rag_chat(
         return StreamingResponse(stream, media_type="text/event-stream", headers=SSE_HEADERS)
     answer = await unless_disconnected(request, final_answer(events))
     rag = (passages, attributions(answer.attributions))
-    return reply.chat(answer.answer, answer.finish_reason or "stop", rag_usage(answer), rag)
+    return reply.chat(answer.answer, answer.finish_reason or "stop", rag_usage(answer), rag=rag)
 
 
 # -- small helpers ----------------------------------------------------------------------------
@@ -305,6 +332,14 @@ def _encoded(vector: list[float], encoding: str) -> list[float] | str:
     if encoding == "float":
         return vector
     return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
+
+
+def _asked(top: int, state: AppState | None) -> LogprobsAsked:
+    def token_text(token: int) -> str:
+        assert state is not None  # only the responses read token texts
+        return str(state.engine.tokenizer.decode([token]))
+
+    return LogprobsAsked(top, token_text)
 
 
 def _include_usage(body: _Sampling) -> bool:
