@@ -12,7 +12,7 @@ happened (a seeded request draws the same token: its generator is rewound first)
 
 import itertools
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -32,6 +32,7 @@ from engine.model_runner import ModelOutput, ModelRunner
 from engine.models.loader import load_model, read_decoder_config
 from engine.models.quantization import QuantizationConfig
 from engine.outputs import RequestOutput
+from engine.parallel_sampling import SampleGroup, sample_id
 from engine.sampler import sample, token_logprobs
 from engine.sampling_params import SamplingParams
 from engine.scheduler import ScheduledSequence, Scheduler, SchedulerConfig
@@ -84,7 +85,9 @@ class LLMEngine:
         self.runner = ModelRunner(
             model, kv_caches, config.block_size, self.device, self.attention_backend
         )
-        self._requests: dict[str, _Request] = {}
+        self._requests: dict[str, _Request] = {}  # by sequence: a request, or one of its samples
+        self._groups: dict[str, SampleGroup] = {}  # requests with n > 1, by request id
+        self._group_of: dict[str, str] = {}  # a sample's request id
         self._request_counter = itertools.count()
         self._default_generator = torch.Generator(device=self.device).manual_seed(config.seed)
         logger.info(
@@ -109,13 +112,36 @@ class LLMEngine:
         request_id: str | None = None,
         cache_salt: str | None = None,
     ) -> str:
-        """Queue a prompt (text or token ids); returns its request id."""
+        """Queue a prompt (text or token ids); returns its request id. With `params.n` > 1
+        its samples run as sequences of their own (parallel_sampling.py)."""
         request_id = request_id or str(next(self._request_counter))
-        if request_id in self._requests:
+        if request_id in self._requests or request_id in self._groups:
             raise InvalidInputError(f"request id {request_id!r} is already in use")
         token_ids = self.tokenizer(prompt).input_ids if isinstance(prompt, str) else list(prompt)
         self._check_prompt(token_ids)
-        seq = Sequence(request_id, token_ids, len(token_ids), params, cache_salt)
+        text = prompt if isinstance(prompt, str) else None
+        if params.n == 1:
+            self.scheduler.add(self._new_request(request_id, text, token_ids, params, cache_salt))
+            return request_id
+        ids = [sample_id(request_id, i) for i in range(params.n)]
+        seqs = [
+            self._new_request(sample, text, token_ids, _sample_params(params, i), cache_salt)
+            for i, sample in enumerate(ids)
+        ]
+        self._groups[request_id] = SampleGroup(request_id, ids, held=seqs[1:])
+        self._group_of.update(dict.fromkeys(ids, request_id))
+        self.scheduler.add(seqs[0])
+        return request_id
+
+    def _new_request(
+        self,
+        request_id: str,
+        prompt: str | None,
+        token_ids: list[int],
+        params: SamplingParams,
+        cache_salt: str | None,
+    ) -> Sequence:
+        seq = Sequence(request_id, list(token_ids), len(token_ids), params, cache_salt)
         generator = None
         if params.seed is not None:
             generator = torch.Generator(device=self.device).manual_seed(params.seed)
@@ -123,17 +149,18 @@ class LLMEngine:
             self.tokenizer, params.skip_special_tokens, params.stop
         )
         logprobs: list[dict[int, float]] | None = None if params.logprobs is None else []
-        self._requests[request_id] = _Request(
-            seq, prompt if isinstance(prompt, str) else None, detokenizer, generator, logprobs
-        )
-        self.scheduler.add(seq)
-        return request_id
+        self._requests[request_id] = _Request(seq, prompt, detokenizer, generator, logprobs)
+        return seq
 
     def abort_request(self, request_id: str) -> None:
-        """Stop a request now and free its blocks; unknown or finished ids are ignored."""
-        request = self._requests.pop(request_id, None)
-        if request is not None and not request.seq.is_finished:
-            self.scheduler.finish(request.seq, FinishReason.ABORT)
+        """Stop a request (every sample of it) now and free its blocks; unknown or
+        finished ids are ignored."""
+        group = self._groups.pop(request_id, None)
+        for sequence_id in group.sample_ids if group is not None else [request_id]:
+            self._group_of.pop(sequence_id, None)
+            request = self._requests.pop(sequence_id, None)
+            if request is not None and not request.seq.is_finished:
+                self.scheduler.finish(request.seq, FinishReason.ABORT)
 
     def has_unfinished_requests(self) -> bool:
         return self.scheduler.has_unfinished
@@ -154,7 +181,29 @@ class LLMEngine:
         outputs = [self._fail(seq, error) for seq, error in failed]
         for model_output in ran:
             outputs += self._update(model_output)
-        return outputs
+        return self._merge_samples(outputs) if self._groups else outputs
+
+    def _merge_samples(self, outputs: list[RequestOutput]) -> list[RequestOutput]:
+        """One output per request: a sample's joins its request's (parallel_sampling.py),
+        and a request's first sample, once its prompt is computed, lets the others run."""
+        merged: list[RequestOutput] = []
+        touched: dict[str, SampleGroup] = {}
+        for output in outputs:
+            group_id = self._group_of.get(output.request_id)
+            if group_id is None:
+                merged.append(output)
+                continue
+            group = self._groups[group_id]
+            for seq in group.record(output):
+                self.scheduler.add(seq)
+            touched[group_id] = group
+        for group_id, group in touched.items():
+            merged.append(group.merged())
+            if group.finished:
+                del self._groups[group_id]
+                for sequence_id in group.sample_ids:
+                    del self._group_of[sequence_id]
+        return merged
 
     def _execute(
         self, scheduled: list[ScheduledSequence]
@@ -325,3 +374,9 @@ class LLMEngine:
         if self.tokenizer.eos_token_id is not None:
             ids.add(self.tokenizer.eos_token_id)
         return frozenset(ids)
+
+
+def _sample_params(params: SamplingParams, index: int) -> SamplingParams:
+    """Sample `index` of a request: one sample, drawn from seed + index when seeded."""
+    seed = None if params.seed is None else params.seed + index
+    return replace(params, n=1, seed=seed)

@@ -42,6 +42,8 @@ class RequestOutput:
     # With finish_reason "error": what its part of the step raised. The other requests
     # of that step went on.
     error: BaseException | None = None
+    # With n > 1, every sample (the fields above are sample 0's); None: the one above.
+    samples: list[CompletionOutput] | None = None
 
     @property
     def num_prompt_tokens(self) -> int:
@@ -49,7 +51,9 @@ class RequestOutput:
 
     @property
     def outputs(self) -> list[CompletionOutput]:
-        """The generated sequences, as vLLM lists them (one per request here)."""
+        """The generated sequences, as vLLM lists them (n of them)."""
+        if self.samples is not None:
+            return self.samples
         logprobs = cumulative = None
         if self.logprobs is not None:
             logprobs = [{t: Logprob(v) for t, v in step.items()} for step in self.logprobs]

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from common.errors import InvalidInputError
 
 MAX_LOGPROBS = 20  # as OpenAI's top_logprobs
+MAX_SAMPLES = 16  # `n`: samples of one prompt, each a sequence of its own
 # Temperatures below this sample as greedy (vLLM's _SAMPLING_EPS): dividing logits by a
 # temperature that rounds to 0 in float32 would turn a row into infinities and NaNs.
 GREEDY_TEMPERATURE = 1e-5
@@ -30,6 +31,9 @@ class SamplingParams:
     # Log-probabilities returned with each generated token: the chosen token's and those of
     # the `logprobs` most likely ones (vLLM's meaning); None returns none.
     logprobs: int | None = None
+    # Samples of the prompt, returned as `RequestOutput.outputs`; they share its KV blocks.
+    # With a seed, sample i draws from seed + i.
+    n: int = 1
 
     def __post_init__(self) -> None:
         # Accept a single string or any iterable, as vLLM users write them.
@@ -50,6 +54,8 @@ class SamplingParams:
             raise InvalidInputError(f"max_tokens must be at least 1, got {self.max_tokens}")
         if any(not s for s in self.stop):
             raise InvalidInputError("stop strings must not be empty")
+        if not 1 <= self.n <= MAX_SAMPLES:
+            raise InvalidInputError(f"n must be between 1 and {MAX_SAMPLES}, got {self.n}")
         if self.logprobs is not None and not 0 <= self.logprobs <= MAX_LOGPROBS:
             raise InvalidInputError(
                 f"logprobs must be between 0 and {MAX_LOGPROBS}, got {self.logprobs}"
