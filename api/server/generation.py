@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from api.server.errors import ApiError
 from api.server.state import AppState
-from engine.outputs import RequestOutput
+from engine.outputs import CompletionOutput, RequestOutput
 from engine.sampling_params import SamplingParams
 
 
@@ -24,6 +24,7 @@ def sampling_params(
     stop: str | list[str] | None,
     seed: int | None,
     logprobs: int | None = None,
+    n: int = 1,
 ) -> SamplingParams:
     """A request's sampling options as the engine takes them, whichever API they came by:
     one stop string or a list; a top_k of 0 or less keeps every token (Ollama sends 0)."""
@@ -36,6 +37,7 @@ def sampling_params(
         stop=tuple(stops),
         seed=seed,
         logprobs=logprobs,
+        n=n,
     )
 
 
@@ -53,6 +55,7 @@ class Generation:
     last_token_at: float | None = None
     token_ids: list[int] = field(default_factory=list)  # generated so far
     logprobs: list[dict[int, float]] | None = None  # per token, when the request asked
+    samples: list[CompletionOutput] | None = None  # with n > 1, every sample (text: the first)
 
     @property
     def ttft_s(self) -> float:
@@ -128,14 +131,17 @@ def _record(state: AppState, generation: Generation, output: RequestOutput) -> s
     generation.last_token_at = now
     delta = output.text[len(generation.text) :]
     generation.text = output.text
-    generation.completion_tokens = len(output.token_ids)
     generation.token_ids, generation.logprobs = output.token_ids, output.logprobs
+    generation.samples = output.samples
+    samples = output.samples  # n > 1; else the one output, without building `outputs`
+    counts = [len(s.token_ids) for s in samples] if samples else [len(output.token_ids)]
+    generation.completion_tokens = sum(counts)
     generation.prompt_tokens = output.num_prompt_tokens
     generation.cached_tokens = output.num_cached_tokens
     if output.finished:
         generation.finish_reason = output.finish_reason
         state.metrics.prompt_tokens.inc(output.num_prompt_tokens)
-        state.metrics.generation_tokens.inc(len(output.token_ids))
+        state.metrics.generation_tokens.inc(generation.completion_tokens)
     return delta
 
 

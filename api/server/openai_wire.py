@@ -22,6 +22,7 @@ from api.server.wire.openai import (
     CompletionChoice,
     Usage,
 )
+from engine.outputs import CompletionOutput
 from rag.answer import Answer, AnswerEvent, DoneEvent, TokenEvent
 
 
@@ -66,6 +67,20 @@ class Reply:
             attributions=attributions,
         )
 
+    def chat_samples(self, samples: list[CompletionOutput], usage: Usage) -> ChatCompletion:
+        """n > 1: a choice per sample."""
+        choices = [
+            ChatChoice(
+                index=s.index,
+                message=AssistantMessage(content=s.text),
+                finish_reason=finish_reason(s.finish_reason),
+            )
+            for s in samples
+        ]
+        return ChatCompletion(
+            id=self.id, created=self.created, model=self.model, choices=choices, usage=usage
+        )
+
     def chat_chunk(
         self,
         delta: dict[str, str],
@@ -80,6 +95,8 @@ class Reply:
     def completion(
         self, generations: list[Generation], logprobs: LogprobsAsked | None = None
     ) -> Completion:
+        """A choice per prompt, or with n > 1 per sample: prompt i's sample j is choice
+        i * n + j, as OpenAI numbers them."""
         choices = [
             CompletionChoice(
                 index=i,
@@ -89,6 +106,14 @@ class Reply:
             )
             for i, g in enumerate(generations)
         ]
+        if any(g.samples for g in generations):
+            samples = [sample for g in generations for sample in g.samples or []]
+            choices = [
+                CompletionChoice(
+                    index=i, text=sample.text, finish_reason=finish_reason(sample.finish_reason)
+                )
+                for i, sample in enumerate(samples)
+            ]
         usage = usage_of(*generations)
         return Completion(
             id=self.id, created=self.created, model=self.model, choices=choices, usage=usage

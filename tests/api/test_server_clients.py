@@ -152,7 +152,8 @@ def test_openai_errors(oai) -> None:
         ({"response_format": {"type": "json_object"}}, "response_format"),
         ({"logit_bias": {"15": 5}}, "logit_bias is"),
         ({"presence_penalty": 0.5}, "presence_penalty is"),
-        ({"n": 2}, "n > 1"),
+        ({"n": 2, "stream": True}, "n > 1 cannot be streamed"),
+        ({"n": 17}, "n must be between 1 and 16"),
         ({"extra_body": {"guided_json": {"type": "object"}}}, "guided_json"),
     ],
 )
@@ -226,6 +227,28 @@ def test_openai_models_retrieve(oai) -> None:
     assert oai.models.retrieve("pagedrag-rag").owned_by == "pagedrag"
     with pytest.raises(openai.NotFoundError, match="gpt-9"):
         oai.models.retrieve("gpt-9")
+
+
+def test_openai_n_gives_a_choice_per_sample(oai) -> None:
+    chat = oai.chat.completions.create(
+        model=TEST_MODEL, messages=HELLO, max_tokens=5, n=3, temperature=1.0, seed=5
+    )
+    assert [c.index for c in chat.choices] == [0, 1, 2] and all(
+        c.message.content for c in chat.choices
+    )
+    assert len({c.message.content for c in chat.choices}) > 1  # seeds 5, 6, 7
+    at_length = sum(5 for c in chat.choices if c.finish_reason == "length")
+    assert at_length <= chat.usage.completion_tokens <= 15  # every sample's tokens count
+    completion = oai.completions.create(
+        model=TEST_MODEL,
+        prompt=["Once upon a time", "The sea is"],
+        max_tokens=3,
+        n=2,
+        temperature=0,
+    )
+    texts = [c.text for c in completion.choices]
+    assert [c.index for c in completion.choices] == [0, 1, 2, 3]
+    assert texts[0] == texts[1] and texts[2] == texts[3]  # greedy: every sample the same
 
 
 def test_openai_embeddings_of_token_ids_say_to_send_text(oai) -> None:
@@ -358,10 +381,16 @@ def test_vllm_generate_returns_prompt_plus_text(live_server) -> None:
 
 
 def test_vllm_generate_refuses_sampling_it_lacks(live_server) -> None:
-    body = {"prompt": "Hi", "max_tokens": 2, "n": 3, "repetition_penalty": 1.2}
+    body = {"prompt": "Hi", "max_tokens": 2, "min_p": 0.1, "repetition_penalty": 1.2}
     refused = httpx.post(f"{live_server.url}/generate", json=body, timeout=60)
     assert refused.status_code == 400
-    assert "n, repetition_penalty are not supported" in refused.json()["error"]["message"]
+    assert "min_p, repetition_penalty are not supported" in refused.json()["error"]["message"]
+
+
+def test_vllm_generate_with_n_returns_every_sample(live_server) -> None:
+    body = {"prompt": "Hi", "max_tokens": 3, "n": 3, "temperature": 1.0, "seed": 1}
+    texts = httpx.post(f"{live_server.url}/generate", json=body, timeout=60).json()["text"]
+    assert len(texts) == 3 and all(text.startswith("Hi") for text in texts)
 
 
 def test_curl_style_json_without_a_content_type_is_read_as_json(live_server) -> None:

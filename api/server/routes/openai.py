@@ -105,7 +105,7 @@ class _Sampling(BaseModel):
     max_tokens: int | None = Field(None, ge=1)
     stop: str | list[str] | None = None
     seed: int | None = None
-    n: int = Field(1, ge=1, description="Choices per request: 1 (more are refused).")
+    n: int = Field(1, ge=1, description="Choices per prompt; they share its KV blocks.")
     stream: bool = False
     stream_options: StreamOptions | None = None
 
@@ -115,8 +115,10 @@ class _Sampling(BaseModel):
 
     def check_supported(self) -> None:
         """400 for a field this server would otherwise ignore."""
-        if self.n != 1:
-            raise ApiError(400, "n > 1 is not supported by this server; ask for one choice")
+        if self.n > 1 and self.stream:
+            raise ApiError(400, "n > 1 cannot be streamed by this server; ask without stream")
+        if self.n > 1 and self.logprobs_asked(None) is not None:
+            raise ApiError(400, "n > 1 with logprobs is not supported by this server")
         refuse_unimplemented(self, NEUTRAL)
 
     def sampling(self, max_tokens: int | None, default_max: int) -> SamplingParams:
@@ -129,6 +131,7 @@ class _Sampling(BaseModel):
             stop=self.stop,
             seed=self.seed,
             logprobs=None if asked is None else asked.top,
+            n=self.n,
         )
 
     def logprobs_asked(self, state: AppState | None) -> LogprobsAsked | None:
@@ -206,8 +209,8 @@ async def chat_completions(
     body.check_supported()
     logprobs = body.logprobs_asked(state)
     if body.rag or body.model == RAG_MODEL:
-        if logprobs is not None:
-            raise ApiError(400, "logprobs are not available for answers over the documents")
+        if logprobs is not None or body.n > 1:
+            raise ApiError(400, "logprobs and n > 1 are not available for answers over documents")
         return await _rag_chat(body, request, state)
     messages = chat_messages(body.messages)
     params = body.sampling(body.max_completion_tokens or body.max_tokens, 1024)
@@ -225,6 +228,8 @@ async def chat_completions(
         request, drain(generate(state, token_ids, params, generation, salt=tenant_of(request)))
     )
     chosen = None if logprobs is None else logprobs.chat(generation)
+    if generation.samples is not None:
+        return reply.chat_samples(generation.samples, usage_of(generation))
     return reply.chat(generation.text, generation.finish_reason, usage_of(generation), chosen)
 
 

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.server.auth import tenant_of
 from api.server.deps import StateDep
 from api.server.disconnect import unless_disconnected
+from api.server.errors import ApiError
 from api.server.generation import (
     Generation,
     drain,
@@ -30,7 +31,6 @@ from api.server.wire.vllm import GenerateResponse
 router = APIRouter(tags=["vllm"])
 # vLLM's SamplingParams fields this route leaves alone, with the values that ask nothing.
 NEUTRAL: dict[str, Neutral] = {
-    "n": one_of(1),
     "best_of": one_of(1),
     "presence_penalty": one_of(0),
     "frequency_penalty": one_of(0),
@@ -52,6 +52,7 @@ class GenerateRequest(BaseModel):
     stop: str | list[str] | None = None
     seed: int | None = None
     stream: bool = False
+    n: int = Field(1, ge=1, description="Samples of the prompt; they share its KV blocks.")
 
 
 # NOTE: NUL-ended JSON objects (vLLM's demo server's stream) are not one JSON document,
@@ -82,15 +83,21 @@ async def generate_route(
         max_tokens=body.max_tokens,
         stop=body.stop,
         seed=body.seed,
+        n=body.n,
     )
+    if body.n > 1 and body.stream:
+        raise ApiError(400, "n > 1 cannot be streamed by this server; ask without stream")
     generation = Generation(time.perf_counter())
     deltas = generate(
         state, prompt_ids(state, body.prompt), params, generation, salt=tenant_of(request)
     )
     if not body.stream:
         await unless_disconnected(request, drain(deltas))
-        text = [body.prompt + generation.text]
-        return GenerateResponse(text=text, finish_reason=generation.finish_reason)
+        samples = generation.samples or []
+        texts = [s.text for s in samples] if samples else [generation.text]
+        return GenerateResponse(
+            text=[body.prompt + text for text in texts], finish_reason=generation.finish_reason
+        )
     stream = await primed(deltas)
 
     async def updates() -> AsyncIterator[bytes]:

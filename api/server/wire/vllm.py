@@ -4,5 +4,5 @@ from pydantic import BaseModel, Field
 
 
 class GenerateResponse(BaseModel):
-    text: list[str] = Field(description="one string: the prompt, then the generated text")
+    text: list[str] = Field(description="per sample (n): the prompt, then the generated text")
     finish_reason: str | None = Field(description="stop or length")
