@@ -8,11 +8,14 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from api.server.errors import ApiError
 from api.server.state import AppState
 from engine.outputs import CompletionOutput, RequestOutput
 from engine.sampling_params import SamplingParams
+
+Delta = TypeVar("Delta", str, tuple[int, str])  # a text delta, or a sample's (n > 1)
 
 
 def sampling_params(
@@ -121,6 +124,26 @@ async def generate(
                 yield delta
 
 
+async def sample_deltas(
+    state: AppState,
+    token_ids: list[int],
+    params: SamplingParams,
+    generation: Generation,
+    *,
+    salt: str | None,
+) -> AsyncGenerator[tuple[int, str], None]:
+    """`generate` for n > 1 streamed: (sample index, new text) as each sample grows."""
+    shown = [""] * params.n
+    outputs = state.engine.generate(token_ids, params, cache_salt=salt)
+    async with aclosing(outputs):
+        async for output in outputs:
+            _record(state, generation, output)
+            for sample in output.outputs:
+                if len(sample.text) > len(shown[sample.index]):
+                    yield sample.index, sample.text[len(shown[sample.index]) :]
+                    shown[sample.index] = sample.text
+
+
 def _record(state: AppState, generation: Generation, output: RequestOutput) -> str:
     now = time.perf_counter()
     if generation.first_token_at is None:
@@ -151,7 +174,7 @@ async def drain(deltas: AsyncIterator[str]) -> None:
         pass
 
 
-async def primed(deltas: AsyncGenerator[str, None]) -> AsyncIterator[str]:
+async def primed(deltas: AsyncGenerator[Delta, None]) -> AsyncIterator[Delta]:
     """Start `deltas` now, so that a refused request (too long, overloaded) is an HTTP error.
 
     Returns an iterator that yields the first delta again, then the rest.
@@ -163,13 +186,13 @@ async def primed(deltas: AsyncGenerator[str, None]) -> AsyncIterator[str]:
     return _chain(first, deltas)
 
 
-async def _chain(first: str, rest: AsyncGenerator[str, None]) -> AsyncIterator[str]:
+async def _chain(first: Delta, rest: AsyncGenerator[Delta, None]) -> AsyncIterator[Delta]:
     yield first
     async with aclosing(rest):
         async for delta in rest:
             yield delta
 
 
-async def _empty() -> AsyncIterator[str]:
+async def _empty() -> AsyncIterator[Delta]:
     return
     yield  # an async generator that yields nothing

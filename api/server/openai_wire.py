@@ -86,10 +86,11 @@ class Reply:
         delta: dict[str, str],
         finish: str | None = None,
         logprobs: ChatLogprobs | None = None,
+        index: int = 0,
         **extra: object,
     ) -> str:
         chosen = None if logprobs is None else logprobs.model_dump()
-        choice = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": chosen}
+        choice = {"index": index, "delta": delta, "finish_reason": finish, "logprobs": chosen}
         return sse(None, {**self.base("chat.completion.chunk"), "choices": [choice], **extra})
 
     def completion(
@@ -148,6 +149,37 @@ async def chat_stream(
     yield reply.chat_chunk({}, finish_reason(generation.finish_reason), new_entries())
     if usage:
         yield reply.usage_chunk("chat.completion.chunk", usage_of(generation))
+    yield sse(None, "[DONE]")
+
+
+async def samples_stream(
+    reply: Reply,
+    deltas: AsyncIterator[tuple[int, str]],
+    generation: Generation,
+    usage: bool,
+    n: int,
+) -> AsyncIterator[str]:
+    """n > 1: chat chunks or completion chunks (by `reply.kind`) whose `index` says which
+    sample each delta belongs to, then each sample's finish."""
+    chat = reply.kind == "chat.completion"
+    kind = "chat.completion.chunk" if chat else "text_completion"
+
+    def chunk(index: int, text: str | None, finish: str | None) -> str:
+        if chat:
+            delta = {"content": text} if text is not None else {}
+            return reply.chat_chunk(delta, finish, index=index)
+        choice = {"index": index, "text": text or "", "finish_reason": finish, "logprobs": None}
+        return sse(None, {**reply.base(), "choices": [choice]})
+
+    if chat:
+        for index in range(n):
+            yield reply.chat_chunk({"role": "assistant", "content": ""}, index=index)
+    async for index, delta in deltas:
+        yield chunk(index, delta, None)
+    for sample in generation.samples or []:
+        yield chunk(sample.index, None, finish_reason(sample.finish_reason))
+    if usage:
+        yield reply.usage_chunk(kind, usage_of(generation))
     yield sse(None, "[DONE]")
 
 

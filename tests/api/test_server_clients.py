@@ -152,7 +152,7 @@ def test_openai_errors(oai) -> None:
         ({"response_format": {"type": "json_object"}}, "response_format"),
         ({"logit_bias": {"15": 5}}, "logit_bias is"),
         ({"presence_penalty": 0.5}, "presence_penalty is"),
-        ({"n": 2, "stream": True}, "n > 1 cannot be streamed"),
+        ({"n": 2, "logprobs": True}, "n > 1 with logprobs"),
         ({"n": 17}, "n must be between 1 and 16"),
         ({"extra_body": {"guided_json": {"type": "object"}}}, "guided_json"),
     ],
@@ -249,6 +249,31 @@ def test_openai_n_gives_a_choice_per_sample(oai) -> None:
     texts = [c.text for c in completion.choices]
     assert [c.index for c in completion.choices] == [0, 1, 2, 3]
     assert texts[0] == texts[1] and texts[2] == texts[3]  # greedy: every sample the same
+
+
+def test_openai_n_streams_every_sample_by_its_index(oai) -> None:
+    asked = {"model": TEST_MODEL, "max_tokens": 4, "n": 2, "temperature": 0}
+    chunks = list(
+        oai.completions.create(
+            **asked, prompt="The sea is", stream=True, stream_options={"include_usage": True}
+        )
+    )
+    texts = {0: "", 1: ""}
+    finished = {}
+    for chunk in chunks:
+        for choice in chunk.choices:
+            texts[choice.index] += choice.text
+            if choice.finish_reason:
+                finished[choice.index] = choice.finish_reason
+    whole = oai.completions.create(**asked, prompt="The sea is")
+    assert [texts[0], texts[1]] == [c.text for c in whole.choices]  # greedy: the same twice
+    assert finished == {0: "length", 1: "length"} and chunks[-1].usage.completion_tokens == 8
+    chat = list(oai.chat.completions.create(**asked, messages=HELLO, stream=True))
+    replies = {0: "", 1: ""}
+    for chunk in chat:
+        for choice in chunk.choices:
+            replies[choice.index] += choice.delta.content or ""
+    assert replies[0] and replies[0] == replies[1]
 
 
 def test_openai_embeddings_of_token_ids_say_to_send_text(oai) -> None:
@@ -391,6 +416,11 @@ def test_vllm_generate_with_n_returns_every_sample(live_server) -> None:
     body = {"prompt": "Hi", "max_tokens": 3, "n": 3, "temperature": 1.0, "seed": 1}
     texts = httpx.post(f"{live_server.url}/generate", json=body, timeout=60).json()["text"]
     assert len(texts) == 3 and all(text.startswith("Hi") for text in texts)
+    streamed = {**body, "stream": True, "temperature": 0}
+    with httpx.stream("POST", f"{live_server.url}/generate", json=streamed, timeout=60) as r:
+        updates = [json.loads(part) for part in r.read().split(b"\0") if part]
+    last = updates[-1]["text"]
+    assert len(last) == 3 and last[0] == last[1] == last[2] != "Hi"  # greedy: one answer
 
 
 def test_curl_style_json_without_a_content_type_is_read_as_json(live_server) -> None:

@@ -35,6 +35,7 @@ from api.server.generation import (
     generate,
     primed,
     prompt_ids,
+    sample_deltas,
     sampling_params,
 )
 from api.server.openai_logprobs import LogprobsAsked
@@ -44,6 +45,7 @@ from api.server.openai_wire import (
     completion_stream,
     rag_stream,
     rag_usage,
+    samples_stream,
     usage_of,
 )
 from api.server.state import AppState
@@ -115,8 +117,6 @@ class _Sampling(BaseModel):
 
     def check_supported(self) -> None:
         """400 for a field this server would otherwise ignore."""
-        if self.n > 1 and self.stream:
-            raise ApiError(400, "n > 1 cannot be streamed by this server; ask without stream")
         if self.n > 1 and self.logprobs_asked(None) is not None:
             raise ApiError(400, "n > 1 with logprobs is not supported by this server")
         refuse_unimplemented(self, NEUTRAL)
@@ -216,6 +216,8 @@ async def chat_completions(
     params = body.sampling(body.max_completion_tokens or body.max_tokens, 1024)
     token_ids = chat_ids(state, messages)
     reply = Reply("chatcmpl", "chat.completion", state.model_name)
+    if body.stream and body.n > 1:
+        return await _stream_samples(state, request, body, token_ids, params, reply)
     if body.stream:
         generation = Generation(time.perf_counter())
         deltas = await primed(
@@ -247,6 +249,8 @@ async def completions(
     if body.stream:
         if len(prompts) != 1:
             raise ApiError(400, "stream one prompt at a time")
+        if body.n > 1:
+            return await _stream_samples(state, request, body, token_lists[0], params, reply)
         generation = Generation(time.perf_counter())
         deltas = await primed(
             generate(state, token_lists[0], params, generation, salt=tenant_of(request))
@@ -337,6 +341,23 @@ def _encoded(vector: list[float], encoding: str) -> list[float] | str:
     if encoding == "float":
         return vector
     return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
+
+
+async def _stream_samples(
+    state: AppState,
+    request: Request,
+    body: _Sampling,
+    token_ids: list[int],
+    params: SamplingParams,
+    reply: Reply,
+) -> StreamingResponse:
+    """n > 1 streamed: every sample's deltas, each chunk saying whose it is."""
+    generation = Generation(time.perf_counter())
+    deltas = await primed(
+        sample_deltas(state, token_ids, params, generation, salt=tenant_of(request))
+    )
+    stream = samples_stream(reply, deltas, generation, _include_usage(body), body.n)
+    return StreamingResponse(stream, media_type="text/event-stream", headers=SSE_HEADERS)
 
 
 def _asked(top: int, state: AppState | None) -> LogprobsAsked:

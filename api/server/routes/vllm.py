@@ -15,18 +15,20 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.server.auth import tenant_of
 from api.server.deps import StateDep
 from api.server.disconnect import unless_disconnected
-from api.server.errors import ApiError
 from api.server.generation import (
     Generation,
     drain,
     generate,
     primed,
     prompt_ids,
+    sample_deltas,
     sampling_params,
 )
+from api.server.state import AppState
 from api.server.unsupported import Neutral, empty, one_of, refuse_unimplemented
 from api.server.wire.errors import errors
 from api.server.wire.vllm import GenerateResponse
+from engine.sampling_params import SamplingParams
 
 router = APIRouter(tags=["vllm"])
 # vLLM's SamplingParams fields this route leaves alone, with the values that ask nothing.
@@ -85,12 +87,11 @@ async def generate_route(
         seed=body.seed,
         n=body.n,
     )
-    if body.n > 1 and body.stream:
-        raise ApiError(400, "n > 1 cannot be streamed by this server; ask without stream")
     generation = Generation(time.perf_counter())
-    deltas = generate(
-        state, prompt_ids(state, body.prompt), params, generation, salt=tenant_of(request)
-    )
+    token_ids = prompt_ids(state, body.prompt)
+    if body.stream and body.n > 1:
+        return await _stream_samples(state, request, body, token_ids, params)
+    deltas = generate(state, token_ids, params, generation, salt=tenant_of(request))
     if not body.stream:
         await unless_disconnected(request, drain(deltas))
         samples = generation.samples or []
@@ -105,5 +106,27 @@ async def generate_route(
         async for delta in stream:
             text += delta
             yield (json.dumps({"text": [text]}, ensure_ascii=False) + "\0").encode()
+
+    return StreamingResponse(updates(), media_type=STREAM_MEDIA_TYPE)
+
+
+async def _stream_samples(
+    state: AppState,
+    request: Request,
+    body: GenerateRequest,
+    token_ids: list[int],
+    params: SamplingParams,
+) -> StreamingResponse:
+    """n > 1 streamed: each update holds every sample's text so far, as vLLM's does."""
+    generation = Generation(time.perf_counter())
+    deltas = await primed(
+        sample_deltas(state, token_ids, params, generation, salt=tenant_of(request))
+    )
+
+    async def updates() -> AsyncIterator[bytes]:
+        texts = [body.prompt] * body.n
+        async for index, delta in deltas:
+            texts[index] += delta
+            yield (json.dumps({"text": texts}, ensure_ascii=False) + "\0").encode()
 
     return StreamingResponse(updates(), media_type=STREAM_MEDIA_TYPE)
