@@ -14,6 +14,7 @@ import itertools
 import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from transformers import GenerationConfig, PreTrainedTokenizerBase
@@ -37,7 +38,11 @@ from engine.sampler import sample, token_logprobs
 from engine.sampling_params import SamplingParams
 from engine.scheduler import ScheduledSequence, Scheduler, SchedulerConfig
 from engine.sequence import FinishReason, Sequence
+from engine.structured_outputs import Grammars
 from engine.tokenizer import load_tokenizer
+
+if TYPE_CHECKING:
+    from xgrammar import GrammarMatcher
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +54,7 @@ class _Request:
     detokenizer: IncrementalDetokenizer
     generator: torch.Generator | None  # the request's own when it has a seed
     logprobs: list[dict[int, float]] | None  # per generated token, when the request asks
+    matcher: "GrammarMatcher | None" = None  # follows its tokens, with structured outputs
 
 
 class LLMEngine:
@@ -67,6 +73,7 @@ class LLMEngine:
         self.eos_token_ids = self._eos_token_ids()
         model = load_model(self.model_path, self.dtype, self.device, *self._quantization())
         c = model.config
+        self.grammars = Grammars(self.tokenizer, c.vocab_size, sorted(self.eos_token_ids))
         spec = KVCacheSpec(c.num_layers, c.num_kv_heads, c.head_dim, config.block_size, self.dtype)
         num_blocks = self._num_kv_blocks(spec)
         # NOTE: a sequence must always fit alone in the pool, or preemption could loop forever.
@@ -149,7 +156,11 @@ class LLMEngine:
             self.tokenizer, params.skip_special_tokens, params.stop
         )
         logprobs: list[dict[int, float]] | None = None if params.logprobs is None else []
-        self._requests[request_id] = _Request(seq, prompt, detokenizer, generator, logprobs)
+        spec = params.structured_outputs
+        matcher = None if spec is None else self.grammars.matcher(spec)
+        self._requests[request_id] = _Request(
+            seq, prompt, detokenizer, generator, logprobs, matcher
+        )
         return seq
 
     def abort_request(self, request_id: str) -> None:
@@ -222,6 +233,7 @@ class LLMEngine:
     def _update(self, model_output: ModelOutput) -> list[RequestOutput]:
         """Sample a token for each sequence the model ran to its end, and append it."""
         requests = [self._requests[item.seq.request_id] for item in model_output.sampling]
+        self.grammars.mask(model_output.logits, [request.matcher for request in requests])
         outputs = []
         for row, (request, token) in enumerate(
             zip(requests, self._sample(model_output.logits, requests), strict=True)
@@ -285,6 +297,8 @@ class LLMEngine:
 
     def _postprocess(self, request: _Request, token_id: int) -> RequestOutput:
         seq = request.seq
+        if request.matcher is not None and not request.matcher.accept_token(token_id):
+            raise RuntimeError(f"the grammar refused token {token_id} it allowed")
         seq.append_token(token_id)
         request.detokenizer.add_token(token_id)
         reason = self._finish_reason(request, token_id)
@@ -309,6 +323,8 @@ class LLMEngine:
             return FinishReason.STOP
         if token_id in params.stop_token_ids or request.detokenizer.stopped_on:
             return FinishReason.STOP
+        if request.matcher is not None and request.matcher.is_terminated():
+            return FinishReason.STOP  # the JSON is complete (even with ignore_eos)
         if params.max_tokens is not None and seq.num_output_tokens >= params.max_tokens:
             return FinishReason.LENGTH
         if seq.num_tokens >= self.max_model_len:

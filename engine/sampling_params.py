@@ -4,6 +4,7 @@ import math
 from dataclasses import dataclass
 
 from common.errors import InvalidInputError
+from engine.structured_outputs import StructuredOutputs
 
 MAX_LOGPROBS = 20  # as OpenAI's top_logprobs
 MAX_SAMPLES = 16  # `n`: samples of one prompt, each a sequence of its own
@@ -34,6 +35,8 @@ class SamplingParams:
     # Samples of the prompt, returned as `RequestOutput.outputs`; they share its KV blocks.
     # With a seed, sample i draws from seed + i.
     n: int = 1
+    # JSON only, or only what a JSON Schema allows (structured_outputs.py); None: free text.
+    structured_outputs: StructuredOutputs | None = None
 
     def __post_init__(self) -> None:
         # Accept a single string or any iterable, as vLLM users write them.

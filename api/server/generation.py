@@ -14,6 +14,7 @@ from api.server.errors import ApiError
 from api.server.state import AppState
 from engine.outputs import CompletionOutput, RequestOutput
 from engine.sampling_params import SamplingParams
+from engine.structured_outputs import StructuredOutputs
 
 Delta = TypeVar("Delta", str, tuple[int, str])  # a text delta, or a sample's (n > 1)
 
@@ -28,6 +29,7 @@ def sampling_params(
     seed: int | None,
     logprobs: int | None = None,
     n: int = 1,
+    structured: StructuredOutputs | None = None,
 ) -> SamplingParams:
     """A request's sampling options as the engine takes them, whichever API they came by:
     one stop string or a list; a top_k of 0 or less keeps every token (Ollama sends 0)."""
@@ -41,6 +43,7 @@ def sampling_params(
         seed=seed,
         logprobs=logprobs,
         n=n,
+        structured_outputs=structured,
     )
 
 

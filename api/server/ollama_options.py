@@ -6,6 +6,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.server.generation import sampling_params
 from api.server.unsupported import Neutral, anything, empty, one_of
 from engine.sampling_params import SamplingParams
+from engine.structured_outputs import StructuredOutputs
 
 # Ollama's runner options (where and how the model runs) change no answer: accepted. Its
 # other sampling options are refused unless they ask for nothing.
@@ -29,7 +30,6 @@ OPTIONS_NEUTRAL: dict[str, Neutral] = dict.fromkeys(RUNNER_OPTIONS, anything) | 
 # `keep_alive`: the one model stays loaded for the server's life, longer than any asked.
 NEUTRAL: dict[str, Neutral] = {
     "keep_alive": anything,
-    "format": empty,
     "tools": empty,
     "think": one_of(False),
     "images": empty,
@@ -62,8 +62,9 @@ class Options(BaseModel):
         """`num_predict` as a token limit (None: until EOS or the context is full)."""
         return self.num_predict if self.num_predict and self.num_predict > 0 else None
 
-    def sampling(self) -> SamplingParams:
+    def sampling(self, structured: StructuredOutputs | None = None) -> SamplingParams:
         return sampling_params(
+            structured=structured,
             temperature=self.temperature,
             top_p=self.top_p,
             top_k=self.top_k,

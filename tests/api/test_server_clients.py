@@ -149,7 +149,6 @@ def test_openai_errors(oai) -> None:
     ("options", "named"),
     [
         ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]}, "tools"),
-        ({"response_format": {"type": "json_object"}}, "response_format"),
         ({"logit_bias": {"15": 5}}, "logit_bias is"),
         ({"presence_penalty": 0.5}, "presence_penalty is"),
         ({"n": 2, "logprobs": True}, "n > 1 with logprobs"),
@@ -276,6 +275,34 @@ def test_openai_n_streams_every_sample_by_its_index(oai) -> None:
     assert replies[0] and replies[0] == replies[1]
 
 
+PERSON = {
+    "type": "object",
+    "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+    "required": ["name", "age"],
+}
+ASK_JSON = [{"role": "user", "content": "Describe Ada Lovelace as JSON with a name and an age."}]
+
+
+def test_openai_response_format_json_object_and_json_schema(oai) -> None:
+    asked = {"model": TEST_MODEL, "messages": ASK_JSON, "max_tokens": 80, "temperature": 0}
+    schema = {"type": "json_schema", "json_schema": {"name": "person", "schema": PERSON}}
+    person = json.loads(
+        oai.chat.completions.create(**asked, response_format=schema).choices[0].message.content
+    )
+    assert set(person) >= {"name", "age"} and isinstance(person["age"], int)
+    sum_asked = [
+        {"role": "user", "content": 'Reply with a JSON object whose key "sum" holds 2 + 2.'}
+    ]
+    reply = oai.chat.completions.create(
+        **{**asked, "messages": sum_asked}, response_format={"type": "json_object"}
+    )
+    assert isinstance(json.loads(reply.choices[0].message.content), dict)
+    with pytest.raises(openai.BadRequestError, match="not available for answers over"):
+        oai.chat.completions.create(
+            **{**asked, "model": "pagedrag-rag"}, response_format={"type": "json_object"}
+        )
+
+
 def test_openai_embeddings_of_token_ids_say_to_send_text(oai) -> None:
     with pytest.raises(openai.BadRequestError, match="check_embedding_ctx_length=False"):
         oai.embeddings.create(model="all-minilm-l6-v2", input=[[9906, 1917]])
@@ -335,7 +362,7 @@ def test_ollama_rag_chat_carries_its_sources_in_extension_fields(live_server) ->
 @pytest.mark.parametrize(
     ("options", "named"),
     [
-        ({"format": "json"}, "format is not"),
+        ({"format": {"type": "nonsense-type"}}, "the JSON schema cannot be used"),
         ({"options": {"repeat_penalty": 1.3}}, "options.repeat_penalty is not"),
         ({"options": {"mirostat": 2, "min_p": 0.1}}, "options.min_p, options.mirostat are not"),
     ],
@@ -344,6 +371,27 @@ def test_ollama_options_the_server_lacks_are_refused_by_name(oll, options, named
     with pytest.raises(ollama.ResponseError) as raised:
         oll.chat(model=TEST_MODEL, messages=HELLO, stream=False, **options)
     assert raised.value.status_code == 400 and named in raised.value.error
+
+
+def test_ollama_format_is_structured_output(oll) -> None:
+    reply = oll.chat(
+        model=TEST_MODEL, messages=ASK_JSON, format=PERSON, stream=False,
+        options={"num_predict": 80, "temperature": 0},
+    )  # fmt: skip
+    person = json.loads(reply.message.content)
+    assert set(person) >= {"name", "age"} and isinstance(person["age"], int)
+    streamed = oll.generate(
+        model=TEST_MODEL, prompt='Reply with a JSON object whose key "sum" holds 2 + 2.',
+        format="json", stream=True, options={"num_predict": 60, "temperature": 0},
+    )  # fmt: skip
+    assert isinstance(json.loads("".join(part.response for part in streamed)), dict)
+
+
+def test_ollama_format_other_than_json_or_a_schema_is_refused(live_server) -> None:
+    body = {"model": TEST_MODEL, "prompt": "Hi", "format": "yaml", "stream": False}
+    refused = httpx.post(f"{live_server.url}/api/generate", json=body, timeout=60)
+    assert refused.status_code == 400
+    assert 'format must be "json" or a JSON schema' in refused.json()["error"]
 
 
 def test_ollama_runner_options_and_keep_alive_are_accepted(oll) -> None:

@@ -9,7 +9,7 @@ on `/api/chat` answers over the documents.
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
@@ -28,6 +28,7 @@ from api.server.chat import (
 )
 from api.server.deps import StateDep
 from api.server.disconnect import unless_disconnected
+from api.server.errors import ApiError
 from api.server.generation import (
     Generation,
     chat_ids,
@@ -51,6 +52,8 @@ from api.server.wire.ollama import (
     Version,
 )
 from common.version import VERSION
+from engine.sampling_params import SamplingParams
+from engine.structured_outputs import StructuredOutputs
 from rag.answer import Answer, DoneEvent, TokenEvent
 
 router = APIRouter(prefix="/api", tags=["ollama"])
@@ -66,6 +69,22 @@ class _OllamaRequest(BaseModel):
     model: str
     stream: bool = True
     options: Options = Field(default_factory=Options)
+
+    format: str | dict[str, Any] | None = Field(
+        None, description='"json" (any JSON object) or a JSON Schema the reply must match'
+    )
+
+    def structured(self) -> StructuredOutputs | None:
+        if not self.format:
+            return None
+        if self.format == "json":
+            return StructuredOutputs(json_object=True)
+        if isinstance(self.format, str):
+            raise ApiError(400, f'format must be "json" or a JSON schema, not {self.format!r}')
+        return StructuredOutputs(json=self.format)
+
+    def sampling(self) -> SamplingParams:
+        return self.options.sampling(self.structured())
 
     def check_supported(self) -> None:
         """400 for a field or option this server would otherwise ignore."""
@@ -128,6 +147,8 @@ async def chat_route(
     """Chat with the model; the model `pagedrag-rag` answers over the documents."""
     body.check_supported()
     if body.model == RAG_MODEL:
+        if body.structured() is not None:
+            raise ApiError(400, "format is not available for answers over the documents")
         return await _rag_chat(body, request, state)
     check_model(state, body.model)
     messages = chat_messages(body.messages)
@@ -157,9 +178,7 @@ async def _respond(
     state: AppState, request: Request, body: _OllamaRequest, token_ids: list[int], field: TextField
 ) -> GenerateResponse | ChatResponse | StreamingResponse:
     generation = Generation(time.perf_counter())
-    deltas = generate(
-        state, token_ids, body.options.sampling(), generation, salt=tenant_of(request)
-    )
+    deltas = generate(state, token_ids, body.sampling(), generation, salt=tenant_of(request))
     if not body.stream:
         await unless_disconnected(request, drain(deltas))
         return _final(body.model, generation, field, generation.text)

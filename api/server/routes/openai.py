@@ -8,7 +8,7 @@ import asyncio
 import base64
 import struct
 import time
-from typing import Literal
+from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
@@ -63,6 +63,7 @@ from api.server.wire.openai import (
     ModelList,
 )
 from engine.sampling_params import MAX_LOGPROBS, SamplingParams
+from engine.structured_outputs import StructuredOutputs
 from rag.answer import CitationsEvent
 
 router = APIRouter(prefix="/v1", tags=["openai"])
@@ -85,7 +86,6 @@ NEUTRAL: dict[str, Neutral] = {
     "functions": empty,
     "tool_choice": one_of("none"),
     "function_call": one_of("none"),
-    "response_format": one_of({"type": "text"}),
     "echo": one_of(False),
     "best_of": one_of(1),
     "suffix": empty,
@@ -95,6 +95,28 @@ EMBEDDING_NEUTRAL: dict[str, Neutral] = {"user": anything}
 
 class StreamOptions(BaseModel):
     include_usage: bool = False
+
+
+class JsonSchemaFormat(BaseModel):
+    name: str | None = None
+    schema_: dict[str, Any] = Field(alias="schema")
+    strict: bool | None = None  # always strict here: the grammar allows nothing else
+
+
+class ResponseFormat(BaseModel):
+    """OpenAI's `response_format`: free text, any JSON object, or a JSON Schema's JSON."""
+
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaFormat | None = None
+
+    def structured(self) -> StructuredOutputs | None:
+        if self.type == "text":
+            return None
+        if self.type == "json_object":
+            return StructuredOutputs(json_object=True)
+        if self.json_schema is None:
+            raise ApiError(400, "response_format json_schema needs its json_schema.schema")
+        return StructuredOutputs(json=self.json_schema.schema_)
 
 
 class _Sampling(BaseModel):
@@ -110,6 +132,7 @@ class _Sampling(BaseModel):
     n: int = Field(1, ge=1, description="Choices per prompt; they share its KV blocks.")
     stream: bool = False
     stream_options: StreamOptions | None = None
+    response_format: ResponseFormat | None = None
 
     def rag_temperature(self) -> float | None:
         """The request's own temperature; None (greedy, the RAG default) when it set none."""
@@ -132,6 +155,7 @@ class _Sampling(BaseModel):
             seed=self.seed,
             logprobs=None if asked is None else asked.top,
             n=self.n,
+            structured=None if self.response_format is None else self.response_format.structured(),
         )
 
     def logprobs_asked(self, state: AppState | None) -> LogprobsAsked | None:
@@ -209,8 +233,12 @@ async def chat_completions(
     body.check_supported()
     logprobs = body.logprobs_asked(state)
     if body.rag or body.model == RAG_MODEL:
-        if logprobs is not None or body.n > 1:
-            raise ApiError(400, "logprobs and n > 1 are not available for answers over documents")
+        if logprobs is not None or body.n > 1 or body.sampling(None, 1).structured_outputs:
+            raise ApiError(
+                400,
+                "logprobs, n > 1 and JSON response formats are not available for answers "
+                "over the documents",
+            )
         return await _rag_chat(body, request, state)
     messages = chat_messages(body.messages)
     params = body.sampling(body.max_completion_tokens or body.max_tokens, 1024)
