@@ -97,10 +97,13 @@ class PromptBuilder:
             token_ids += self._encode_text(part)
         return token_ids + self._tail_ids
 
-    def chat(self, messages: list[dict[str, str]]) -> list[int]:
-        """Token ids of a plain conversation (no passages) under the chat template."""
+    def chat(
+        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None
+    ) -> list[int]:
+        """Token ids of a plain conversation (no passages) under the chat template, with
+        the tools it may call when given."""
         text = self.tokenizer.apply_chat_template(
-            messages, tokenize=False, add_generation_prompt=True
+            messages, tools=tools, tokenize=False, add_generation_prompt=True
         )
         return self._encode_template(text)
 

@@ -7,9 +7,11 @@ metrics, and `final_answer` / `withdrawn` shape the end of the stream. The route
 encode the events in their own wire format (JSON, SSE, NDJSON).
 """
 
+import json
 import time
 from collections.abc import AsyncIterator
 from contextlib import aclosing
+from typing import Any
 
 from api.server.errors import ApiError
 from api.server.schemas import AskRequest
@@ -18,8 +20,9 @@ from engine.library.catalog import library_name
 from rag.answer import Answer, AnswerEvent, DoneEvent, TokenEvent
 
 RAG_MODEL = "pagedrag-rag"  # the pseudo-model that answers over the documents
-ROLES = ("system", "user", "assistant")
+ROLES = ("system", "user", "assistant", "tool")
 WireMessage = dict[str, object]  # a chat message as a client sent it; `chat_messages` checks it
+Message = dict[str, Any]  # a checked one, as chat templates take it
 
 
 def check_model(state: AppState, model: str | None, *, allow_rag: bool = False) -> None:
@@ -37,13 +40,15 @@ def check_model(state: AppState, model: str | None, *, allow_rag: bool = False) 
     )
 
 
-def chat_messages(messages: list[WireMessage]) -> list[dict[str, str]]:
-    """Messages as `{"role", "content"}` with text content; content parts keep their text."""
-    return [_text_message(message) for message in messages]
+def chat_messages(messages: list[WireMessage]) -> list[Message]:
+    """Messages as `{"role", "content"}` with text content (content parts keep their
+    text), an assistant's `tool_calls` as chat templates take them, tool results as
+    `tool` messages."""
+    return [_message(message) for message in messages]
 
 
 def rag_request(
-    messages: list[dict[str, str]],
+    messages: list[Message],
     *,
     collection: str | None = None,
     max_tokens: int | None = None,
@@ -114,10 +119,12 @@ def withdrawn(answer: Answer, streamed: bool) -> str:
     return ("\n\n" if streamed else "") + answer.answer
 
 
-def _text_message(message: WireMessage) -> dict[str, str]:
-    role, content = message.get("role"), message.get("content", "")
+def _message(message: WireMessage) -> Message:
+    role, content = message.get("role"), message.get("content") or ""
     if not isinstance(role, str) or role not in ROLES:
-        raise ApiError(400, f"unsupported message role {role!r}; use system, user or assistant")
+        raise ApiError(
+            400, f"unsupported message role {role!r}; use system, user, assistant or tool"
+        )
     if isinstance(content, list):  # OpenAI's content parts: keep the text ones
         content = "".join(
             str(p.get("text", ""))
@@ -126,4 +133,24 @@ def _text_message(message: WireMessage) -> dict[str, str]:
         )
     if not isinstance(content, str):
         raise ApiError(400, "message content must be a string or a list of text parts")
-    return {"role": role, "content": content}
+    calls = message.get("tool_calls")
+    if role != "assistant" or not calls:
+        return {"role": role, "content": content}
+    if not isinstance(calls, list):
+        raise ApiError(400, "tool_calls must be a list")
+    return {"role": role, "content": content, "tool_calls": [_tool_call(c) for c in calls]}
+
+
+def _tool_call(call: object) -> dict[str, object]:
+    """An earlier call, OpenAI's (arguments as JSON text) or Ollama's (an object)."""
+    function = call.get("function") if isinstance(call, dict) else None
+    name = function.get("name") if isinstance(function, dict) else None
+    arguments = function.get("arguments", {}) if isinstance(function, dict) else None
+    if isinstance(arguments, str):
+        try:
+            arguments = json.loads(arguments or "{}")
+        except ValueError:
+            arguments = None
+    if not isinstance(name, str) or not isinstance(arguments, dict):
+        raise ApiError(400, "each tool call needs function.name and function.arguments (an object)")
+    return {"type": "function", "function": {"name": name, "arguments": arguments}}

@@ -4,11 +4,12 @@ OpenAI, Ollama and vLLM routes differ only in how they wrap the same stream of d
 """
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from api.server.errors import ApiError
 from api.server.state import AppState
@@ -87,13 +88,16 @@ def prompt_ids(state: AppState, prompt: str | list[int]) -> list[int]:
     return list(prompt)
 
 
-def chat_ids(state: AppState, messages: list[dict[str, str]]) -> list[int]:
-    """Token ids of a conversation under the model's chat template."""
+def chat_ids(
+    state: AppState, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None
+) -> list[int]:
+    """Token ids of a conversation (and the tools it may call) under the chat template."""
     if not messages:
         raise ApiError(400, "messages must not be empty")
-    if sum(len(m["content"]) for m in messages) > state.settings.max_prompt_chars:
+    size = sum(len(m["content"]) for m in messages) + len(json.dumps(tools or []))
+    if size > state.settings.max_prompt_chars:
         raise ApiError(400, f"the messages are longer than {state.settings.max_prompt_chars} chars")
-    return state.rag.prompts.chat(messages)
+    return state.rag.prompts.chat(messages, tools)
 
 
 async def embed_texts(state: AppState, texts: str | list[str]) -> tuple[list[list[float]], int]:

@@ -30,7 +30,6 @@ OPTIONS_NEUTRAL: dict[str, Neutral] = dict.fromkeys(RUNNER_OPTIONS, anything) | 
 # `keep_alive`: the one model stays loaded for the server's life, longer than any asked.
 NEUTRAL: dict[str, Neutral] = {
     "keep_alive": anything,
-    "tools": empty,
     "think": one_of(False),
     "images": empty,
     "context": empty,

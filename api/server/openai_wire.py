@@ -4,6 +4,7 @@ The routes in api/server/routes/openai.py produce their results; this turns them
 what OpenAI clients parse, in one place.
 """
 
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -12,6 +13,7 @@ from api.server.chat import withdrawn
 from api.server.generation import Generation
 from api.server.openai_logprobs import LogprobsAsked
 from api.server.streaming import sse
+from api.server.tool_calls import ToolCall
 from api.server.wire.native import AttributionOut, CitationOut, attributions
 from api.server.wire.openai import (
     AssistantMessage,
@@ -20,6 +22,8 @@ from api.server.wire.openai import (
     ChatLogprobs,
     Completion,
     CompletionChoice,
+    FunctionCall,
+    ToolCallOut,
     Usage,
 )
 from engine.outputs import CompletionOutput
@@ -65,6 +69,18 @@ class Reply:
             usage=usage,
             citations=citations,
             attributions=attributions,
+        )
+
+    def chat_tool_reply(
+        self, text: str, calls: list[ToolCall], finish: str | None, usage: Usage
+    ) -> ChatCompletion:
+        """A reply that may call tools: its text (None when it only calls), the calls, and
+        finish_reason "tool_calls" when there are any."""
+        message = AssistantMessage(content=text or None, tool_calls=tool_calls_out(calls) or None)
+        reason = "tool_calls" if calls else finish_reason(finish)
+        choice = ChatChoice(index=0, message=message, finish_reason=reason)
+        return ChatCompletion(
+            id=self.id, created=self.created, model=self.model, choices=[choice], usage=usage
         )
 
     def chat_samples(self, samples: list[CompletionOutput], usage: Usage) -> ChatCompletion:
@@ -150,6 +166,46 @@ async def chat_stream(
     if usage:
         yield reply.usage_chunk("chat.completion.chunk", usage_of(generation))
     yield sse(None, "[DONE]")
+
+
+async def tool_reply_stream(
+    reply: Reply, completion: ChatCompletion, usage: bool
+) -> AsyncIterator[str]:
+    """A reply that may call tools, streamed once it is whole: calls cannot be told from
+    text until they end, and their text must never reach the client as content."""
+    choice = completion.choices[0]
+    yield reply.chat_chunk({"role": "assistant", "content": ""})
+    if choice.message.content:
+        yield reply.chat_chunk({"content": choice.message.content})
+    for index, call in enumerate(choice.message.tool_calls or []):
+        yield sse(
+            None,
+            {
+                **reply.base("chat.completion.chunk"),
+                "choices": [
+                    {
+                        "index": 0,
+                        "delta": {"tool_calls": [{"index": index, **call.model_dump()}]},
+                        "finish_reason": None,
+                        "logprobs": None,
+                    }
+                ],
+            },
+        )
+    yield reply.chat_chunk({}, choice.finish_reason)
+    if usage:
+        yield reply.usage_chunk("chat.completion.chunk", completion.usage)
+    yield sse(None, "[DONE]")
+
+
+def tool_calls_out(calls: list[ToolCall]) -> list[ToolCallOut]:
+    return [
+        ToolCallOut(
+            id=f"call_{uuid.uuid4().hex[:24]}",
+            function=FunctionCall(name=call.name, arguments=json.dumps(call.arguments)),
+        )
+        for call in calls
+    ]
 
 
 async def samples_stream(

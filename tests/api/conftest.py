@@ -92,7 +92,7 @@ def serve_samples(
     try:
         rag.ingest([SAMPLES])
         server_settings = ServerSettings(
-            data_dir=data_dir, engine=EngineConfig(model=TEST_MODEL), **settings
+            data_dir=data_dir, engine=EngineConfig(model=engine_config.model), **settings
         )
         with serve_in_thread(server_settings, rag) as url:
             yield LiveServer(url, rag, data_dir, server_settings)

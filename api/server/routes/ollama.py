@@ -41,6 +41,7 @@ from api.server.generation import (
 from api.server.ollama_options import EMBED_NEUTRAL, NEUTRAL, OPTIONS_NEUTRAL, Options
 from api.server.state import AppState
 from api.server.streaming import ndjson
+from api.server.tool_calls import parse_tool_calls, template_takes_tools
 from api.server.unsupported import refuse_unimplemented
 from api.server.wire.errors import Responses, errors
 from api.server.wire.native import attributions, citations
@@ -49,6 +50,7 @@ from api.server.wire.ollama import (
     EmbedResponse,
     GenerateResponse,
     Message,
+    OllamaToolCall,
     Version,
 )
 from common.version import VERSION
@@ -100,6 +102,7 @@ class GenerateRequest(_OllamaRequest):
 
 class ChatRequest(_OllamaRequest):
     messages: list[WireMessage] = Field(default_factory=list)
+    tools: list[dict[str, Any]] | None = None
 
 
 class EmbedRequest(BaseModel):
@@ -147,13 +150,15 @@ async def chat_route(
     """Chat with the model; the model `pagedrag-rag` answers over the documents."""
     body.check_supported()
     if body.model == RAG_MODEL:
-        if body.structured() is not None:
-            raise ApiError(400, "format is not available for answers over the documents")
+        if body.structured() is not None or body.tools:
+            raise ApiError(400, "format and tools are not available for answers over documents")
         return await _rag_chat(body, request, state)
     check_model(state, body.model)
     messages = chat_messages(body.messages)
     if not messages:
         return _final(body.model, Generation(time.perf_counter()), "message", "")
+    if body.tools:
+        return await _tool_reply(state, request, body, messages, body.tools)
     return await _respond(state, request, body, chat_ids(state, messages), "message")
 
 
@@ -188,6 +193,45 @@ async def _respond(
         async for delta in stream:
             yield ndjson(_partial(body.model, field, delta))
         yield ndjson(_final(body.model, generation, field, "").model_dump())
+
+    return StreamingResponse(lines(), media_type=NDJSON)
+
+
+async def _tool_reply(
+    state: AppState,
+    request: Request,
+    body: ChatRequest,
+    messages: list[dict[str, Any]],
+    tools: list[dict[str, Any]],
+) -> ChatResponse | StreamingResponse:
+    """A turn with tools: the whole reply, read into text and calls; streamed, as one
+    message line once whole (a call's text must never reach the client as content)."""
+    if not template_takes_tools(state.engine.tokenizer.chat_template):
+        raise ApiError(400, f"{state.model_name}'s chat template takes no tools")
+    generation = Generation(time.perf_counter())
+    token_ids = chat_ids(state, messages, tools)
+    deltas = generate(state, token_ids, body.sampling(), generation, salt=tenant_of(request))
+    await unless_disconnected(request, drain(deltas))
+    names = {str(tool.get("function", {}).get("name")) for tool in tools}
+    text, calls = parse_tool_calls(generation.text, names)
+    final = _final(body.model, generation, "message", text)
+    assert isinstance(final, ChatResponse)
+    final.message.tool_calls = [
+        OllamaToolCall(function={"name": c.name, "arguments": c.arguments}) for c in calls
+    ] or None
+    if not body.stream:
+        return final
+
+    async def lines() -> AsyncIterator[str]:
+        yield ndjson(
+            {
+                "model": body.model,
+                "created_at": _now(),
+                "message": final.message.model_dump(exclude_none=True),
+                "done": False,
+            }
+        )
+        yield ndjson(final.model_dump() | {"message": {"role": "assistant", "content": ""}})
 
     return StreamingResponse(lines(), media_type=NDJSON)
 

@@ -46,10 +46,12 @@ from api.server.openai_wire import (
     rag_stream,
     rag_usage,
     samples_stream,
+    tool_reply_stream,
     usage_of,
 )
 from api.server.state import AppState
 from api.server.streaming import SSE_HEADERS
+from api.server.tool_calls import parse_tool_calls, template_takes_tools
 from api.server.unsupported import Neutral, anything, empty, one_of, refuse_unimplemented
 from api.server.wire.errors import Responses, errors
 from api.server.wire.native import attributions, citations
@@ -82,9 +84,7 @@ NEUTRAL: dict[str, Neutral] = {
     "presence_penalty": one_of(0),
     "frequency_penalty": one_of(0),
     "logit_bias": empty,
-    "tools": empty,
-    "functions": empty,
-    "tool_choice": one_of("none"),
+    "functions": empty,  # the deprecated form of tools
     "function_call": one_of("none"),
     "echo": one_of(False),
     "best_of": one_of(1),
@@ -164,8 +164,17 @@ class _Sampling(BaseModel):
         return None
 
 
+class Tool(BaseModel):
+    type: Literal["function"]
+    function: dict[str, Any] = Field(description="name, description, parameters (a schema)")
+
+
 class ChatRequest(_Sampling):
     messages: list[WireMessage] = Field(min_length=1)
+    tools: list[Tool] | None = None
+    tool_choice: str | dict[str, Any] | None = Field(
+        None, description='"auto" (the default with tools) or "none"; others are refused'
+    )
     max_completion_tokens: int | None = Field(None, ge=1)
     logprobs: bool = Field(False, description="Each generated token's log-probability.")
     top_logprobs: int | None = Field(
@@ -173,6 +182,20 @@ class ChatRequest(_Sampling):
     )
     rag: bool = Field(False, description="Answer over the documents (PagedRAG extension).")
     collection: str | None = Field(None, description="With rag: search only this collection.")
+
+    def template_tools(self, state: AppState) -> list[dict[str, Any]] | None:
+        """The tools as the chat template takes them; None: none offered this turn."""
+        if self.tool_choice not in (None, "auto", "none"):
+            raise ApiError(
+                400, 'tool_choice may be "auto" or "none" on this server (the model decides)'
+            )
+        if not self.tools or self.tool_choice == "none":
+            return None
+        if not template_takes_tools(state.engine.tokenizer.chat_template):
+            raise ApiError(400, f"{state.model_name}'s chat template takes no tools")
+        if self.n > 1:
+            raise ApiError(400, "n > 1 with tools is not supported by this server")
+        return [tool.model_dump() for tool in self.tools]
 
     def logprobs_asked(self, state: AppState | None) -> LogprobsAsked | None:
         if self.top_logprobs is not None and not self.logprobs:
@@ -233,17 +256,21 @@ async def chat_completions(
     body.check_supported()
     logprobs = body.logprobs_asked(state)
     if body.rag or body.model == RAG_MODEL:
-        if logprobs is not None or body.n > 1 or body.sampling(None, 1).structured_outputs:
+        json_format = body.response_format is not None and body.response_format.type != "text"
+        if logprobs is not None or body.n > 1 or body.tools or json_format:
             raise ApiError(
                 400,
-                "logprobs, n > 1 and JSON response formats are not available for answers "
-                "over the documents",
+                "logprobs, n > 1, tools and JSON response formats are not available for "
+                "answers over the documents",
             )
         return await _rag_chat(body, request, state)
     messages = chat_messages(body.messages)
     params = body.sampling(body.max_completion_tokens or body.max_tokens, 1024)
-    token_ids = chat_ids(state, messages)
+    tools = body.template_tools(state)
+    token_ids = chat_ids(state, messages, tools)
     reply = Reply("chatcmpl", "chat.completion", state.model_name)
+    if tools is not None:
+        return await _tool_reply(state, request, body, token_ids, params, reply, tools)
     if body.stream and body.n > 1:
         return await _stream_samples(state, request, body, token_ids, params, reply)
     if body.stream:
@@ -369,6 +396,29 @@ def _encoded(vector: list[float], encoding: str) -> list[float] | str:
     if encoding == "float":
         return vector
     return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
+
+
+async def _tool_reply(
+    state: AppState,
+    request: Request,
+    body: ChatRequest,
+    token_ids: list[int],
+    params: SamplingParams,
+    reply: Reply,
+    tools: list[dict[str, Any]],
+) -> ChatCompletion | StreamingResponse:
+    """A turn with tools: the whole reply, read into text and calls (streamed as chunks
+    once whole)."""
+    generation = Generation(time.perf_counter())
+    deltas = generate(state, token_ids, params, generation, salt=tenant_of(request))
+    await unless_disconnected(request, drain(deltas))
+    names = {str(tool["function"].get("name")) for tool in tools}
+    text, calls = parse_tool_calls(generation.text, names)
+    completion = reply.chat_tool_reply(text, calls, generation.finish_reason, usage_of(generation))
+    if not body.stream:
+        return completion
+    stream = tool_reply_stream(reply, completion, _include_usage(body))
+    return StreamingResponse(stream, media_type="text/event-stream", headers=SSE_HEADERS)
 
 
 async def _stream_samples(

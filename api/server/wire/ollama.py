@@ -1,7 +1,7 @@
 """Ollama's response objects: the final object of generate and chat (the last NDJSON line
 of a stream), embeddings, tags and version. Durations are in nanoseconds, as Ollama's."""
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -60,9 +60,14 @@ class LegacyEmbedding(BaseModel):
     embedding: list[float]
 
 
+class OllamaToolCall(BaseModel):
+    function: dict[str, Any] = Field(description="name, and arguments as an object")
+
+
 class Message(BaseModel):
     role: Literal["assistant"] = "assistant"
     content: str
+    tool_calls: list[OllamaToolCall] | None = None
 
 
 class _Final(BaseModel):

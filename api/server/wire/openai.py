@@ -51,15 +51,27 @@ class CompletionLogprobs(BaseModel):
     text_offset: list[int] = Field(description="where each token starts in the generated text")
 
 
+class FunctionCall(BaseModel):
+    name: str
+    arguments: str = Field(description="the arguments, as JSON text")
+
+
+class ToolCallOut(BaseModel):
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
 class AssistantMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
-    content: str
+    content: str | None
+    tool_calls: list[ToolCallOut] | None = None
 
 
 class ChatChoice(BaseModel):
     index: int
     message: AssistantMessage
-    finish_reason: str | None = Field(description="stop or length")
+    finish_reason: str | None = Field(description="stop, length or tool_calls")
     logprobs: ChatLogprobs | None = None
 
 

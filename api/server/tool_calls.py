@@ -1,0 +1,61 @@
+"""Tool calls: the tools go to the model through its own chat template, and its reply is
+read back into calls.
+
+A call is `{"name": ..., "arguments": {...}}` for one of the request's tools, inside
+`<tool_call>` tags as Qwen's template asks (Hermes style), or as the whole reply: small
+models often drop the tags. Anything else stays text, so a reply that only looks like a
+call to an unknown tool is never run as one.
+"""
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+TAGGED = re.compile(r"<tool_call>\s*(.*?)\s*</tool_call>", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    name: str
+    arguments: dict[str, Any]
+
+
+def parse_tool_calls(text: str, tool_names: set[str]) -> tuple[str, list[ToolCall]]:
+    """The reply's text without its calls, and the calls in order."""
+    tagged = [_call(block, tool_names) for block in TAGGED.findall(text)]
+    if tagged and all(tagged):
+        return TAGGED.sub("", text).strip(), [call for call in tagged if call]
+    try:
+        whole = json.loads(text)
+    except ValueError:
+        return text, []
+    items = whole if isinstance(whole, list) else [whole]
+    calls = [_as_call(item, tool_names) for item in items]
+    if calls and all(calls):
+        return "", [call for call in calls if call]
+    return text, []
+
+
+def template_takes_tools(chat_template: str | None) -> bool:
+    """Whether the model's chat template renders a `tools` list (Qwen2.5's does)."""
+    return bool(chat_template) and "tools" in str(chat_template)
+
+
+def _call(block: str, tool_names: set[str]) -> ToolCall | None:
+    try:
+        return _as_call(json.loads(block), tool_names)
+    except ValueError:
+        return None
+
+
+def _as_call(item: object, tool_names: set[str]) -> ToolCall | None:
+    if not isinstance(item, dict) or item.get("name") not in tool_names:
+        return None
+    arguments = item.get("arguments", item.get("parameters", {}))
+    if isinstance(arguments, str):  # some models write the arguments as a JSON string
+        try:
+            arguments = json.loads(arguments)
+        except ValueError:
+            return None
+    return ToolCall(str(item["name"]), arguments) if isinstance(arguments, dict) else None
