@@ -4,7 +4,7 @@ The CLI and the HTTP layer print `str(error)` as one line; they never show a tra
 for these. Impossible states raise `RuntimeError` instead, naming the bug.
 """
 
-from common.errors import InvalidInputError, PagedRAGError, UnavailableError
+from common.errors import InvalidInputError, NotFoundError, PagedRAGError, UnavailableError
 
 __all__ = [
     "EngineClosedError",
@@ -19,7 +19,7 @@ __all__ = [
 ]
 
 
-class ModelNotFoundError(PagedRAGError):
+class ModelNotFoundError(NotFoundError):
     """An unknown model name or a path that does not exist."""
 
 

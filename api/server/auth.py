@@ -32,6 +32,8 @@ OPEN_TENANT = DEFAULT_TENANT  # `--api-key`'s, an open server's and the command 
 
 # Routes that change the library (beyond reading it) whatever their method's look.
 WRITE_PREFIXES = ("/ingest", "/documents", "/reindex")
+# Routes that change the model store: every tenant's models.
+ADMIN_PATHS = ("/api/pull", "/api/copy", "/api/delete")
 
 
 class Role(IntEnum):
@@ -107,7 +109,7 @@ def required_role(method: str, path: str) -> Role | None:
     """The role a request needs; None: open to anyone."""
     if path in OPEN_PATHS or path.startswith(OPEN_PREFIXES):
         return None
-    if path == "/metrics":
+    if path == "/metrics" or path in ADMIN_PATHS:
         return Role.ADMIN
     if method not in READ_METHODS and path.startswith(WRITE_PREFIXES):
         return Role.WRITE

@@ -26,6 +26,8 @@ def resolve_model(model: str | None, *, home: Path | None = None, progress: bool
     name = library_name(model or DEFAULT_MODEL)
     if name in CATALOG:
         return pull(name, store=store, progress=progress)
+    if not _looks_like_a_path(name) and store.is_installed(name):
+        return store.path_for(name)  # a copy made with /api/copy
     path = Path(name).expanduser()
     if path.is_dir():
         _check_hf_directory(path)

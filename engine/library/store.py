@@ -2,11 +2,15 @@
 
 import hashlib
 import json
+import os
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from common.errors import InvalidInputError
 from common.paths import default_home
+from engine.errors import ModelNotFoundError
 
 # Written last by a conversion, so a readable manifest naming the model and its
 # architecture means "complete"; a missing or damaged one means "pull again".
@@ -59,6 +63,27 @@ class ModelStore:
     def is_installed(self, name: str) -> bool:
         """Whether the model's directory has a valid manifest; if not, `pull` rebuilds it."""
         return _read_manifest(self.path_for(name) / MANIFEST) is not None
+
+    def remove(self, name: str) -> None:
+        """Delete an installed model, its quantized weights with it."""
+        if not self.is_installed(name):
+            raise ModelNotFoundError(f"model {name!r} is not installed")
+        shutil.rmtree(self.path_for(name))
+
+    def copy(self, source: str, destination: str) -> Path:
+        """Install `source` again under the name `destination` (Ollama's `cp`)."""
+        if not self.is_installed(source):
+            raise ModelNotFoundError(f"model {source!r} is not installed")
+        target = self.path_for(destination)
+        if target.exists():
+            raise InvalidInputError(f"a model named {destination!r} is already installed")
+        partial = target.with_name(f".{target.name}.copying")
+        shutil.rmtree(partial, ignore_errors=True)
+        shutil.copytree(self.path_for(source), partial)
+        manifest = json.loads((partial / MANIFEST).read_text())
+        (partial / MANIFEST).write_text(json.dumps({**manifest, "name": destination}))
+        os.replace(partial, target)  # complete or absent: its manifest is valid once there
+        return target
 
     def installed(self) -> list[InstalledModel]:
         """Every complete model, sorted by directory; damaged entries are left out."""

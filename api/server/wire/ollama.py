@@ -56,6 +56,10 @@ class RunningModels(BaseModel):
     models: list[RunningModel]
 
 
+class PullStatus(BaseModel):
+    status: str = Field(description="success once the model is installed")
+
+
 class LegacyEmbedding(BaseModel):
     embedding: list[float]
 
