@@ -127,6 +127,10 @@ class AsyncLLMEngine:
         """
         loop = asyncio.get_running_loop()
         items: asyncio.Queue[Item] = asyncio.Queue()
+        if params.structured_outputs is not None:
+            # NOTE: compiled here, off the engine thread, which then finds it in the
+            # compiler's cache: a slow schema never pauses other requests' steps.
+            await asyncio.to_thread(self.engine.grammars.compile, params.structured_outputs)
 
         def sink(item: Item) -> None:
             loop.call_soon_threadsafe(items.put_nowait, item)

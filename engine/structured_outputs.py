@@ -8,6 +8,8 @@ grammar pay nothing (bench.structured_outputs measures it).
 """
 
 import json
+import re
+import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -16,9 +18,11 @@ from common.errors import InvalidInputError
 if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedTokenizerBase
-    from xgrammar import GrammarCompiler, GrammarMatcher
+    from xgrammar import CompiledGrammar, GrammarCompiler, GrammarMatcher
 
 ANY_OBJECT = '{"type": "object"}'
+# "[04:52:58] /project/cpp/json_schema_converter.cc:5082: " before xgrammar's reason
+XGRAMMAR_PREFIX = re.compile(r"^\[[^\]]*\]\s*\S+:\d+:\s*")
 
 
 @dataclass(frozen=True)
@@ -50,21 +54,32 @@ class Grammars:
         self._vocab_size = vocab_size
         self._stop_token_ids = stop_token_ids
         self._compiler: GrammarCompiler | None = None
+        self._lock = threading.Lock()  # the compiler is made once, whichever thread asks
 
-    def matcher(self, spec: StructuredOutputs) -> "GrammarMatcher":
-        """A fresh matcher for one request; a schema xgrammar cannot use is a clear error."""
+    def compile(self, spec: StructuredOutputs) -> "CompiledGrammar":
+        """The grammar of a spec (cached by the compiler); a schema xgrammar cannot use
+        is a clear error. Safe from any thread."""
         import xgrammar  # imported on first use: most requests never need it
 
-        if self._compiler is None:
-            info = xgrammar.TokenizerInfo.from_huggingface(
-                self._tokenizer, vocab_size=self._vocab_size, stop_token_ids=self._stop_token_ids
-            )
-            self._compiler = xgrammar.GrammarCompiler(info, max_threads=2)
+        with self._lock:
+            if self._compiler is None:
+                info = xgrammar.TokenizerInfo.from_huggingface(
+                    self._tokenizer,
+                    vocab_size=self._vocab_size,
+                    stop_token_ids=self._stop_token_ids,
+                )
+                self._compiler = xgrammar.GrammarCompiler(info, max_threads=2)
         try:
-            compiled = self._compiler.compile_json_schema(spec.schema, any_whitespace=False)
+            return self._compiler.compile_json_schema(spec.schema, any_whitespace=False)
         except (RuntimeError, ValueError) as error:
-            raise InvalidInputError(f"the JSON schema cannot be used: {error}") from None
-        return xgrammar.GrammarMatcher(compiled)
+            reason = XGRAMMAR_PREFIX.sub("", str(error)).strip()
+            raise InvalidInputError(f"the JSON schema cannot be used: {reason}") from None
+
+    def matcher(self, spec: StructuredOutputs) -> "GrammarMatcher":
+        """A fresh matcher for one request."""
+        import xgrammar
+
+        return xgrammar.GrammarMatcher(self.compile(spec))
 
     def mask(self, logits: "torch.Tensor", matchers: list["GrammarMatcher | None"]) -> None:
         """Set to -inf, in place, the logits of tokens each row's grammar forbids next."""
