@@ -37,7 +37,7 @@ from engine.parallel_sampling import SampleGroup, sample_id
 from engine.sampler import sample, token_logprobs
 from engine.sampling_params import SamplingParams
 from engine.scheduler import ScheduledSequence, Scheduler, SchedulerConfig
-from engine.sequence import FinishReason, Sequence
+from engine.sequence import FinishReason, Sequence, SequenceStatus
 from engine.structured_outputs import Grammars
 from engine.tokenizer import load_tokenizer
 
@@ -167,10 +167,18 @@ class LLMEngine:
         """Stop a request (every sample of it) now and free its blocks; unknown or
         finished ids are ignored."""
         group = self._groups.pop(request_id, None)
+        held = set() if group is None else {seq.request_id for seq in group.held}
         for sequence_id in group.sample_ids if group is not None else [request_id]:
             self._group_of.pop(sequence_id, None)
             request = self._requests.pop(sequence_id, None)
-            if request is not None and not request.seq.is_finished:
+            if request is None or request.seq.is_finished:
+                continue
+            if sequence_id in held:  # never given to the scheduler: nothing to release
+                request.seq.status, request.seq.finish_reason = (
+                    SequenceStatus.FINISHED,
+                    FinishReason.ABORT,
+                )
+            else:
                 self.scheduler.finish(request.seq, FinishReason.ABORT)
 
     def has_unfinished_requests(self) -> bool:

@@ -30,11 +30,13 @@ def token_logprobs(
     token_id: int,
     top: int,
 ) -> dict[int, float]:
-    """The chosen token's log-probability and those of the `top` most likely tokens."""
+    """The chosen token's log-probability and those of the `top` most likely tokens
+    (fewer when a grammar forbids the rest: a -inf is no probability to report)."""
     logprobs = logits.log_softmax(dim=-1)
     values, ids = logprobs.topk(top)
     chosen = {token_id: logprobs[token_id].item()}
-    return {**dict(zip(ids.tolist(), values.tolist(), strict=True)), **chosen}
+    top_entries = zip(ids.tolist(), values.tolist(), strict=True)
+    return {**{t: v for t, v in top_entries if v != float("-inf")}, **chosen}
 
 
 def _filtered_probs(

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from xgrammar import CompiledGrammar, GrammarCompiler, GrammarMatcher
 
 ANY_OBJECT = '{"type": "object"}'
+GRAMMAR_CACHE_BYTES = 64 << 20  # compiled grammars kept; many distinct schemas evict the oldest
 # "[04:52:58] /project/cpp/json_schema_converter.cc:5082: " before xgrammar's reason
 XGRAMMAR_PREFIX = re.compile(r"^\[[^\]]*\]\s*\S+:\d+:\s*")
 
@@ -68,7 +69,9 @@ class Grammars:
                     vocab_size=self._vocab_size,
                     stop_token_ids=self._stop_token_ids,
                 )
-                self._compiler = xgrammar.GrammarCompiler(info, max_threads=2)
+                self._compiler = xgrammar.GrammarCompiler(
+                    info, max_threads=2, cache_limit_bytes=GRAMMAR_CACHE_BYTES
+                )
         try:
             return self._compiler.compile_json_schema(spec.schema, any_whitespace=False)
         except (RuntimeError, ValueError) as error:

@@ -79,7 +79,13 @@ def _session(rag: "RAG", args: argparse.Namespace) -> ChatSession:
 
     engine = rag.engine
     params = SamplingParams(temperature=0, max_tokens=args.max_tokens)
-    return ChatSession(engine.model_name, engine.max_model_len, params, can_set_system=False)
+    return ChatSession(
+        engine.model_name,
+        engine.max_model_len,
+        params,
+        can_set_system=False,
+        settable=("temperature", "num_predict", "max_tokens"),  # what a RAG turn takes
+    )
 
 
 def _answer(

@@ -149,14 +149,16 @@ def _max_prompt_tokens(llm: "LLM", params: SamplingParams) -> int:
 def _stream_reply(llm: "LLM", prompt: list[int], params: SamplingParams) -> tuple[str, bool]:
     """Print the reply as it comes; returns it, and False if Ctrl-C stopped it."""
     reply = []
+    stopped = False
     pieces = llm.stream(prompt, params)
     with stoppable() as stop, closing(pieces):  # closing the stream aborts the request
         with spinner("thinking"):
             first = next(pieces, "")
         for piece in itertools.chain([first], pieces):
             if stop.is_set():
+                stopped = True
                 break
             reply.append(piece)
             print(piece, end="", flush=True)
     print("\n")
-    return "".join(reply), not stop.is_set()
+    return "".join(reply), not stopped

@@ -38,6 +38,7 @@ class ChatSession:
     history: list[Message] = field(default_factory=list)
     system: str | None = None
     can_set_system: bool = True  # not over documents: the RAG prompt has its own rules
+    settable: tuple[str, ...] = tuple(PARAMETERS)  # what `/set parameter` may change
 
     def messages(self, dropped: int = 0) -> list[Message]:
         """The conversation as the model reads it, without its first `dropped` messages,
@@ -61,8 +62,9 @@ class ChatSession:
             print(f"Unknown command {name!r}. Type /? for help.")
 
     def _help(self) -> str:
+        names = ", ".join(name for name in self.settable if name != "max_tokens")
         lines = [
-            "  /set parameter NAME VALUE  temperature, top_p, top_k, seed, num_predict",
+            f"  /set parameter NAME VALUE  {names}",
             "  /set system MESSAGE        a system message for the next turns",
             "  /show                      the model and the settings in use",
             "  /clear                     forget the conversation so far",
@@ -93,8 +95,8 @@ class ChatSession:
             self.system = value.strip() or None
             return "Set the system message." if self.system else "Cleared the system message."
         name, _, raw = value.strip().partition(" ")
-        if what != "parameter" or name not in PARAMETERS or not raw.strip():
-            return f"Usage: /set parameter NAME VALUE, NAME one of {', '.join(PARAMETERS)}."
+        if what != "parameter" or name not in self.settable or not raw.strip():
+            return f"Usage: /set parameter NAME VALUE, NAME one of {', '.join(self.settable)}."
         field_name, kind = PARAMETERS[name]
         try:
             self.params = replace(self.params, **{field_name: kind(raw.strip())})

@@ -37,6 +37,22 @@ def parse_tool_calls(text: str, tool_names: set[str]) -> tuple[str, list[ToolCal
     return text, []
 
 
+def tool_names(tools: list[dict[str, Any]]) -> set[str]:
+    """The offered tools' names; a tool without `function.name` is a client error.
+
+    Raises:
+        ValueError: with what is missing, for a 400.
+    """
+    names = set()
+    for tool in tools:
+        function = tool.get("function") if isinstance(tool, dict) else None
+        name = function.get("name") if isinstance(function, dict) else None
+        if not isinstance(name, str) or not name:
+            raise ValueError("each tool needs a function with a name")
+        names.add(name)
+    return names
+
+
 def template_takes_tools(chat_template: str | None) -> bool:
     """Whether the model's chat template renders a `tools` list (Qwen2.5's does)."""
     return bool(chat_template) and "tools" in str(chat_template)

@@ -5,9 +5,12 @@ changes one table, checks first whether it is needed (so every open may call it,
 several processes at once), and runs in one transaction.
 """
 
+import sqlite3
+
 from sqlalchemy import Connection, Engine, MetaData, Table, inspect, text
 from sqlalchemy.schema import CreateTable
 
+from indexer.errors import IndexerError
 from indexer.store.models import DEFAULT_TENANT, Collection
 
 
@@ -38,9 +41,10 @@ def _rebuild_sqlite_collections(engine: Engine) -> None:
     fresh = table.to_metadata(MetaData(), name="collections_new")
     create = str(CreateTable(fresh).compile(dialect=engine.dialect))
     connection = engine.raw_connection()
+    sqlite = connection.driver_connection
+    assert sqlite is not None  # an open connection
+    isolation = sqlite.isolation_level
     try:
-        sqlite = connection.driver_connection
-        assert sqlite is not None  # an open connection
         sqlite.isolation_level = None  # BEGIN and COMMIT below are ours
         cursor = sqlite.cursor()
         cursor.execute("PRAGMA foreign_keys=OFF")
@@ -48,6 +52,7 @@ def _rebuild_sqlite_collections(engine: Engine) -> None:
         try:
             columns = {row[1] for row in cursor.execute("PRAGMA table_info(collections)")}
             if "tenant" not in columns:
+                broken = len(cursor.execute("PRAGMA foreign_key_check").fetchall())
                 last_id = cursor.execute(
                     "SELECT seq FROM sqlite_sequence WHERE name = 'collections'"
                 ).fetchone()
@@ -64,7 +69,7 @@ def _rebuild_sqlite_collections(engine: Engine) -> None:
                         "UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = 'collections'",
                         last_id,
                     )
-                if cursor.execute("PRAGMA foreign_key_check").fetchone() is not None:
+                if len(cursor.execute("PRAGMA foreign_key_check").fetchall()) > broken:
                     raise RuntimeError("collections migration broke a foreign key")
             cursor.execute("COMMIT")
         except BaseException:
@@ -72,7 +77,10 @@ def _rebuild_sqlite_collections(engine: Engine) -> None:
             raise
         finally:
             cursor.execute("PRAGMA foreign_keys=ON")
+    except sqlite3.Error as error:  # e.g. another process held the database too long
+        raise IndexerError(f"cannot upgrade the library's database: {error}") from None
     finally:
+        sqlite.isolation_level = isolation  # the pooled connection goes back as it came
         connection.close()
 
 

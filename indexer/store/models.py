@@ -54,7 +54,8 @@ class Collection(Base):
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
-    tenant: Mapped[str] = mapped_column(String(100), default=DEFAULT_TENANT)
+    # A database default too: a process of an older PagedRAG may still insert without it.
+    tenant: Mapped[str] = mapped_column(String(100), server_default=DEFAULT_TENANT)
     name: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     # Bumped in every transaction that adds or removes chunks; an index saved at the same

@@ -58,3 +58,17 @@ def test_running_samples_hold_the_prompt_once_and_an_abort_frees_them_all(llm, p
 def test_n_out_of_range_is_refused() -> None:
     with pytest.raises(ValueError, match="n must be between 1 and 16, got 0"):
         SamplingParams(n=0)
+
+
+def test_an_abort_before_the_first_sample_has_its_prompt_frees_everything(llm, prompt) -> None:
+    """The held samples never reached the scheduler: aborting them must not touch it."""
+    engine = llm.engine
+    request_id = engine.add_request(prompt, SamplingParams(n=3, max_tokens=5))
+    engine.abort_request(request_id)  # before any step
+    other = engine.add_request(prompt, SamplingParams(n=2, max_tokens=5))
+    engine.step()  # the first sample's prompt is under way, the second still held
+    engine.abort_request(other)
+    assert not engine.has_unfinished_requests()
+    assert engine.block_manager.num_used_blocks == 0
+    (after,) = llm.generate([prompt], SamplingParams(n=2, temperature=0, max_tokens=3))
+    assert len(after.outputs) == 2  # the engine still works

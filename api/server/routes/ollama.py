@@ -41,7 +41,7 @@ from api.server.generation import (
 from api.server.ollama_options import EMBED_NEUTRAL, NEUTRAL, OPTIONS_NEUTRAL, Options
 from api.server.state import AppState
 from api.server.streaming import ndjson
-from api.server.tool_calls import parse_tool_calls, template_takes_tools
+from api.server.tool_calls import parse_tool_calls, template_takes_tools, tool_names
 from api.server.unsupported import refuse_unimplemented
 from api.server.wire.errors import Responses, errors
 from api.server.wire.native import attributions, citations
@@ -149,7 +149,7 @@ async def chat_route(
 ) -> GenerateResponse | ChatResponse | StreamingResponse:
     """Chat with the model; the model `pagedrag-rag` answers over the documents."""
     body.check_supported()
-    if body.model == RAG_MODEL:
+    if body.model.removesuffix(":latest") == RAG_MODEL:
         if body.structured() is not None or body.tools:
             raise ApiError(400, "format and tools are not available for answers over documents")
         return await _rag_chat(body, request, state)
@@ -208,11 +208,14 @@ async def _tool_reply(
     message line once whole (a call's text must never reach the client as content)."""
     if not template_takes_tools(state.engine.tokenizer.chat_template):
         raise ApiError(400, f"{state.model_name}'s chat template takes no tools")
+    try:
+        names = tool_names(tools)
+    except ValueError as error:
+        raise ApiError(400, str(error)) from None
     generation = Generation(time.perf_counter())
     token_ids = chat_ids(state, messages, tools)
     deltas = generate(state, token_ids, body.sampling(), generation, salt=tenant_of(request))
     await unless_disconnected(request, drain(deltas))
-    names = {str(tool.get("function", {}).get("name")) for tool in tools}
     text, calls = parse_tool_calls(generation.text, names)
     final = _final(body.model, generation, "message", text)
     assert isinstance(final, ChatResponse)

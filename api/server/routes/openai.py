@@ -51,7 +51,7 @@ from api.server.openai_wire import (
 )
 from api.server.state import AppState
 from api.server.streaming import SSE_HEADERS
-from api.server.tool_calls import parse_tool_calls, template_takes_tools
+from api.server.tool_calls import parse_tool_calls, template_takes_tools, tool_names
 from api.server.unsupported import Neutral, anything, empty, one_of, refuse_unimplemented
 from api.server.wire.errors import Responses, errors
 from api.server.wire.native import attributions, citations
@@ -195,7 +195,12 @@ class ChatRequest(_Sampling):
             raise ApiError(400, f"{state.model_name}'s chat template takes no tools")
         if self.n > 1:
             raise ApiError(400, "n > 1 with tools is not supported by this server")
-        return [tool.model_dump() for tool in self.tools]
+        tools = [tool.model_dump() for tool in self.tools]
+        try:
+            tool_names(tools)
+        except ValueError as error:
+            raise ApiError(400, str(error)) from None
+        return tools
 
     def logprobs_asked(self, state: AppState | None) -> LogprobsAsked | None:
         if self.top_logprobs is not None and not self.logprobs:
@@ -255,7 +260,7 @@ async def chat_completions(
     check_model(state, body.model, allow_rag=True)
     body.check_supported()
     logprobs = body.logprobs_asked(state)
-    if body.rag or body.model == RAG_MODEL:
+    if body.rag or (body.model or "").removesuffix(":latest") == RAG_MODEL:
         json_format = body.response_format is not None and body.response_format.type != "text"
         if logprobs is not None or body.n > 1 or body.tools or json_format:
             raise ApiError(
@@ -412,8 +417,7 @@ async def _tool_reply(
     generation = Generation(time.perf_counter())
     deltas = generate(state, token_ids, params, generation, salt=tenant_of(request))
     await unless_disconnected(request, drain(deltas))
-    names = {str(tool["function"].get("name")) for tool in tools}
-    text, calls = parse_tool_calls(generation.text, names)
+    text, calls = parse_tool_calls(generation.text, tool_names(tools))
     completion = reply.chat_tool_reply(text, calls, generation.finish_reason, usage_of(generation))
     if not body.stream:
         return completion
