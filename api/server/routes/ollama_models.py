@@ -8,7 +8,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -160,20 +160,20 @@ async def pull_route(body: PullRequest, state: StateDep) -> StreamingResponse | 
 
 
 @router.post("/copy", responses=errors(404, ollama=True))
-async def copy(body: CopyRequest, state: StateDep) -> Response:
+async def copy(body: CopyRequest, state: StateDep) -> PullStatus:
     """Install a store model again under another name (`ollama cp`)."""
     await asyncio.to_thread(_store(state).copy, library_name(body.source), body.destination)
-    return Response(status_code=200)
+    return PullStatus(status="success")
 
 
 @router.delete("/delete", responses=errors(404, ollama=True))
-async def delete(body: DeleteRequest, state: StateDep) -> Response:
+async def delete(body: DeleteRequest, state: StateDep) -> PullStatus:
     """Remove a model from the store (`ollama rm`); not the one this server runs."""
     name = library_name(body.model or body.name or "")
     if name == state.model_name:
         raise ApiError(400, f"{name} is the model this server runs; stop the server first")
     await asyncio.to_thread(_store(state).remove, name)
-    return Response(status_code=200)
+    return PullStatus(status="success")
 
 
 @router.post("/embeddings", responses=errors(404, ollama=True))

@@ -57,7 +57,9 @@ class RunningModels(BaseModel):
 
 
 class PullStatus(BaseModel):
-    status: str = Field(description="success once the model is installed")
+    """The last line of a pull, and the answer of a copy or a deletion."""
+
+    status: str = Field(description="success once done")
 
 
 class LegacyEmbedding(BaseModel):
