@@ -108,6 +108,12 @@ class AsyncLLMEngine:
         """The longest sequence (prompt and output) the engine accepts, in tokens."""
         return self.engine.max_model_len
 
+    @property
+    def num_unfinished(self) -> int:
+        """Requests submitted and not yet ended: a server unloads only an idle engine."""
+        with self._lock:
+            return self._num_pending
+
     # ---- callers, on any thread --------------------------------------------------------
 
     async def generate(

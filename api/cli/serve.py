@@ -19,6 +19,7 @@ from api.settings import API_KEY
 
 if TYPE_CHECKING:
     from api.server.auth import AuthPolicy
+    from api.server.settings import PoolSettings
 
 EXAMPLE_QUESTION = "How does PagedRAG share work between prompts?"
 
@@ -89,6 +90,21 @@ def add_parsers(subparsers: Any) -> None:
         help="on SIGTERM or Ctrl-C, how long requests in flight may finish before they are "
         "aborted (default 5)",
     )
+    serve.add_argument(
+        "--max-loaded-models",
+        type=int,
+        default=3,
+        metavar="N",
+        help="models in memory at once, this one included (Ollama's OLLAMA_MAX_LOADED_MODELS; "
+        "default 3); requests load any pulled model by name",
+    )
+    serve.add_argument(
+        "--keep-alive",
+        default="5m",
+        metavar="DURATION",
+        help="how long a model loaded on demand stays after its last request: seconds or "
+        "a duration such as 5m (default) or 1h; negative: until the server stops",
+    )
     add_pipeline_options(serve)
     serve.set_defaults(handler=run_serve)
 
@@ -104,6 +120,8 @@ def run_serve(args: argparse.Namespace) -> int:
     from api.server.browser_safety import BrowserPolicy
     from api.server.settings import ServerSettings
 
+    models = _pool_settings(args)
+
     _check_port_free(args.host, args.port)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     library = library_options(args)
@@ -116,6 +134,7 @@ def run_serve(args: argparse.Namespace) -> int:
         ingest_paths=tuple(args.ingest),
         browser=BrowserPolicy.for_address(args.host, args.allowed_hosts, args.allowed_origins),
         auth=auth,
+        models=models,
     )
     url = f"http://{args.host}:{args.port}"
     app = create_app(settings, on_ready=lambda: _print_ready(url, auth.enabled))
@@ -135,6 +154,19 @@ def run_serve(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=args.shutdown_timeout,
     )
     return 0
+
+
+def _pool_settings(args: argparse.Namespace) -> "PoolSettings":
+    from api.server.keep_alive import keep_alive_seconds
+    from api.server.settings import PoolSettings
+
+    if args.max_loaded_models < 1:
+        raise SystemExit("pagedrag: error: --max-loaded-models must be at least 1")
+    try:
+        keep_alive = keep_alive_seconds(args.keep_alive)
+    except ValueError as error:
+        raise SystemExit(f"pagedrag: error: --{error}") from None
+    return PoolSettings(max_loaded=args.max_loaded_models, keep_alive=keep_alive)
 
 
 def _auth_policy(args: argparse.Namespace) -> "AuthPolicy":

@@ -7,6 +7,7 @@ embedders may pass a ready `RAG` instead, so that nothing is built at import tim
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -19,6 +20,7 @@ from api.server.errors import install_error_handlers
 from api.server.jobs import UPLOADS, IngestJob, IngestJobs, remove_stale_uploads
 from api.server.json_body import JsonBodyMiddleware
 from api.server.metrics import RequestCountMiddleware, ServerMetrics
+from api.server.model_pool import LoadedModel, ModelPool
 from api.server.routes import (
     ask,
     conversations,
@@ -33,7 +35,8 @@ from api.server.routes import (
 from api.server.settings import ServerSettings
 from api.server.state import AppState
 from common.version import VERSION
-from engine.library import public_name
+from engine.async_engine import AsyncLLMEngine
+from engine.library import ModelStore
 from rag import RAG
 
 logger = logging.getLogger(__name__)
@@ -60,6 +63,7 @@ def create_app(
         if settings.ingest_paths:
             _ingest_at_start(pipeline, settings.ingest_paths)
         state = _state(settings, pipeline)
+        state.models.start()
         app.state.pagedrag = state
         app.state.conversations = ConversationStore(settings.data_dir, open_tenant=OPEN_TENANT)
         logger.info("serving %s over %s", state.model_name, settings.data_dir)
@@ -68,6 +72,7 @@ def create_app(
         try:
             yield
         finally:
+            await state.models.close()
             state.jobs.close()
             app.state.conversations.close()
             if rag is None:  # a RAG passed in belongs to the caller
@@ -136,5 +141,17 @@ def _state(settings: ServerSettings, pipeline: RAG) -> AppState:
         rag=pipeline,
         metrics=metrics,
         jobs=IngestJobs(on_finished=count_ingest),
-        model_name=public_name(settings.engine.model),
+        models=_model_pool(settings, pipeline),
     )
+
+
+def _model_pool(settings: ServerSettings, pipeline: RAG) -> ModelPool:
+    """The server's own model (the RAG pipeline's) and the store's, loaded on demand with
+    the server's engine settings."""
+    engine = pipeline.engine
+    own = LoadedModel(engine.model_name, engine, pipeline.prompts, pinned=True)
+
+    def load(name: str) -> AsyncLLMEngine:
+        return AsyncLLMEngine.from_config(replace(settings.engine, model=name))
+
+    return ModelPool(own, ModelStore.default(settings.engine.home), load, settings.models)

@@ -16,28 +16,12 @@ from typing import Any
 from api.server.errors import ApiError
 from api.server.schemas import AskRequest
 from api.server.state import AppState
-from engine.library.catalog import library_name
 from rag.answer import Answer, AnswerEvent, DoneEvent, TokenEvent
 
 RAG_MODEL = "pagedrag-rag"  # the pseudo-model that answers over the documents
 ROLES = ("system", "user", "assistant", "tool")
 WireMessage = dict[str, object]  # a chat message as a client sent it; `chat_messages` checks it
 Message = dict[str, Any]  # a checked one, as chat templates take it
-
-
-def check_model(state: AppState, model: str | None, *, allow_rag: bool = False) -> None:
-    """Refuse a model this server does not run (None: the client left it to the server).
-
-    Tags are optional, as in Ollama (`qwen2.5-coder` is its family's default tag).
-    """
-    known = [state.model_name, RAG_MODEL] if allow_rag else [state.model_name]
-    if model is None or model.removesuffix(":latest") in known:
-        return
-    if library_name(model) == state.model_name:  # the served model's family, untagged
-        return
-    raise ApiError(
-        404, f"model {model!r} not found: it does not exist here; available: {', '.join(known)}"
-    )
 
 
 def chat_messages(messages: list[WireMessage]) -> list[Message]:

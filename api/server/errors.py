@@ -120,6 +120,8 @@ def _describe(problem: dict[str, object]) -> str:
 def _error_type(status: int) -> str:
     if status == 404:
         return "not_found_error"
+    if status == 409:
+        return "conflict_error"
     if status == 503:
         return "overloaded_error"
     if status >= 500:

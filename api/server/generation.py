@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from api.server.errors import ApiError
+from api.server.model_pool import LoadedModel
 from api.server.state import AppState
 from engine.outputs import CompletionOutput, RequestOutput
 from engine.sampling_params import SamplingParams
@@ -77,19 +78,22 @@ class Generation:
         return self.total_s - self.ttft_s
 
 
-def prompt_ids(state: AppState, prompt: str | list[int]) -> list[int]:
+def prompt_ids(state: AppState, model: LoadedModel, prompt: str | list[int]) -> list[int]:
     """Token ids of a raw prompt; a text over the server's size limit is refused first."""
     if isinstance(prompt, str):
         if len(prompt) > state.settings.max_prompt_chars:
             raise ApiError(
                 400, f"the prompt is longer than {state.settings.max_prompt_chars} chars"
             )
-        return list(state.engine.tokenizer(prompt).input_ids)
+        return list(model.engine.tokenizer(prompt).input_ids)
     return list(prompt)
 
 
 def chat_ids(
-    state: AppState, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None
+    state: AppState,
+    model: LoadedModel,
+    messages: list[dict[str, Any]],
+    tools: list[dict[str, Any]] | None = None,
 ) -> list[int]:
     """Token ids of a conversation (and the tools it may call) under the chat template."""
     if not messages:
@@ -97,7 +101,7 @@ def chat_ids(
     size = sum(len(m["content"]) for m in messages) + len(json.dumps(tools or []))
     if size > state.settings.max_prompt_chars:
         raise ApiError(400, f"the messages are longer than {state.settings.max_prompt_chars} chars")
-    return state.rag.prompts.chat(messages, tools)
+    return model.prompts.chat(messages, tools)
 
 
 async def embed_texts(state: AppState, texts: str | list[str]) -> tuple[list[list[float]], int]:
@@ -113,6 +117,7 @@ async def embed_texts(state: AppState, texts: str | list[str]) -> tuple[list[lis
 
 async def generate(
     state: AppState,
+    model: LoadedModel,
     token_ids: list[int],
     params: SamplingParams,
     generation: Generation,
@@ -123,7 +128,7 @@ async def generate(
 
     `salt` keeps the request's prefix-cache blocks to its own namespace (its tenant's).
     """
-    outputs = state.engine.generate(token_ids, params, cache_salt=salt)
+    outputs = model.engine.generate(token_ids, params, cache_salt=salt)
     async with aclosing(outputs):  # a client that leaves aborts the request at once
         async for output in outputs:
             delta = _record(state, generation, output)
@@ -133,6 +138,7 @@ async def generate(
 
 async def sample_deltas(
     state: AppState,
+    model: LoadedModel,
     token_ids: list[int],
     params: SamplingParams,
     generation: Generation,
@@ -141,7 +147,7 @@ async def sample_deltas(
 ) -> AsyncGenerator[tuple[int, str], None]:
     """`generate` for n > 1 streamed: (sample index, new text) as each sample grows."""
     shown = [""] * params.n
-    outputs = state.engine.generate(token_ids, params, cache_salt=salt)
+    outputs = model.engine.generate(token_ids, params, cache_salt=salt)
     async with aclosing(outputs):
         async for output in outputs:
             _record(state, generation, output)

@@ -27,15 +27,14 @@ OPTIONS_NEUTRAL: dict[str, Neutral] = dict.fromkeys(RUNNER_OPTIONS, anything) | 
     "repeat_last_n": anything,
     "penalize_newline": anything,
 }
-# `keep_alive`: the one model stays loaded for the server's life, longer than any asked.
 NEUTRAL: dict[str, Neutral] = {
-    "keep_alive": anything,
     "think": one_of(False),
     "images": empty,
     "context": empty,
     "template": empty,
     "suffix": empty,
 }
+# `keep_alive` on embeddings: the library's embedder stays loaded for the server's life.
 EMBED_NEUTRAL: dict[str, Neutral] = {
     "keep_alive": anything,
     "options": anything,

@@ -9,6 +9,23 @@ from engine.config import EngineConfig
 
 
 @dataclass(frozen=True)
+class PoolSettings:
+    """`pagedrag serve --max-loaded-models / --keep-alive`."""
+
+    max_loaded: int = 3  # generators in memory at once, the server's own included (Ollama's 3)
+    keep_alive: float | None = 300.0  # seconds an idle model stays; None: until the server stops
+    load_timeout: float = 300.0  # seconds a request waits for a loaded model to go idle
+
+    def __post_init__(self) -> None:
+        if self.max_loaded < 1:
+            raise ValueError("max_loaded must be at least 1 (the server's own model)")
+        if self.keep_alive is not None and self.keep_alive < 0:
+            raise ValueError("keep_alive must not be negative (None keeps models loaded)")
+        if self.load_timeout <= 0:
+            raise ValueError("load_timeout must be positive")
+
+
+@dataclass(frozen=True)
 class ServerSettings:
     data_dir: Path
     embedder: str | None = None  # None: the index's own, else the default
@@ -21,6 +38,7 @@ class ServerSettings:
     # Host names and foreign origins accepted (default: loopback names, no origin)
     browser: BrowserPolicy = field(default_factory=BrowserPolicy)
     auth: AuthPolicy = field(default_factory=AuthPolicy)  # API keys; none: open
+    models: PoolSettings = field(default_factory=PoolSettings)  # other models, on demand
 
     def __post_init__(self) -> None:
         if self.max_upload_bytes < 1:

@@ -1,10 +1,12 @@
-"""What the routes share: the RAG pipeline (index + engine), ingestion jobs and metrics."""
+"""What the routes share: the RAG pipeline (index + engine), the loaded models, ingestion
+jobs and metrics."""
 
 import time
 from dataclasses import dataclass, field
 
 from api.server.jobs import IngestJobs
 from api.server.metrics import ServerMetrics
+from api.server.model_pool import ModelPool
 from api.server.settings import ServerSettings
 from engine.async_engine import AsyncLLMEngine
 from indexer.index import Index
@@ -17,11 +19,17 @@ class AppState:
     rag: RAG
     metrics: ServerMetrics
     jobs: IngestJobs
-    model_name: str  # what /v1/models and /api/tags call the generator
+    models: ModelPool  # the server's own generator, and others loaded on demand
     started_at: float = field(default_factory=time.time)
 
     @property
+    def model_name(self) -> str:
+        """The server's own generator: the one that answers over the documents."""
+        return self.models.own.name
+
+    @property
     def engine(self) -> AsyncLLMEngine:
+        """The server's own generator's engine (the RAG pipeline's)."""
         return self.rag.engine
 
     @property

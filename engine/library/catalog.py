@@ -105,12 +105,15 @@ DEFAULT_MODEL = "qwen2.5-coder:1.5b-instruct"
 def library_name(name: str) -> str:
     """The catalog's name for `name`, tags optional as in Ollama: `qwen2.5-coder` and
     `qwen2.5-coder:latest` are the family's default tag (the default model where it is
-    one of them, else the family's first); any other name is returned as it is."""
+    one of them, else the family's first), `qwen2.5-coder:0.5b` the family's one tag of
+    that size; any other name is returned as it is."""
     family = name.removesuffix(":latest")
     if family in CATALOG:
         return family
-    if ":" in family:
-        return name
+    if ":" in family:  # `qwen2.5-coder:0.5b` is the one 0.5b tag, as in Ollama's library
+        base, size = family.split(":", 1)
+        sized = [entry for entry in CATALOG if entry.startswith(f"{base}:{size}-")]
+        return sized[0] if len(sized) == 1 else name
     tags = [entry for entry in CATALOG if entry.split(":", 1)[0] == family]
     if not tags:
         return name

@@ -20,7 +20,6 @@ from api.server.chat import (
     RAG_MODEL,
     WireMessage,
     chat_messages,
-    check_model,
     final_answer,
     rag_events,
     rag_request,
@@ -38,6 +37,8 @@ from api.server.generation import (
     primed,
     prompt_ids,
 )
+from api.server.keep_alive import keep_alive_seconds
+from api.server.model_pool import SERVER_DEFAULT, LoadedModel, ServerDefault
 from api.server.ollama_options import EMBED_NEUTRAL, NEUTRAL, OPTIONS_NEUTRAL, Options
 from api.server.state import AppState
 from api.server.streaming import ndjson
@@ -75,6 +76,20 @@ class _OllamaRequest(BaseModel):
     format: str | dict[str, Any] | None = Field(
         None, description='"json" (any JSON object) or a JSON Schema the reply must match'
     )
+    keep_alive: float | str | None = Field(
+        None,
+        description="How long the model stays loaded after this request: seconds or a "
+        'duration ("5m"); 0 unloads it, negative keeps it. Default: the server\'s --keep-alive.',
+    )
+
+    def keep_alive_asked(self) -> float | ServerDefault | None:
+        """Seconds to keep the model once idle, None for ever; the server's when unset."""
+        if self.keep_alive is None:
+            return SERVER_DEFAULT
+        try:
+            return keep_alive_seconds(self.keep_alive)
+        except ValueError as error:
+            raise ApiError(400, str(error)) from None
 
     def structured(self) -> StructuredOutputs | None:
         if not self.format:
@@ -120,29 +135,30 @@ async def version() -> Version:
 @router.post(
     "/generate",
     response_model=GenerateResponse,
-    responses=errors(404, 422, 503, ollama=True) | STREAMED,
+    responses=errors(404, 409, 422, 503, ollama=True) | STREAMED,
 )
 async def generate_route(
     body: GenerateRequest, request: Request, state: StateDep
 ) -> GenerateResponse | ChatResponse | StreamingResponse:
-    """Complete a prompt (with the chat template unless `raw`)."""
-    check_model(state, body.model)
+    """Complete a prompt (with the chat template unless `raw`); without one, load the
+    model (or with `keep_alive: 0`, unload it) as Ollama does."""
     body.check_supported()
-    started = time.perf_counter()
-    if not body.prompt:  # Ollama loads the model and answers done for an empty prompt
-        return _final(body.model, Generation(started), "response", "")
-    if body.raw:
-        token_ids = prompt_ids(state, body.prompt)
-    else:
-        system = [{"role": "system", "content": body.system}] if body.system else []
-        token_ids = chat_ids(state, [*system, {"role": "user", "content": body.prompt}])
-    return await _respond(state, request, body, token_ids, "response")
+    if not body.prompt:
+        return await _load_or_unload(state, body, "response")
+    async with state.models.use(body.model, body.keep_alive_asked()) as model:
+        if body.raw:
+            token_ids = prompt_ids(state, model, body.prompt)
+        else:
+            system = [{"role": "system", "content": body.system}] if body.system else []
+            messages = [*system, {"role": "user", "content": body.prompt}]
+            token_ids = chat_ids(state, model, messages)
+        return await _respond(state, model, request, body, token_ids, "response")
 
 
 @router.post(
     "/chat",
     response_model=ChatResponse,
-    responses=errors(404, 422, 503, ollama=True) | STREAMED,
+    responses=errors(404, 409, 422, 503, ollama=True) | STREAMED,
 )
 async def chat_route(
     body: ChatRequest, request: Request, state: StateDep
@@ -152,14 +168,17 @@ async def chat_route(
     if body.model.removesuffix(":latest") == RAG_MODEL:
         if body.structured() is not None or body.tools:
             raise ApiError(400, "format and tools are not available for answers over documents")
+        if body.keep_alive_asked() == 0:
+            raise ApiError(400, f"{RAG_MODEL} answers with the server's own model: it stays loaded")
         return await _rag_chat(body, request, state)
-    check_model(state, body.model)
     messages = chat_messages(body.messages)
     if not messages:
-        return _final(body.model, Generation(time.perf_counter()), "message", "")
-    if body.tools:
-        return await _tool_reply(state, request, body, messages, body.tools)
-    return await _respond(state, request, body, chat_ids(state, messages), "message")
+        return await _load_or_unload(state, body, "message")
+    async with state.models.use(body.model, body.keep_alive_asked()) as model:
+        if body.tools:
+            return await _tool_reply(state, model, request, body, messages, body.tools)
+        token_ids = chat_ids(state, model, messages)
+        return await _respond(state, model, request, body, token_ids, "message")
 
 
 @router.post("/embed", responses=errors(422, ollama=True))
@@ -179,11 +198,32 @@ async def embed(body: EmbedRequest, state: StateDep) -> EmbedResponse:
 # -- responses ------------------------------------------------------------------------------
 
 
+async def _load_or_unload(
+    state: AppState, body: _OllamaRequest, field: TextField
+) -> GenerateResponse | ChatResponse:
+    """A request without a prompt: load the model and keep it (`ollama run` does this
+    first), or with `keep_alive: 0` unload it (`ollama stop`)."""
+    keep_alive = body.keep_alive_asked()
+    started = time.perf_counter()
+    if keep_alive == 0:
+        await state.models.unload(state.models.name_of(body.model))
+        return _final(body.model, Generation(started), field, "", "unload")
+    async with state.models.use(body.model, keep_alive):
+        pass
+    return _final(body.model, Generation(started), field, "", "load")
+
+
 async def _respond(
-    state: AppState, request: Request, body: _OllamaRequest, token_ids: list[int], field: TextField
+    state: AppState,
+    model: LoadedModel,
+    request: Request,
+    body: _OllamaRequest,
+    token_ids: list[int],
+    field: TextField,
 ) -> GenerateResponse | ChatResponse | StreamingResponse:
     generation = Generation(time.perf_counter())
-    deltas = generate(state, token_ids, body.sampling(), generation, salt=tenant_of(request))
+    params = body.sampling()
+    deltas = generate(state, model, token_ids, params, generation, salt=tenant_of(request))
     if not body.stream:
         await unless_disconnected(request, drain(deltas))
         return _final(body.model, generation, field, generation.text)
@@ -199,6 +239,7 @@ async def _respond(
 
 async def _tool_reply(
     state: AppState,
+    model: LoadedModel,
     request: Request,
     body: ChatRequest,
     messages: list[dict[str, Any]],
@@ -206,15 +247,16 @@ async def _tool_reply(
 ) -> ChatResponse | StreamingResponse:
     """A turn with tools: the whole reply, read into text and calls; streamed, as one
     message line once whole (a call's text must never reach the client as content)."""
-    if not template_takes_tools(state.engine.tokenizer.chat_template):
-        raise ApiError(400, f"{state.model_name}'s chat template takes no tools")
+    if not template_takes_tools(model.engine.tokenizer.chat_template):
+        raise ApiError(400, f"{model.name}'s chat template takes no tools")
     try:
         names = tool_names(tools)
     except ValueError as error:
         raise ApiError(400, str(error)) from None
     generation = Generation(time.perf_counter())
-    token_ids = chat_ids(state, messages, tools)
-    deltas = generate(state, token_ids, body.sampling(), generation, salt=tenant_of(request))
+    token_ids = chat_ids(state, model, messages, tools)
+    params = body.sampling()
+    deltas = generate(state, model, token_ids, params, generation, salt=tenant_of(request))
     await unless_disconnected(request, drain(deltas))
     text, calls = parse_tool_calls(generation.text, names)
     final = _final(body.model, generation, "message", text)
@@ -273,12 +315,12 @@ def _partial(model: str, field: TextField, text: str) -> dict[str, object]:
 
 
 def _final(
-    model: str, g: Generation, field: TextField, text: str
+    model: str, g: Generation, field: TextField, text: str, reason: str | None = None
 ) -> GenerateResponse | ChatResponse:
     counts = {
         "model": model,
         "created_at": _now(),
-        "done_reason": "length" if g.finish_reason == "length" else "stop",
+        "done_reason": reason or ("length" if g.finish_reason == "length" else "stop"),
         "total_duration": _ns(g.total_s),
         "prompt_eval_count": g.prompt_tokens,
         "prompt_eval_duration": _ns(g.ttft_s),

@@ -2,23 +2,28 @@
 `/api/delete` and the legacy `/api/embeddings`, as `ollama list/show/ps/pull/cp/rm` and
 the clients that ask them first expect (llama-index reads the context length from
 `/api/show` before its first chat). Pulls, copies and deletions change the model store
-(admin keys only); the server keeps serving the model it started with."""
+(admin keys only); a model pulled is served at once, loaded when a request names it."""
 
 import asyncio
+import json
+import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.server.chat import RAG_MODEL, check_model
+from api.server.chat import RAG_MODEL
 from api.server.deps import StateDep
 from api.server.errors import ApiError
 from api.server.generation import embed_texts
 from api.server.ollama_options import EMBED_NEUTRAL, Options
 from api.server.state import AppState
 from api.server.streaming import ndjson
+from api.server.tool_calls import template_takes_tools
 from api.server.unsupported import refuse_unimplemented
 from api.server.wire.errors import errors
 from api.server.wire.ollama import (
@@ -32,13 +37,14 @@ from api.server.wire.ollama import (
     Tags,
 )
 from common.errors import PagedRAGError
-from engine.library import CATALOG, ModelStore, library_name, pull
+from engine.library import CATALOG, ModelStore, default_quantization, library_name, pull
 from engine.models.config import DecoderConfig
+from engine.models.loader import read_decoder_config, read_hf_config
 
 router = APIRouter(prefix="/api", tags=["ollama"])
 NDJSON = "application/x-ndjson"
-# The one model stays loaded for the server's life; Ollama shows such a model's expiry
-# as a date far ahead.
+# The server's own model stays loaded for the server's life; Ollama shows such a model's
+# expiry as a date far ahead.
 NEVER = "2318-11-26T00:00:00Z"
 
 
@@ -75,33 +81,38 @@ class LegacyEmbeddingRequest(BaseModel):
 
 @router.get("/tags", responses=errors(ollama=True))
 async def tags(state: StateDep) -> Tags:
-    """The installed generator, as `ollama list` shows it."""
-    return Tags(models=[_local(state, name) for name in (state.model_name, RAG_MODEL)])
+    """The installed generators (the server's own first) and the RAG model, as
+    `ollama list` shows them."""
+    names = [state.model_name, *(m.name for m in _store(state).installed())]
+    views = [_view(state, name) for name in dict.fromkeys(names)]
+    own = _view(state, state.model_name)
+    return Tags(models=[*(_local(v) for v in views), _local(own, RAG_MODEL)])
 
 
 @router.post("/show", responses=errors(404, ollama=True))
 async def show(body: ShowRequest, state: StateDep) -> ShowResponse:
-    """A model's details, architecture facts, chat template, defaults and capabilities."""
+    """A model's details, architecture facts, chat template, defaults and capabilities
+    (read from its files when it is not loaded)."""
     name = body.model or body.name
     if not name:
         raise ApiError(400, "model is required")
     if name == state.index.embedder.name:
         return _show_embedder(state)
-    check_model(state, name, allow_rag=True)
-    config = _config(state)
-    family = _family(config)
+    rag = name.removesuffix(":latest") == RAG_MODEL
+    view = _view(state, state.model_name if rag else state.models.name_of(name))
+    config, family = view.config, _family(view.config)
     defaults = Options()
     return ShowResponse(
-        modelfile=f"# {state.model_name}, served by PagedRAG\nFROM {state.model_name}\n",
+        modelfile=f"# {view.name}, served by PagedRAG\nFROM {view.name}\n",
         parameters="\n".join(
             f"{name} {getattr(defaults, name)}" for name in ("temperature", "top_k", "top_p")
         ),
-        template=str(getattr(state.engine.tokenizer, "chat_template", None) or ""),
-        details=_details(state),
+        template=view.chat_template(),
+        details=view.details(),
         model_info={
             "general.architecture": family,
             "general.parameter_count": _parameter_count(config),
-            f"{family}.context_length": state.engine.max_model_len,
+            f"{family}.context_length": view.context_length,
             f"{family}.embedding_length": config.hidden_size,
             f"{family}.block_count": config.num_layers,
             f"{family}.feed_forward_length": config.intermediate_size,
@@ -111,19 +122,25 @@ async def show(body: ShowRequest, state: StateDep) -> ShowResponse:
             f"{family}.rope.freq_base": config.rope_theta,
             f"{family}.vocab_size": config.vocab_size,
         },
-        capabilities=["completion"],
-        modified_at=_modified(state),
+        capabilities=["completion", *(["tools"] if view.takes_tools() else [])],
+        modified_at=view.modified_at(),
     )
 
 
 @router.get("/ps", responses=errors(ollama=True))
 async def running(state: StateDep) -> RunningModels:
-    """The models in memory: the generator, loaded for the server's life."""
-    local = _local(state, state.model_name)
-    on_gpu = state.engine.engine.device.type != "cpu"
-    return RunningModels(
-        models=[RunningModel(**local.model_dump(), expires_at=NEVER, size_vram=local.size * on_gpu)]
-    )
+    """The models in memory and when each unloads if nothing uses it (the server's own:
+    never)."""
+    models = []
+    for loaded in state.models.loaded():
+        local = _local(_view(state, loaded.name))
+        expires_in = loaded.expires_in()
+        expires = NEVER if expires_in is None else _in(expires_in)
+        on_gpu = loaded.engine.engine.device.type != "cpu"
+        models.append(
+            RunningModel(**local.model_dump(), expires_at=expires, size_vram=local.size * on_gpu)
+        )
+    return RunningModels(models=models)
 
 
 @router.post(
@@ -166,12 +183,14 @@ async def copy(body: CopyRequest, state: StateDep) -> PullStatus:
     return PullStatus(status="success")
 
 
-@router.delete("/delete", responses=errors(404, ollama=True))
+@router.delete("/delete", responses=errors(404, 409, ollama=True))
 async def delete(body: DeleteRequest, state: StateDep) -> PullStatus:
-    """Remove a model from the store (`ollama rm`); not the one this server runs."""
+    """Remove a model from the store (`ollama rm`), unloading it first if it is idle;
+    not the server's own."""
     name = library_name(body.model or body.name or "")
     if name == state.model_name:
         raise ApiError(400, f"{name} is the model this server runs; stop the server first")
+    await state.models.unload(name)  # 409 while it answers
     await asyncio.to_thread(_store(state).remove, name)
     return PullStatus(status="success")
 
@@ -195,26 +214,73 @@ def _store(state: AppState) -> ModelStore:
     return ModelStore.default(state.settings.engine.home)
 
 
-def _local(state: AppState, name: str) -> LocalModel:
-    size = sum(f.stat().st_size for f in state.engine.model_path.glob("*.safetensors"))
+@dataclass(frozen=True)
+class _ModelView:
+    """What Ollama's model routes show of one generator: from its engine when it is
+    loaded, else from its files in the store."""
+
+    name: str
+    path: Path  # its Hugging Face-format directory
+    config: DecoderConfig
+    context_length: int  # the engine's when loaded, else the model's own
+    quantization: str  # "int4", "int8", or the dtype its weights are kept in
+
+    def details(self) -> ModelDetails:
+        family = _family(self.config)
+        return ModelDetails(
+            format="safetensors",
+            family=family,
+            families=[family],
+            parameter_size=_human_count(_parameter_count(self.config)),
+            quantization_level=self.quantization.upper(),
+        )
+
+    def chat_template(self) -> str:
+        jinja = self.path / "chat_template.jinja"
+        if jinja.is_file():
+            return jinja.read_text()
+        tokenizer_config = json.loads((self.path / "tokenizer_config.json").read_text())
+        return str(tokenizer_config.get("chat_template") or "")
+
+    def takes_tools(self) -> bool:
+        return template_takes_tools(self.chat_template())
+
+    def size(self) -> int:
+        return sum(f.stat().st_size for f in self.path.glob("*.safetensors"))
+
+    def modified_at(self) -> str:
+        return datetime.fromtimestamp(self.path.stat().st_mtime, UTC).isoformat()
+
+
+def _view(state: AppState, name: str) -> _ModelView:
+    loaded = {m.name: m for m in state.models.loaded()}.get(name)
+    if loaded is not None:
+        engine = loaded.engine.engine
+        # "int4", "int8", else the dtype the weights are kept in ("torch.bfloat16" -> bfloat16)
+        level = engine.quantization if engine.quantization != "none" else str(engine.dtype)[6:]
+        config: DecoderConfig = engine.runner.model.config
+        return _ModelView(name, loaded.engine.model_path, config, engine.max_model_len, level)
+    path = _store(state).path_for(name)
+    config = read_decoder_config(path)
+    level = state.settings.engine.quantization or default_quantization(name)
+    if level == "none":
+        level = str(read_hf_config(path).get("torch_dtype") or "unknown")
+    return _ModelView(name, path, config, config.max_position_embeddings, level)
+
+
+def _local(view: _ModelView, name: str | None = None) -> LocalModel:
     return LocalModel(
-        name=name, model=name, modified_at=_modified(state), size=size, details=_details(state)
+        name=name or view.name,
+        model=name or view.name,
+        modified_at=view.modified_at(),
+        size=view.size(),
+        details=view.details(),
     )
 
 
-def _details(state: AppState) -> ModelDetails:
-    config = _config(state)
-    family = _family(config)
-    engine = state.engine.engine
-    # "int4", "int8", else the dtype the weights are kept in ("torch.bfloat16" -> BFLOAT16)
-    level = engine.quantization if engine.quantization != "none" else str(engine.dtype)[6:]
-    return ModelDetails(
-        format="safetensors",
-        family=family,
-        families=[family],
-        parameter_size=_human_count(_parameter_count(config)),
-        quantization_level=level.upper(),
-    )
+def _in(seconds: float) -> str:
+    """A moment `seconds` from now, as Ollama writes `expires_at`."""
+    return datetime.fromtimestamp(time.time() + seconds, UTC).isoformat().replace("+00:00", "Z")
 
 
 def _show_embedder(state: AppState) -> ShowResponse:
@@ -230,13 +296,8 @@ def _show_embedder(state: AppState) -> ShowResponse:
             "bert.embedding_length": embedder.dim,
         },
         capabilities=["embedding"],
-        modified_at=_modified(state),
+        modified_at=_view(state, state.model_name).modified_at(),
     )
-
-
-def _config(state: AppState) -> DecoderConfig:
-    config: DecoderConfig = state.engine.engine.runner.model.config
-    return config
 
 
 def _family(config: DecoderConfig) -> str:
@@ -258,7 +319,3 @@ def _human_count(count: int) -> str:
     if count >= 1e9:
         return f"{count / 1e9:.1f}B"
     return f"{count / 1e6:.0f}M"
-
-
-def _modified(state: AppState) -> str:
-    return datetime.fromtimestamp(state.engine.model_path.stat().st_mtime, UTC).isoformat()

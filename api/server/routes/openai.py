@@ -19,7 +19,6 @@ from api.server.chat import (
     RAG_MODEL,
     WireMessage,
     chat_messages,
-    check_model,
     final_answer,
     rag_events,
     rag_request,
@@ -38,6 +37,7 @@ from api.server.generation import (
     sample_deltas,
     sampling_params,
 )
+from api.server.model_pool import LoadedModel
 from api.server.openai_logprobs import LogprobsAsked
 from api.server.openai_wire import (
     Reply,
@@ -158,7 +158,7 @@ class _Sampling(BaseModel):
             structured=None if self.response_format is None else self.response_format.structured(),
         )
 
-    def logprobs_asked(self, state: AppState | None) -> LogprobsAsked | None:
+    def logprobs_asked(self, model: LoadedModel | None) -> LogprobsAsked | None:
         """How many alternatives each token's entry lists; None: no log-probabilities.
         Each request shape asks in its own way (chat a flag, completions a count)."""
         return None
@@ -183,7 +183,7 @@ class ChatRequest(_Sampling):
     rag: bool = Field(False, description="Answer over the documents (PagedRAG extension).")
     collection: str | None = Field(None, description="With rag: search only this collection.")
 
-    def template_tools(self, state: AppState) -> list[dict[str, Any]] | None:
+    def template_tools(self, model: LoadedModel) -> list[dict[str, Any]] | None:
         """The tools as the chat template takes them; None: none offered this turn."""
         if self.tool_choice not in (None, "auto", "none"):
             raise ApiError(
@@ -191,8 +191,8 @@ class ChatRequest(_Sampling):
             )
         if not self.tools or self.tool_choice == "none":
             return None
-        if not template_takes_tools(state.engine.tokenizer.chat_template):
-            raise ApiError(400, f"{state.model_name}'s chat template takes no tools")
+        if not template_takes_tools(model.engine.tokenizer.chat_template):
+            raise ApiError(400, f"{model.name}'s chat template takes no tools")
         if self.n > 1:
             raise ApiError(400, "n > 1 with tools is not supported by this server")
         tools = [tool.model_dump() for tool in self.tools]
@@ -202,10 +202,10 @@ class ChatRequest(_Sampling):
             raise ApiError(400, str(error)) from None
         return tools
 
-    def logprobs_asked(self, state: AppState | None) -> LogprobsAsked | None:
+    def logprobs_asked(self, model: LoadedModel | None) -> LogprobsAsked | None:
         if self.top_logprobs is not None and not self.logprobs:
             raise ApiError(400, "top_logprobs needs logprobs: true")
-        return _asked(self.top_logprobs or 0, state) if self.logprobs else None
+        return _asked(self.top_logprobs or 0, model) if self.logprobs else None
 
 
 class CompletionRequest(_Sampling):
@@ -214,8 +214,8 @@ class CompletionRequest(_Sampling):
         None, ge=0, le=MAX_LOGPROBS, description="The most likely tokens listed per token."
     )
 
-    def logprobs_asked(self, state: AppState | None) -> LogprobsAsked | None:
-        return None if self.logprobs is None else _asked(self.logprobs, state)
+    def logprobs_asked(self, model: LoadedModel | None) -> LogprobsAsked | None:
+        return None if self.logprobs is None else _asked(self.logprobs, model)
 
 
 class EmbeddingRequest(BaseModel):
@@ -229,14 +229,17 @@ class EmbeddingRequest(BaseModel):
 
 @router.get("/models", responses=errors())
 async def models(state: StateDep) -> ModelList:
-    """The generator, the RAG pseudo-model and the embedder."""
+    """The generators this server can run (loaded or installed) and the RAG pseudo-model;
+    the embedder is left out of the list (clients offer its entries as chat models) but
+    answers `GET /v1/models/{its name}`."""
     return ModelList(data=_model_cards(state))
 
 
 @router.get("/models/{model_id:path}", responses=errors(404))
 async def model(model_id: str, state: StateDep) -> ModelCard:
-    """One of `/v1/models` (the openai package's `models.retrieve`)."""
-    for card in _model_cards(state):
+    """One model (the openai package's `models.retrieve`), the embedder included."""
+    embedder = state.index.embedder.name
+    for card in [*_model_cards(state), ModelCard(id=embedder, created=int(state.started_at))]:
         if card.id == model_id:
             return card
     raise ApiError(404, f"model {model_id!r} not found: it does not exist here")
@@ -244,8 +247,20 @@ async def model(model_id: str, state: StateDep) -> ModelCard:
 
 def _model_cards(state: AppState) -> list[ModelCard]:
     created = int(state.started_at)
-    names = [state.model_name, RAG_MODEL, state.index.embedder.name]
+    installed = [m.name for m in state.models.store.installed()]
+    loaded = [m.name for m in state.models.loaded()]
+    names = dict.fromkeys([state.model_name, RAG_MODEL, *loaded, *installed])
     return [ModelCard(id=name, created=created) for name in names]
+
+
+def _check_rag_model(state: AppState, model: str) -> None:
+    """`rag: true` answers with the server's own model; another one named is refused."""
+    if state.models.name_of(model) != state.model_name:
+        raise ApiError(
+            400,
+            f"answers over the documents come from the server's own model "
+            f"{state.model_name}, not {model}; leave model out or name that one",
+        )
 
 
 @router.post(
@@ -256,39 +271,49 @@ def _model_cards(state: AppState) -> list[ModelCard]:
 async def chat_completions(
     body: ChatRequest, request: Request, state: StateDep
 ) -> ChatCompletion | StreamingResponse:
-    """Chat with the model; with `"rag": true` or model `pagedrag-rag`, over the documents."""
-    check_model(state, body.model, allow_rag=True)
+    """Chat with a model (loaded on demand); with `"rag": true` or model `pagedrag-rag`,
+    over the documents."""
     body.check_supported()
-    logprobs = body.logprobs_asked(state)
-    if body.rag or (body.model or "").removesuffix(":latest") == RAG_MODEL:
+    rag_model = (body.model or "").removesuffix(":latest") == RAG_MODEL
+    if body.rag or rag_model:
         json_format = body.response_format is not None and body.response_format.type != "text"
-        if logprobs is not None or body.n > 1 or body.tools or json_format:
+        logprobs = body.logprobs or body.top_logprobs is not None
+        if logprobs or body.n > 1 or body.tools or json_format:
             raise ApiError(
                 400,
                 "logprobs, n > 1, tools and JSON response formats are not available for "
                 "answers over the documents",
             )
+        if body.model is not None and not rag_model:
+            _check_rag_model(state, body.model)
         return await _rag_chat(body, request, state)
+    async with state.models.use(body.model) as model:
+        return await _chat(body, request, state, model)
+
+
+async def _chat(
+    body: ChatRequest, request: Request, state: AppState, model: LoadedModel
+) -> ChatCompletion | StreamingResponse:
+    logprobs = body.logprobs_asked(model)
     messages = chat_messages(body.messages)
     params = body.sampling(body.max_completion_tokens or body.max_tokens, 1024)
-    tools = body.template_tools(state)
-    token_ids = chat_ids(state, messages, tools)
-    reply = Reply("chatcmpl", "chat.completion", state.model_name)
+    tools = body.template_tools(model)
+    token_ids = chat_ids(state, model, messages, tools)
+    reply = Reply("chatcmpl", "chat.completion", model.name)
     if tools is not None:
-        return await _tool_reply(state, request, body, token_ids, params, reply, tools)
+        return await _tool_reply(state, model, request, body, token_ids, params, reply, tools)
     if body.stream and body.n > 1:
-        return await _stream_samples(state, request, body, token_ids, params, reply)
+        return await _stream_samples(state, model, request, body, token_ids, params, reply)
     if body.stream:
         generation = Generation(time.perf_counter())
         deltas = await primed(
-            generate(state, token_ids, params, generation, salt=tenant_of(request))
+            generate(state, model, token_ids, params, generation, salt=tenant_of(request))
         )
         stream = chat_stream(reply, deltas, generation, _include_usage(body), logprobs)
         return StreamingResponse(stream, media_type="text/event-stream", headers=SSE_HEADERS)
     generation = Generation(time.perf_counter())
-    await unless_disconnected(
-        request, drain(generate(state, token_ids, params, generation, salt=tenant_of(request)))
-    )
+    deltas = generate(state, model, token_ids, params, generation, salt=tenant_of(request))
+    await unless_disconnected(request, drain(deltas))
     chosen = None if logprobs is None else logprobs.chat(generation)
     if generation.samples is not None:
         return reply.chat_samples(generation.samples, usage_of(generation))
@@ -300,34 +325,39 @@ async def completions(
     body: CompletionRequest, request: Request, state: StateDep
 ) -> Completion | StreamingResponse:
     """Raw text completion, no chat template; a list of prompts is generated as one batch."""
-    check_model(state, body.model)
     body.check_supported()
+    async with state.models.use(body.model) as model:
+        return await _complete(body, request, state, model)
+
+
+async def _complete(
+    body: CompletionRequest, request: Request, state: AppState, model: LoadedModel
+) -> Completion | StreamingResponse:
     prompts = _prompt_list(body.prompt)
     params = body.sampling(body.max_tokens, 16)
-    reply = Reply("cmpl", "text_completion", state.model_name)
-    token_lists = [prompt_ids(state, p) for p in prompts]
+    reply = Reply("cmpl", "text_completion", model.name)
+    token_lists = [prompt_ids(state, model, p) for p in prompts]
+    salt = tenant_of(request)
     if body.stream:
         if len(prompts) != 1:
             raise ApiError(400, "stream one prompt at a time")
         if body.n > 1:
-            return await _stream_samples(state, request, body, token_lists[0], params, reply)
+            return await _stream_samples(state, model, request, body, token_lists[0], params, reply)
         generation = Generation(time.perf_counter())
-        deltas = await primed(
-            generate(state, token_lists[0], params, generation, salt=tenant_of(request))
-        )
+        deltas = await primed(generate(state, model, token_lists[0], params, generation, salt=salt))
         stream = completion_stream(
-            reply, deltas, generation, _include_usage(body), body.logprobs_asked(state)
+            reply, deltas, generation, _include_usage(body), body.logprobs_asked(model)
         )
         return StreamingResponse(stream, media_type="text/event-stream", headers=SSE_HEADERS)
     generations = [Generation(time.perf_counter()) for _ in prompts]
     work = asyncio.gather(
         *(
-            drain(generate(state, ids, params, g, salt=tenant_of(request)))
+            drain(generate(state, model, ids, params, g, salt=salt))
             for ids, g in zip(token_lists, generations, strict=True)
         )
     )
     await unless_disconnected(request, work)
-    return reply.completion(generations, body.logprobs_asked(state))
+    return reply.completion(generations, body.logprobs_asked(model))
 
 
 @router.post("/embeddings", responses=errors(404, 422))
@@ -405,6 +435,7 @@ def _encoded(vector: list[float], encoding: str) -> list[float] | str:
 
 async def _tool_reply(
     state: AppState,
+    model: LoadedModel,
     request: Request,
     body: ChatRequest,
     token_ids: list[int],
@@ -415,7 +446,7 @@ async def _tool_reply(
     """A turn with tools: the whole reply, read into text and calls (streamed as chunks
     once whole)."""
     generation = Generation(time.perf_counter())
-    deltas = generate(state, token_ids, params, generation, salt=tenant_of(request))
+    deltas = generate(state, model, token_ids, params, generation, salt=tenant_of(request))
     await unless_disconnected(request, drain(deltas))
     text, calls = parse_tool_calls(generation.text, tool_names(tools))
     completion = reply.chat_tool_reply(text, calls, generation.finish_reason, usage_of(generation))
@@ -427,6 +458,7 @@ async def _tool_reply(
 
 async def _stream_samples(
     state: AppState,
+    model: LoadedModel,
     request: Request,
     body: _Sampling,
     token_ids: list[int],
@@ -436,16 +468,16 @@ async def _stream_samples(
     """n > 1 streamed: every sample's deltas, each chunk saying whose it is."""
     generation = Generation(time.perf_counter())
     deltas = await primed(
-        sample_deltas(state, token_ids, params, generation, salt=tenant_of(request))
+        sample_deltas(state, model, token_ids, params, generation, salt=tenant_of(request))
     )
     stream = samples_stream(reply, deltas, generation, _include_usage(body), body.n)
     return StreamingResponse(stream, media_type="text/event-stream", headers=SSE_HEADERS)
 
 
-def _asked(top: int, state: AppState | None) -> LogprobsAsked:
+def _asked(top: int, model: LoadedModel | None) -> LogprobsAsked:
     def token_text(token: int) -> str:
-        assert state is not None  # only the responses read token texts
-        return str(state.engine.tokenizer.decode([token]))
+        assert model is not None  # only the responses read token texts
+        return str(model.engine.tokenizer.decode([token]))
 
     return LogprobsAsked(top, token_text)
 

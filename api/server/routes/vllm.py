@@ -88,10 +88,11 @@ async def generate_route(
         n=body.n,
     )
     generation = Generation(time.perf_counter())
-    token_ids = prompt_ids(state, body.prompt)
+    model = state.models.own  # vLLM's demo server runs one model: here, the server's own
+    token_ids = prompt_ids(state, model, body.prompt)
     if body.stream and body.n > 1:
         return await _stream_samples(state, request, body, token_ids, params)
-    deltas = generate(state, token_ids, params, generation, salt=tenant_of(request))
+    deltas = generate(state, model, token_ids, params, generation, salt=tenant_of(request))
     if not body.stream:
         await unless_disconnected(request, drain(deltas))
         samples = generation.samples or []
@@ -120,7 +121,9 @@ async def _stream_samples(
     """n > 1 streamed: each update holds every sample's text so far, as vLLM's does."""
     generation = Generation(time.perf_counter())
     deltas = await primed(
-        sample_deltas(state, token_ids, params, generation, salt=tenant_of(request))
+        sample_deltas(
+            state, state.models.own, token_ids, params, generation, salt=tenant_of(request)
+        )
     )
 
     async def updates() -> AsyncIterator[bytes]:

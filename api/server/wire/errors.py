@@ -26,6 +26,7 @@ MEANINGS = {
     401: "No API key, or one this server does not know (when keys are required).",
     403: "The key's role may not do this, or a cross-site request tried to change state.",
     404: "No such document, job, conversation or model.",
+    409: "The model is answering requests; try again once they are done.",
     413: "The upload is larger than the server's limit.",
     415: "An unsupported file type or content type.",
     422: "A field is missing, of the wrong type or out of range.",

@@ -80,7 +80,7 @@ class _Final(BaseModel):
     model: str
     created_at: str
     done: Literal[True] = True
-    done_reason: str = Field(description="stop or length")
+    done_reason: str = Field(description="stop or length; load or unload without a prompt")
     total_duration: int
     load_duration: int = 0
     prompt_eval_count: int

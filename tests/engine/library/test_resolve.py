@@ -10,7 +10,14 @@ import numpy as np
 import pytest
 
 from engine.errors import ModelIntegrityError, ModelNotFoundError, UnsupportedModelError
-from engine.library import ModelStore, list_models, resolve, resolve_model
+from engine.library import (
+    DEFAULT_MODEL,
+    ModelStore,
+    library_name,
+    list_models,
+    resolve,
+    resolve_model,
+)
 from engine.library.pull import file_sha256
 from engine.library.store import MANIFEST
 from tests.engine.library.conftest import SMOLLM2
@@ -125,3 +132,18 @@ def test_hugging_face_directory_is_used_in_place(pulled_store: ModelStore, home:
     directory = pulled_store.path_for(SMOLLM2.name)
     assert resolve_model(str(directory), home=home) == directory.resolve()
     assert not ModelStore.default(home).root.exists()  # nothing copied into the store
+
+
+@pytest.mark.parametrize(
+    ("asked", "named"),
+    [
+        ("qwen2.5-coder", DEFAULT_MODEL),  # the family's default tag
+        ("qwen2.5-coder:latest", DEFAULT_MODEL),
+        ("qwen2.5-coder:0.5b", "qwen2.5-coder:0.5b-instruct"),  # the one tag of that size
+        ("smollm2:135m", "smollm2:135m-instruct"),
+        ("qwen2.5-coder:7b", "qwen2.5-coder:7b"),  # no such size: left as asked
+        ("my-model:latest", "my-model:latest"),
+    ],
+)
+def test_library_names_take_tags_as_ollama_does(asked: str, named: str) -> None:
+    assert library_name(asked) == named
