@@ -18,7 +18,7 @@ from common.errors import InvalidInputError
 if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedTokenizerBase
-    from xgrammar import CompiledGrammar, GrammarCompiler, GrammarMatcher
+    from xgrammar import CompiledGrammar, Grammar, GrammarCompiler, GrammarMatcher
 
 ANY_OBJECT = '{"type": "object"}'
 GRAMMAR_CACHE_BYTES = 64 << 20  # compiled grammars kept; many distinct schemas evict the oldest
@@ -29,10 +29,13 @@ XGRAMMAR_PREFIX = re.compile(r"^\[[^\]]*\]\s*\S+:\d+:\s*")
 @dataclass(frozen=True)
 class StructuredOutputs:
     """As vLLM's: `json` (a JSON Schema, as text or a dict) or `json_object=True` (any
-    JSON object). The output is compact JSON: no whitespace a small model could loop on."""
+    JSON object). The output is compact JSON: no whitespace a small model could loop on.
+    `prefix` and `suffix` are literal text around it (a forced tool call's tags)."""
 
     json: str | dict[str, Any] | None = None
     json_object: bool = False
+    prefix: str = ""
+    suffix: str = ""
 
     def __post_init__(self) -> None:
         if isinstance(self.json, dict):
@@ -73,7 +76,11 @@ class Grammars:
                     info, max_threads=2, cache_limit_bytes=GRAMMAR_CACHE_BYTES
                 )
         try:
-            return self._compiler.compile_json_schema(spec.schema, any_whitespace=False)
+            if not spec.prefix and not spec.suffix:
+                return self._compiler.compile_json_schema(spec.schema, any_whitespace=False)
+            body = xgrammar.Grammar.from_json_schema(spec.schema, any_whitespace=False)
+            parts = [*_literal(spec.prefix), body, *_literal(spec.suffix)]
+            return self._compiler.compile_grammar(xgrammar.Grammar.concat(*parts))
         except (RuntimeError, ValueError) as error:
             reason = XGRAMMAR_PREFIX.sub("", str(error)).strip()
             raise InvalidInputError(f"the JSON schema cannot be used: {reason}") from None
@@ -99,3 +106,12 @@ class Grammars:
         xgrammar.apply_token_bitmask_inplace(
             logits, bitmask.to(logits.device), vocab_size=self._vocab_size, indices=rows
         )
+
+
+def _literal(text: str) -> list["Grammar"]:
+    """A grammar of exactly `text` (JSON's string escapes are EBNF's too); none for ""."""
+    import xgrammar
+
+    if not text:
+        return []
+    return [xgrammar.Grammar.from_ebnf(f"root ::= {json.dumps(text, ensure_ascii=False)}")]

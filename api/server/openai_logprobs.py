@@ -1,12 +1,14 @@
 """Token log-probabilities in OpenAI's two forms: chat's `logprobs.content` list and the
 legacy completions' parallel lists, from what the engine returns for each token (the
-chosen token's log-probability and those of the most likely ones)."""
+chosen token's log-probability and those of the most likely ones), for one generation or
+for each sample of n > 1."""
 
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from api.server.generation import Generation
 from api.server.wire.openai import ChatLogprobs, CompletionLogprobs, TokenLogprob, TopLogprob
+from engine.outputs import CompletionOutput
 
 
 @dataclass(frozen=True)
@@ -17,18 +19,19 @@ class LogprobsAsked:
     top: int
     token_text: Callable[[int], str]
 
-    def chat(self, generation: Generation, start: int = 0) -> ChatLogprobs:
+    def chat(self, sequence: Generation | CompletionOutput, start: int = 0) -> ChatLogprobs:
         """The entries of the tokens from `start` on (a stream sends each chunk's own)."""
-        steps = generation.logprobs or []
-        pairs = zip(generation.token_ids[start:], steps[start:], strict=False)
+        token_ids, steps = _steps(sequence)
+        pairs = zip(token_ids[start:], steps[start:], strict=False)
         return ChatLogprobs(content=[self._entry(token, step) for token, step in pairs])
 
     def completion(
-        self, generation: Generation, start: int = 0, offset: int = 0
+        self, sequence: Generation | CompletionOutput, start: int = 0, offset: int = 0
     ) -> CompletionLogprobs:
         """The lists for the tokens from `start` on, the first at character `offset`."""
-        steps = (generation.logprobs or [])[start:]
-        tokens = generation.token_ids[start : start + len(steps)]
+        token_ids, all_steps = _steps(sequence)
+        steps = all_steps[start:]
+        tokens = token_ids[start : start + len(steps)]
         texts = [self.token_text(token) for token in tokens]
         offsets = []
         for text in texts:
@@ -60,3 +63,12 @@ class LogprobsAsked:
         """The `top` most likely tokens, best first (the chosen one, when it ranks lower,
         is in `step` only for its own entry)."""
         return sorted(step.items(), key=lambda item: item[1], reverse=True)[: self.top]
+
+
+def _steps(sequence: Generation | CompletionOutput) -> tuple[list[int], list[dict[int, float]]]:
+    """A sequence's tokens and each one's log-probabilities: a single generation's, or
+    one sample's of n > 1 (vLLM's `Logprob` objects)."""
+    if isinstance(sequence, Generation):
+        return sequence.token_ids, sequence.logprobs or []
+    steps = [{t: lp.logprob for t, lp in step.items()} for step in sequence.logprobs or []]
+    return sequence.token_ids, steps

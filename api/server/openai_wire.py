@@ -83,13 +83,16 @@ class Reply:
             id=self.id, created=self.created, model=self.model, choices=[choice], usage=usage
         )
 
-    def chat_samples(self, samples: list[CompletionOutput], usage: Usage) -> ChatCompletion:
+    def chat_samples(
+        self, samples: list[CompletionOutput], usage: Usage, logprobs: LogprobsAsked | None
+    ) -> ChatCompletion:
         """n > 1: a choice per sample."""
         choices = [
             ChatChoice(
                 index=s.index,
                 message=AssistantMessage(content=s.text),
                 finish_reason=finish_reason(s.finish_reason),
+                logprobs=None if logprobs is None else logprobs.chat(s),
             )
             for s in samples
         ]
@@ -127,7 +130,10 @@ class Reply:
             samples = [sample for g in generations for sample in g.samples or []]
             choices = [
                 CompletionChoice(
-                    index=i, text=sample.text, finish_reason=finish_reason(sample.finish_reason)
+                    index=i,
+                    text=sample.text,
+                    finish_reason=finish_reason(sample.finish_reason),
+                    logprobs=None if logprobs is None else logprobs.completion(sample),
                 )
                 for i, sample in enumerate(samples)
             ]
@@ -214,17 +220,34 @@ async def samples_stream(
     generation: Generation,
     usage: bool,
     n: int,
+    logprobs: LogprobsAsked | None = None,
 ) -> AsyncIterator[str]:
     """n > 1: chat chunks or completion chunks (by `reply.kind`) whose `index` says which
-    sample each delta belongs to, then each sample's finish."""
+    sample each delta belongs to (with its new tokens' log-probabilities when asked),
+    then each sample's finish."""
     chat = reply.kind == "chat.completion"
     kind = "chat.completion.chunk" if chat else "text_completion"
+    sent, offsets = [0] * n, [0] * n  # per sample: tokens whose entries went out, their chars
 
     def chunk(index: int, text: str | None, finish: str | None) -> str:
+        # NOTE: a finish carries the entries of tokens that showed no text yet, if any.
+        sample = (generation.samples or [])[index]
         if chat:
             delta = {"content": text} if text is not None else {}
-            return reply.chat_chunk(delta, finish, index=index)
-        choice = {"index": index, "text": text or "", "finish_reason": finish, "logprobs": None}
+            entries = None
+            if logprobs is not None:
+                entries = logprobs.chat(sample, sent[index])
+                sent[index] += len(entries.content)
+            if entries is not None and not entries.content and text is None:
+                entries = None
+            return reply.chat_chunk(delta, finish, logprobs=entries, index=index)
+        listed = None
+        if logprobs is not None:
+            new = logprobs.completion(sample, sent[index], offsets[index])
+            sent[index] += len(new.tokens)
+            offsets[index] += sum(len(token) for token in new.tokens)
+            listed = new.model_dump() if new.tokens or text is not None else None
+        choice = {"index": index, "text": text or "", "finish_reason": finish, "logprobs": listed}
         return sse(None, {**reply.base(), "choices": [choice]})
 
     if chat:

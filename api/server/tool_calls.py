@@ -4,13 +4,16 @@ read back into calls.
 A call is `{"name": ..., "arguments": {...}}` for one of the request's tools, inside
 `<tool_call>` tags as Qwen's template asks (Hermes style), or as the whole reply: small
 models often drop the tags. Anything else stays text, so a reply that only looks like a
-call to an unknown tool is never run as one.
+call to an unknown tool is never run as one. A request that demands a call gets one by
+constrained decoding (`forced_call`).
 """
 
 import json
 import re
 from dataclasses import dataclass
 from typing import Any
+
+from engine.structured_outputs import StructuredOutputs
 
 TAGGED = re.compile(r"<tool_call>\s*(.*?)\s*</tool_call>", re.DOTALL)
 
@@ -53,6 +56,22 @@ def tool_names(tools: list[dict[str, Any]]) -> set[str]:
     return names
 
 
+def forced_call(
+    tools: list[dict[str, Any]], name: str | None, chat_template: str
+) -> StructuredOutputs:
+    """What a reply must be when the request demands a call (OpenAI's `tool_choice`
+    "required", or a named function): one call of that tool (of any, for None), its
+    arguments as the tool's schema allows, in the model's own tags where its template
+    has them. Constrained decoding keeps the reply to it."""
+    calls = [
+        _call_schema(tool["function"]) for tool in tools if name in (None, tool["function"]["name"])
+    ]
+    schema = calls[0] if len(calls) == 1 else {"anyOf": calls}
+    if "<tool_call>" in chat_template:
+        return StructuredOutputs(json=schema, prefix="<tool_call>\n", suffix="\n</tool_call>")
+    return StructuredOutputs(json=schema)
+
+
 def template_takes_tools(chat_template: str | None) -> bool:
     """Whether the model's chat template renders a `tools` list (Qwen2.5's does)."""
     return bool(chat_template) and "tools" in str(chat_template)
@@ -75,3 +94,14 @@ def _as_call(item: object, tool_names: set[str]) -> ToolCall | None:
         except ValueError:
             return None
     return ToolCall(str(item["name"]), arguments) if isinstance(arguments, dict) else None
+
+
+def _call_schema(function: dict[str, Any]) -> dict[str, Any]:
+    """`{"name": <the tool's>, "arguments": <what its parameters allow>}`."""
+    arguments = function.get("parameters") or {"type": "object"}
+    return {
+        "type": "object",
+        "properties": {"name": {"const": function["name"]}, "arguments": arguments},
+        "required": ["name", "arguments"],
+        "additionalProperties": False,
+    }

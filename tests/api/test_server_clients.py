@@ -154,7 +154,6 @@ def test_openai_errors(oai) -> None:
         ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]}, "tools"),
         ({"logit_bias": {"15": 5}}, "logit_bias is"),
         ({"presence_penalty": 0.5}, "presence_penalty is"),
-        ({"n": 2, "logprobs": True}, "n > 1 with logprobs"),
         ({"n": 17}, "n must be between 1 and 16"),
         ({"extra_body": {"guided_json": {"type": "object"}}}, "guided_json"),
     ],
@@ -212,6 +211,28 @@ def test_openai_completion_logprobs_in_the_legacy_lists(oai) -> None:
         for o in c.choices[0].logprobs.text_offset
     ]
     assert offsets == lists.text_offset
+
+
+def test_openai_n_with_logprobs_gives_each_sample_its_own(oai) -> None:
+    asked = {"model": TEST_MODEL, "max_tokens": 5, "n": 2, "temperature": 1.0, "seed": 3}
+    chat = oai.chat.completions.create(**asked, messages=HELLO, logprobs=True, top_logprobs=2)
+    assert chat.choices[0].message.content != chat.choices[1].message.content  # seeds 3, 4
+    for choice in chat.choices:
+        entries = choice.logprobs.content
+        assert "".join(e.token for e in entries) == choice.message.content
+        assert all(len(e.top_logprobs) == 2 and e.logprob <= 0 for e in entries)
+    chunks = list(oai.chat.completions.create(**asked, messages=HELLO, logprobs=True, stream=True))
+    texts, tokens = {0: "", 1: ""}, {0: "", 1: ""}
+    for chunk in chunks:
+        for choice in chunk.choices:
+            texts[choice.index] += choice.delta.content or ""
+            entries = choice.logprobs.content if choice.logprobs else []
+            tokens[choice.index] += "".join(e.token for e in entries)
+    assert texts == tokens == {c.index: c.message.content for c in chat.choices}
+    completion = oai.completions.create(**asked, prompt="The sea is", logprobs=1)
+    for choice in completion.choices:
+        assert "".join(choice.logprobs.tokens) == choice.text
+        assert len(choice.logprobs.token_logprobs) == 5
 
 
 def test_openai_parameters_that_ask_for_nothing_are_accepted(oai) -> None:

@@ -25,6 +25,18 @@ WEATHER = {
         },
     },
 }
+TIME = {
+    "type": "function",
+    "function": {
+        "name": "get_time",
+        "description": "The current time",
+        "parameters": {
+            "type": "object",
+            "properties": {"zone": {"type": "string"}},
+            "additionalProperties": False,
+        },
+    },
+}
 ASK = [{"role": "user", "content": "What is the weather in Paris right now?"}]
 NAMES = {"get_weather"}
 
@@ -80,8 +92,38 @@ def test_openai_tools_come_back_as_tool_calls(qwen_server) -> None:
     turns = [*ASK, choice.message.model_dump(exclude_none=True), result]
     follow_up = client.chat.completions.create(**{**asked, "messages": turns}, max_tokens=30)
     assert follow_up.choices[0].message.content or follow_up.choices[0].message.tool_calls
-    with pytest.raises(openai.BadRequestError, match="tool_choice may be"):
+
+
+@pytest.mark.slow
+def test_tool_choice_required_or_named_always_gets_that_call(qwen_server) -> None:
+    client = openai.OpenAI(base_url=f"{qwen_server.url}/v1", api_key="unused", max_retries=0)
+    # A greeting: left to itself the model answers in text, not with a call.
+    hello = [{"role": "user", "content": "Say hello to Ada."}]
+    asked = {"model": QWEN, "messages": hello, "temperature": 0, "max_tokens": 60}
+    free = client.chat.completions.create(**asked, tools=[WEATHER, TIME])
+    assert free.choices[0].message.tool_calls is None
+    for choice, name in (("required", None), (named("get_time"), "get_time")):
+        reply = client.chat.completions.create(**asked, tools=[WEATHER, TIME], tool_choice=choice)
+        (call,) = reply.choices[0].message.tool_calls
+        assert reply.choices[0].finish_reason == "tool_calls"
+        assert call.function.name == (name or call.function.name)
+        arguments = json.loads(call.function.arguments)
+        if call.function.name == "get_weather":
+            assert isinstance(arguments["city"], str)  # its schema's required property
+        else:
+            assert arguments == {} or set(arguments) <= {"zone"}
+    for choice, error in (
+        (named("rm_rf"), "not among the tools"),
+        ({"type": "function"}, "tool_choice must be"),
+    ):
+        with pytest.raises(openai.BadRequestError, match=error):
+            client.chat.completions.create(**asked, tools=[WEATHER], tool_choice=choice)
+    with pytest.raises(openai.BadRequestError, match="has no tools"):
         client.chat.completions.create(**asked, tool_choice="required")
+
+
+def named(name: str) -> dict[str, object]:
+    return {"type": "function", "function": {"name": name}}
 
 
 @pytest.mark.slow

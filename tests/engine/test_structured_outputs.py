@@ -54,6 +54,15 @@ def test_a_schema_is_followed_even_when_sampling(llm) -> None:
         assert set(person) == {"name", "age"} and isinstance(person["age"], int)
 
 
+def test_literal_text_around_the_json_is_kept_exactly(llm) -> None:
+    spec = StructuredOutputs(json=PERSON, prefix="<tool_call>\n", suffix="\n</tool_call>")
+    for seed in range(2):
+        text = ask(llm, spec, temperature=1.0, seed=seed, max_tokens=100)
+        assert text.startswith("<tool_call>\n") and text.endswith("\n</tool_call>")
+        person = json.loads(text.removeprefix("<tool_call>\n").removesuffix("\n</tool_call>"))
+        assert set(person) == {"name", "age"}
+
+
 def test_constrained_and_free_requests_share_a_batch(llm) -> None:
     prompt = llm.encode_chat([{"role": "user", "content": "Say hello."}])
     free = SamplingParams(temperature=0, max_tokens=8)

@@ -8,6 +8,7 @@ import asyncio
 import base64
 import struct
 import time
+from dataclasses import replace
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request
@@ -51,7 +52,12 @@ from api.server.openai_wire import (
 )
 from api.server.state import AppState
 from api.server.streaming import SSE_HEADERS
-from api.server.tool_calls import parse_tool_calls, template_takes_tools, tool_names
+from api.server.tool_calls import (
+    forced_call,
+    parse_tool_calls,
+    template_takes_tools,
+    tool_names,
+)
 from api.server.unsupported import Neutral, anything, empty, one_of, refuse_unimplemented
 from api.server.wire.errors import Responses, errors
 from api.server.wire.native import attributions, citations
@@ -140,8 +146,6 @@ class _Sampling(BaseModel):
 
     def check_supported(self) -> None:
         """400 for a field this server would otherwise ignore."""
-        if self.n > 1 and self.logprobs_asked(None) is not None:
-            raise ApiError(400, "n > 1 with logprobs is not supported by this server")
         refuse_unimplemented(self, NEUTRAL)
 
     def sampling(self, max_tokens: int | None, default_max: int) -> SamplingParams:
@@ -173,7 +177,9 @@ class ChatRequest(_Sampling):
     messages: list[WireMessage] = Field(min_length=1)
     tools: list[Tool] | None = None
     tool_choice: str | dict[str, Any] | None = Field(
-        None, description='"auto" (the default with tools) or "none"; others are refused'
+        None,
+        description='"auto" (the default with tools), "none", "required" (one call of any '
+        'tool) or {"type": "function", "function": {"name": ...}} (a call of that one)',
     )
     max_completion_tokens: int | None = Field(None, ge=1)
     logprobs: bool = Field(False, description="Each generated token's log-probability.")
@@ -185,11 +191,10 @@ class ChatRequest(_Sampling):
 
     def template_tools(self, model: LoadedModel) -> list[dict[str, Any]] | None:
         """The tools as the chat template takes them; None: none offered this turn."""
-        if self.tool_choice not in (None, "auto", "none"):
-            raise ApiError(
-                400, 'tool_choice may be "auto" or "none" on this server (the model decides)'
-            )
+        demanded = self.demanded_call()
         if not self.tools or self.tool_choice == "none":
+            if demanded is not None:
+                raise ApiError(400, "tool_choice demands a call, but the request has no tools")
             return None
         if not template_takes_tools(model.engine.tokenizer.chat_template):
             raise ApiError(400, f"{model.name}'s chat template takes no tools")
@@ -197,10 +202,42 @@ class ChatRequest(_Sampling):
             raise ApiError(400, "n > 1 with tools is not supported by this server")
         tools = [tool.model_dump() for tool in self.tools]
         try:
-            tool_names(tools)
+            names = tool_names(tools)
         except ValueError as error:
             raise ApiError(400, str(error)) from None
+        if demanded and demanded not in names:
+            raise ApiError(400, f"tool_choice names {demanded!r}, which is not among the tools")
         return tools
+
+    def demanded_call(self) -> str | None:
+        """The tool `tool_choice` demands a call of: "" for any ("required"), its name
+        for a named function, None when the model decides (or no tools)."""
+        choice = self.tool_choice
+        if choice in (None, "auto", "none"):
+            return None
+        if choice == "required":
+            return ""
+        function = choice.get("function") if isinstance(choice, dict) else None
+        name = function.get("name") if isinstance(function, dict) else None
+        if not isinstance(choice, dict) or choice.get("type") != "function" or not name:
+            raise ApiError(
+                400,
+                'tool_choice must be "auto", "none", "required" or {"type": "function", '
+                '"function": {"name": ...}}',
+            )
+        return str(name)
+
+    def forced_call(
+        self, model: LoadedModel, tools: list[dict[str, Any]]
+    ) -> StructuredOutputs | None:
+        """The grammar that keeps the reply to the call `tool_choice` demands, if any."""
+        demanded = self.demanded_call()
+        if demanded is None:
+            return None
+        if self.response_format is not None and self.response_format.type != "text":
+            raise ApiError(400, "a response_format cannot be combined with a demanded tool call")
+        template = str(model.engine.tokenizer.chat_template or "")
+        return forced_call(tools, demanded or None, template)
 
     def logprobs_asked(self, model: LoadedModel | None) -> LogprobsAsked | None:
         if self.top_logprobs is not None and not self.logprobs:
@@ -301,6 +338,9 @@ async def _chat(
     token_ids = chat_ids(state, model, messages, tools)
     reply = Reply("chatcmpl", "chat.completion", model.name)
     if tools is not None:
+        forced = body.forced_call(model, tools)
+        if forced is not None:
+            params = replace(params, structured_outputs=forced)
         return await _tool_reply(state, model, request, body, token_ids, params, reply, tools)
     if body.stream and body.n > 1:
         return await _stream_samples(state, model, request, body, token_ids, params, reply)
@@ -316,7 +356,7 @@ async def _chat(
     await unless_disconnected(request, drain(deltas))
     chosen = None if logprobs is None else logprobs.chat(generation)
     if generation.samples is not None:
-        return reply.chat_samples(generation.samples, usage_of(generation))
+        return reply.chat_samples(generation.samples, usage_of(generation), logprobs)
     return reply.chat(generation.text, generation.finish_reason, usage_of(generation), chosen)
 
 
@@ -470,7 +510,8 @@ async def _stream_samples(
     deltas = await primed(
         sample_deltas(state, model, token_ids, params, generation, salt=tenant_of(request))
     )
-    stream = samples_stream(reply, deltas, generation, _include_usage(body), body.n)
+    logprobs = body.logprobs_asked(model)
+    stream = samples_stream(reply, deltas, generation, _include_usage(body), body.n, logprobs)
     return StreamingResponse(stream, media_type="text/event-stream", headers=SSE_HEADERS)
 
 
