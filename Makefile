@@ -24,7 +24,7 @@ PORT ?= 8000
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install install-dev models serve test lint unit bench bench-engine bench-retrieval bench-serve bench-kernels bench-peers bench-quant bench-qa bench-injection bench-load clean
+.PHONY: install install-dev models serve test lint unit bench bench-engine bench-retrieval bench-serve bench-kernels bench-peers bench-openwebui bench-quant bench-qa bench-injection bench-load clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -120,6 +120,11 @@ bench-load: models
 # machine. Options through PEERS_ARGS, e.g. PEERS_ARGS="--servers pagedrag,vllm --rounds 3".
 bench-peers: models
 	$(PY) -m bench.peers $(PEERS_ARGS)
+
+# Open WebUI (from PyPI, in its own virtualenv) driven in Chromium against PagedRAG as
+# its Ollama and its OpenAI backend; screenshots under bench/results/openwebui/.
+bench-openwebui: models $(DEV) $(CHROMIUM)
+	$(PY) -m bench.openwebui $(OPENWEBUI_ARGS)
 
 # GPU only: it exits with status 2 on a machine without CUDA, so `make bench` leaves it out.
 # The dev extra brings Triton where the CUDA build of torch does not already.

