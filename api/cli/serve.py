@@ -165,7 +165,7 @@ def _pool_settings(args: argparse.Namespace) -> "PoolSettings":
     try:
         keep_alive = keep_alive_seconds(args.keep_alive)
     except ValueError as error:
-        raise SystemExit(f"pagedrag: error: --{error}") from None
+        raise SystemExit(f"pagedrag: error: --keep-alive: {error}") from None
     return PoolSettings(max_loaded=args.max_loaded_models, keep_alive=keep_alive)
 
 

@@ -71,3 +71,16 @@ def test_sigterm_stops_a_server_busy_with_a_long_generation(tmp_path: Path) -> N
 def test_a_negative_shutdown_timeout_is_refused(tmp_path: Path) -> None:
     result = pagedrag("serve", "--shutdown-timeout", "-1", "--data-dir", str(tmp_path), *MODEL)
     assert_one_line_error(result, "--shutdown-timeout")
+
+
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (["--keep-alive", "soon"], "keep_alive must be"),
+        (["--keep-alive", "5 minutes"], "keep_alive must be"),
+        (["--max-loaded-models", "0"], "--max-loaded-models"),
+    ],
+)
+def test_bad_model_pool_flags_are_refused(tmp_path: Path, flags: list[str], named: str) -> None:
+    result = pagedrag("serve", *flags, "--data-dir", str(tmp_path), *MODEL)
+    assert_one_line_error(result, named)
