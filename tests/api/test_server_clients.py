@@ -381,6 +381,14 @@ def test_ollama_rag_chat_carries_its_sources_in_extension_fields(live_server) ->
     assert final["done"] and final["citations"]
     numbers = {c["n"] for c in final["citations"]}
     assert {a["n"] for a in final["attributions"]} <= numbers
+    # Tools offered (Open WebUI offers its own with every chat): answered from the
+    # documents, calling none.
+    tool = {"type": "function", "function": {"name": "get_current_timestamp", "parameters": {}}}
+    offered = httpx.post(
+        f"{live_server.url}/api/chat", json={**body, "tools": [tool]}, timeout=120
+    ).json()
+    assert offered["citations"] and not offered["message"].get("tool_calls")
+    assert offered["message"]["content"] == final["message"]["content"]  # greedy: the same
 
 
 @pytest.mark.parametrize(

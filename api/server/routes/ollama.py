@@ -166,8 +166,10 @@ async def chat_route(
     """Chat with the model; the model `pagedrag-rag` answers over the documents."""
     body.check_supported()
     if body.model.removesuffix(":latest") == RAG_MODEL:
-        if body.structured() is not None or body.tools:
-            raise ApiError(400, "format and tools are not available for answers over documents")
+        # NOTE: tools offered are welcome (Open WebUI offers its own with every chat);
+        # an answer over the documents is one that calls none, as a model may.
+        if body.structured() is not None:
+            raise ApiError(400, "format is not available for answers over the documents")
         if body.keep_alive_asked() == 0:
             raise ApiError(400, f"{RAG_MODEL} answers with the server's own model: it stays loaded")
         return await _rag_chat(body, request, state)

@@ -122,7 +122,7 @@ async def show(body: ShowRequest, state: StateDep) -> ShowResponse:
             f"{family}.rope.freq_base": config.rope_theta,
             f"{family}.vocab_size": config.vocab_size,
         },
-        capabilities=["completion", *(["tools"] if view.takes_tools() else [])],
+        capabilities=["completion", *(["tools"] if view.takes_tools() and not rag else [])],
         modified_at=view.modified_at(),
     )
 

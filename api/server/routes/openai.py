@@ -315,11 +315,13 @@ async def chat_completions(
     if body.rag or rag_model:
         json_format = body.response_format is not None and body.response_format.type != "text"
         logprobs = body.logprobs or body.top_logprobs is not None
-        if logprobs or body.n > 1 or body.tools or json_format:
+        # NOTE: tools offered are welcome; an answer over the documents calls none, as a
+        # model may when the choice is its own ("auto"). A demanded call cannot be.
+        if logprobs or body.n > 1 or body.demanded_call() is not None or json_format:
             raise ApiError(
                 400,
-                "logprobs, n > 1, tools and JSON response formats are not available for "
-                "answers over the documents",
+                "logprobs, n > 1, a demanded tool call and JSON response formats are not "
+                "available for answers over the documents",
             )
         if body.model is not None and not rag_model:
             _check_rag_model(state, body.model)
