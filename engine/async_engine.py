@@ -9,6 +9,7 @@ loop with `call_soon_threadsafe`, or a plain queue for synchronous callers.
 
 import asyncio
 import queue
+import signal
 import threading
 import uuid
 from collections.abc import AsyncGenerator, Callable, Generator, Sequence
@@ -264,6 +265,12 @@ class AsyncLLMEngine:
     # ---- the engine thread ---------------------------------------------------------------
 
     def _run(self) -> None:
+        # NOTE: Ctrl-C and SIGTERM must reach the main thread. A process-wide signal goes
+        # to any thread that does not block it, and one taken here (or by the OpenMP team
+        # this thread starts, which inherits the mask) would not wake a main thread
+        # blocked reading the prompt: the REPL's Ctrl-C went unseen until Enter.
+        if hasattr(signal, "pthread_sigmask"):
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         try:
             while self._apply_commands():
                 if self.engine.has_unfinished_requests():

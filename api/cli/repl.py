@@ -127,7 +127,11 @@ def user_lines(command: Callable[[str], None]) -> Iterator[str]:
         if text == BYE:
             return
         if text.startswith("/"):
-            command(text)
+            try:
+                command(text)
+            except KeyboardInterrupt:  # while a command printed: as at the prompt
+                print("\n(Ctrl-C again, Ctrl-D or /bye to leave)")
+                interrupted = True
         elif text:
             yield line
 

@@ -340,6 +340,7 @@ def test_ctrl_c_stops_the_answer_and_a_second_one_at_the_prompt_leaves() -> None
         stopped_at = len(session.output)
         session.send("/show")
         session.wait_for(1, "context length")
+        session.wait_for(3, ">>> ")
         session.process.send_signal(signal.SIGINT)  # at the prompt: a hint, still running
         session.wait_for(1, "Ctrl-C again")
         session.process.send_signal(signal.SIGINT)
