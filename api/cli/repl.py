@@ -108,6 +108,10 @@ class ChatSession:
 def user_lines(command: Callable[[str], None]) -> Iterator[str]:
     """Each line the user types for the model, until they leave; `/...` lines go to
     `command`."""
+    # NOTE: a process started in the background of a script inherits SIGINT ignored, and
+    # Python then never raises KeyboardInterrupt: this prompt takes Ctrl-C all the same.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     interrupted = False
     while True:
         try:
