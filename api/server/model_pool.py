@@ -13,7 +13,6 @@ without a pause in between: the reaper never unloads a model a request has taken
 
 import asyncio
 import contextlib
-import gc
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -47,7 +46,6 @@ class LoadedModel:
     keep_alive: float | None = None  # seconds idle before unloading; None: never
     holds: int = 0  # requests that took it and have not yet handed their work to the engine
     last_used: float = field(default_factory=time.monotonic)  # while busy: the latest look
-    loaded_at: float = field(default_factory=time.time)
 
     @property
     def busy(self) -> bool:
@@ -252,7 +250,7 @@ class ModelPool:
         if self._loaded.get(model.name) is not model:
             return
         del self._loaded[model.name]  # NOTE: first, so no request takes it from here on
-        await asyncio.to_thread(_shut_down, model.engine)
+        await asyncio.to_thread(model.engine.shutdown)  # its memory goes with the last reference
         logger.info("unloaded %s", model.name)
 
     async def _reap(self) -> None:
@@ -269,10 +267,3 @@ class ModelPool:
                 model.last_used = time.monotonic()
             elif model.expires_in() == 0:
                 await self._unload(model)
-
-
-def _shut_down(engine: AsyncLLMEngine) -> None:
-    """Stop the engine thread and give its weights and KV pool back to the system."""
-    engine.shutdown()
-    del engine
-    gc.collect()

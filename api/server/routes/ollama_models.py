@@ -37,7 +37,7 @@ from api.server.wire.ollama import (
     Tags,
 )
 from common.errors import PagedRAGError
-from engine.library import CATALOG, ModelStore, default_quantization, library_name, pull
+from engine.library import CATALOG, default_quantization, library_name, pull
 from engine.models.config import DecoderConfig
 from engine.models.loader import read_decoder_config, read_hf_config
 
@@ -83,10 +83,9 @@ class LegacyEmbeddingRequest(BaseModel):
 async def tags(state: StateDep) -> Tags:
     """The installed generators (the server's own first) and the RAG model, as
     `ollama list` shows them."""
-    names = [state.model_name, *(m.name for m in _store(state).installed())]
-    views = [_view(state, name) for name in dict.fromkeys(names)]
-    own = _view(state, state.model_name)
-    return Tags(models=[*(_local(v) for v in views), _local(own, RAG_MODEL)])
+    names = [state.model_name, *(m.name for m in state.models.store.installed())]
+    views = [_view(state, name) for name in dict.fromkeys(names)]  # the server's own first
+    return Tags(models=[*(_local(v) for v in views), _local(views[0], RAG_MODEL)])
 
 
 @router.post("/show", responses=errors(404, ollama=True))
@@ -154,7 +153,7 @@ async def pull_route(body: PullRequest, state: StateDep) -> StreamingResponse | 
     name = library_name(body.model or body.name or "")
     if name not in CATALOG:
         raise ApiError(404, f"model {name!r} not found in the library; known: {', '.join(CATALOG)}")
-    store = _store(state)
+    store = state.models.store
 
     def install() -> None:
         pull(name, store=store, progress=False)
@@ -179,7 +178,7 @@ async def pull_route(body: PullRequest, state: StateDep) -> StreamingResponse | 
 @router.post("/copy", responses=errors(404, ollama=True))
 async def copy(body: CopyRequest, state: StateDep) -> PullStatus:
     """Install a store model again under another name (`ollama cp`)."""
-    await asyncio.to_thread(_store(state).copy, library_name(body.source), body.destination)
+    await asyncio.to_thread(state.models.store.copy, library_name(body.source), body.destination)
     return PullStatus(status="success")
 
 
@@ -191,7 +190,7 @@ async def delete(body: DeleteRequest, state: StateDep) -> PullStatus:
     if name == state.model_name:
         raise ApiError(400, f"{name} is the model this server runs; stop the server first")
     await state.models.unload(name)  # 409 while it answers
-    await asyncio.to_thread(_store(state).remove, name)
+    await asyncio.to_thread(state.models.store.remove, name)
     return PullStatus(status="success")
 
 
@@ -208,10 +207,6 @@ async def legacy_embeddings(body: LegacyEmbeddingRequest, state: StateDep) -> Le
 
 
 # -- helpers ------------------------------------------------------------------------------
-
-
-def _store(state: AppState) -> ModelStore:
-    return ModelStore.default(state.settings.engine.home)
 
 
 @dataclass(frozen=True)
@@ -260,7 +255,7 @@ def _view(state: AppState, name: str) -> _ModelView:
         level = engine.quantization if engine.quantization != "none" else str(engine.dtype)[6:]
         config: DecoderConfig = engine.runner.model.config
         return _ModelView(name, loaded.engine.model_path, config, engine.max_model_len, level)
-    path = _store(state).path_for(name)
+    path = state.models.store.path_for(name)
     config = read_decoder_config(path)
     level = state.settings.engine.quantization or default_quantization(name)
     if level == "none":
