@@ -83,14 +83,16 @@ def get(host: str, path: str, timeout: float = 30) -> tuple[int, str]:
 
 
 def scrape(host: str) -> dict[str, float]:
-    """The unlabelled samples of /metrics, by name without the `_total` suffix."""
+    """The samples of /metrics by name without the `_total` suffix, each summed over its
+    labels (the engine figures are per loaded model)."""
     return parse_metrics(get(host, "/metrics")[1])
 
 
 def parse_metrics(text: str) -> dict[str, float]:
-    values = {}
+    values: dict[str, float] = {}
     for line in text.splitlines():
-        if line and not line.startswith("#") and "{" not in line:
-            name, value = line.rsplit(" ", 1)
-            values[name.removesuffix("_total")] = float(value)
+        if line and not line.startswith("#"):
+            sample, value = line.rsplit(" ", 1)
+            name = sample.partition("{")[0].removesuffix("_total")
+            values[name] = values.get(name, 0.0) + float(value)
     return values

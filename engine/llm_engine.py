@@ -34,7 +34,7 @@ from engine.models.loader import load_model, read_decoder_config
 from engine.models.quantization import QuantizationConfig
 from engine.outputs import RequestOutput
 from engine.parallel_sampling import SampleGroup, sample_id
-from engine.sampler import sample, token_logprobs
+from engine.sampler import penalized, sample, token_logprobs
 from engine.sampling_params import SamplingParams
 from engine.scheduler import ScheduledSequence, Scheduler, SchedulerConfig
 from engine.sequence import FinishReason, Sequence, SequenceStatus
@@ -265,18 +265,26 @@ class LLMEngine:
         generators: list[torch.Generator | None] = [
             r.generator or self._default_generator for r in requests
         ]
+
+        def draw(rows: slice) -> list[int]:
+            rows_logits = logits[rows]
+            if any(p.penalizes for p in params[rows]):
+                seqs = [r.seq for r in requests[rows]]
+                prompts = [seq.token_ids[: seq.num_prompt_tokens] for seq in seqs]
+                outputs = [seq.output_token_ids for seq in seqs]
+                rows_logits = penalized(rows_logits, params[rows], prompts, outputs)
+            return sample(rows_logits, params[rows], generators[rows])
+
         seeded = [(r.generator, r.generator.get_state()) for r in requests if r.generator]
         try:
-            return list(sample(logits, params, generators))
+            return list(draw(slice(None)))
         except Exception:
             for generator, state in seeded:  # a seeded row draws as if alone
                 generator.set_state(state)
         tokens: list[int | Exception] = []
         for row in range(len(requests)):
             try:
-                tokens += sample(
-                    logits[row : row + 1], params[row : row + 1], generators[row : row + 1]
-                )
+                tokens += draw(slice(row, row + 1))
             except Exception as error:
                 tokens.append(error)
         return tokens

@@ -1,9 +1,10 @@
 """Chooses each sequence's next token from its logits.
 
-Greedy rows take the argmax. Sampled rows are scaled by temperature, cut to top-k
-and top-p, and drawn with the request's own generator, so a seeded request gives
-the same tokens whatever else shares its batch. Log-probabilities, where a request
-asks for them, are the model's own (before temperature and filtering), as vLLM's.
+Penalties first (rows that ask for them), then greedy rows take the argmax. Sampled
+rows are scaled by temperature, cut to top-k and top-p, and drawn with the request's
+own generator, so a seeded request gives the same tokens whatever else shares its
+batch. Log-probabilities, where a request asks for them, are the model's own (before
+penalties, temperature and filtering), as vLLM's.
 """
 
 import torch
@@ -23,6 +24,35 @@ def sample(
         for probs_row, row in zip(probs, sampled_rows, strict=True):
             next_tokens[row] = torch.multinomial(probs_row, 1, generator=generators[row])[0]
     return next_tokens.tolist()
+
+
+def penalized(
+    logits: torch.Tensor,  # [N, vocab]
+    params: list[SamplingParams],
+    prompts: list[list[int]],  # per row: the prompt's token ids
+    outputs: list[list[int]],  # per row: the tokens generated so far
+) -> torch.Tensor:
+    """`logits` with each row's penalties applied, as vLLM applies them: presence and
+    frequency over the generated tokens, repetition over the prompt's and those. The
+    input is left as it is (its log-probabilities are reported unpenalized)."""
+    rows = [row for row, p in enumerate(params) if p.penalizes]
+    if not rows:
+        return logits
+    logits = logits.clone()
+    vocab = logits.shape[-1]
+    for row in rows:
+        p, generated = params[row], torch.tensor(outputs[row], dtype=torch.long)
+        counts = torch.bincount(generated, minlength=vocab)[:vocab].to(logits.device)
+        if p.repetition_penalty != 1.0:
+            seen = counts > 0
+            seen[torch.tensor(prompts[row], dtype=torch.long)] = True
+            scores = logits[row]
+            scaled = torch.where(
+                scores > 0, scores / p.repetition_penalty, scores * p.repetition_penalty
+            )
+            logits[row] = torch.where(seen.to(scores.device), scaled, scores)
+        logits[row] -= p.frequency_penalty * counts + p.presence_penalty * (counts > 0)
+    return logits
 
 
 def token_logprobs(

@@ -37,6 +37,12 @@ class SamplingParams:
     n: int = 1
     # JSON only, or only what a JSON Schema allows (structured_outputs.py); None: free text.
     structured_outputs: StructuredOutputs | None = None
+    # OpenAI's and vLLM's penalties: presence and frequency subtract from the logits of
+    # tokens already generated (once, and once per time); repetition divides a positive
+    # logit (multiplies a negative one) of any token in the prompt or the output.
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    repetition_penalty: float = 1.0
 
     def __post_init__(self) -> None:
         # Accept a single string or any iterable, as vLLM users write them.
@@ -59,6 +65,14 @@ class SamplingParams:
             raise InvalidInputError("stop strings must not be empty")
         if not 1 <= self.n <= MAX_SAMPLES:
             raise InvalidInputError(f"n must be between 1 and {MAX_SAMPLES}, got {self.n}")
+        for name in ("presence_penalty", "frequency_penalty"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and -2 <= value <= 2):
+                raise InvalidInputError(f"{name} must be between -2 and 2, got {value}")
+        if not (math.isfinite(self.repetition_penalty) and 0 < self.repetition_penalty <= 2):
+            raise InvalidInputError(
+                f"repetition_penalty must be in (0, 2], got {self.repetition_penalty}"
+            )
         if self.logprobs is not None and not 0 <= self.logprobs <= MAX_LOGPROBS:
             raise InvalidInputError(
                 f"logprobs must be between 0 and {MAX_LOGPROBS}, got {self.logprobs}"
@@ -67,3 +81,9 @@ class SamplingParams:
     @property
     def is_greedy(self) -> bool:
         return self.temperature < GREEDY_TEMPERATURE
+
+    @property
+    def penalizes(self) -> bool:
+        return bool(self.presence_penalty or self.frequency_penalty) or (
+            self.repetition_penalty != 1.0
+        )

@@ -60,15 +60,25 @@ class AnswerTracker:
         if self.ttft_ms is None:
             self.ttft_ms = ms_since(self.plan.started)
         self.last = output
-        if BARE_MARKERS.fullmatch(output.text):
+        text = self._answer_text(output)
+        if BARE_MARKERS.fullmatch(text):
             return ""
-        delta = output.text[self.shown :]
-        self.shown = len(output.text)
+        delta = text[self.shown :]
+        self.shown = len(text)
         return delta
 
     def bare(self) -> bool:
         """Whether the finished generation said nothing but citation markers."""
-        return self.last is not None and BARE_MARKERS.fullmatch(self.last.text) is not None
+        last = self.last
+        return last is not None and BARE_MARKERS.fullmatch(self._answer_text(last)) is not None
+
+    def _answer_text(self, output: RequestOutput) -> str:
+        """The reply without a reasoning model's thought: only the answer is shown, cited
+        and checked against the passages."""
+        prompt = self.plan.prompt
+        if prompt is None or prompt.reasoning is None:
+            return output.text
+        return prompt.reasoning.split(output.text, final=output.finished).content
 
     def restart(self) -> None:
         """Before another generation for the same question: what this one cost is kept."""
@@ -90,7 +100,7 @@ class AnswerTracker:
         if last is None or plan.prompt is None:
             raise RuntimeError("the engine finished a request without producing a token")
         citations: list[Citation] = plan.prompt.citations
-        text = last.text.strip()
+        text = self._answer_text(last).strip()
         grounding = (
             ground(text, f"{plan.question} {plan.standalone}", citations, plan.language)
             if self.check_support

@@ -184,9 +184,9 @@ class RAG:
         standalone, rewrite_ms = Standalone(asked.text, asked.text, rewritten=False), 0.0
         salt = asked.cache_salt  # every request of the question, in the tenant's namespace
         if asked.history:
-            rewrite = self.prompts.chat(rewrite_messages(asked.history, asked.text))
-            generated = await self.engine.finish(rewrite, self._rewrite(), cache_salt=salt)
-            standalone = standalone_question(generated.text, asked.text, asked.history)
+            messages = rewrite_messages(asked.history, asked.text)
+            rewritten = await self._side_reply(messages, self.config.rewrite_max_tokens, salt)
+            standalone = standalone_question(rewritten, asked.text, asked.history)
             rewrite_ms = ms_since(started)
         draft = await self._draft(standalone.query, salt)
         plan = await asyncio.to_thread(self._plan, asked, standalone, draft, started, rewrite_ms)
@@ -238,17 +238,24 @@ class RAG:
         c = self.config
         return validated_question(question, options, c.temperature, c.max_tokens)
 
-    def _rewrite(self) -> SamplingParams:
-        return SamplingParams(temperature=0, max_tokens=self.config.rewrite_max_tokens)
-
     async def _draft(self, question: str, salt: str | None) -> str:
         """The model's short answer without passages ("" for a language not drafted)."""
         language = detect_language(question)
         if language not in self.config.draft_languages:
             return ""
-        chat = self.prompts.chat(draft_messages(question, language))
-        params = SamplingParams(temperature=0, max_tokens=self.config.draft_max_tokens)
-        return (await self.engine.finish(chat, params, cache_salt=salt)).text
+        messages = draft_messages(question, language)
+        return await self._side_reply(messages, self.config.draft_max_tokens, salt)
+
+    async def _side_reply(
+        self, messages: list[dict[str, str]], max_tokens: int, salt: str | None
+    ) -> str:
+        """A short greedy reply on the way to the answer (the rewrite, the draft): a
+        reasoning model is asked not to think, and a thought it writes anyway is dropped."""
+        chat = self.prompts.chat(messages, thinking=False)
+        params = SamplingParams(temperature=0, max_tokens=max_tokens)
+        text = (await self.engine.finish(chat, params, cache_salt=salt)).text
+        reasoning = self.prompts.reasoning(thinking=False)
+        return text if reasoning is None else reasoning.split(text).content
 
     def _plan(
         self,

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from engine.reasoning import THINK_CLOSE, THINK_OPEN, Reasoning, opens_thought, template_thinks
 from indexer.records import SearchHit
 from rag.answer import Citation
 from rag.injection import without_orders
@@ -43,6 +44,7 @@ class BuiltPrompt:
     token_ids: list[int]
     citations: list[Citation]  # the passages in prompt order, numbered from 1
     num_shared_tokens: int  # head + passages: the part another question can share
+    reasoning: Reasoning | None = None  # a reasoning model's: how its reply splits
 
 
 def canonical_order(hits: Sequence[SearchHit]) -> list[SearchHit]:
@@ -65,6 +67,9 @@ class PromptBuilder:
         self._head, self._tail = self._split_template()
         self._head_ids = self._encode_template(self._head + PASSAGES_INTRO)
         self._tail_ids = self._encode_template(self._tail)
+        template = getattr(tokenizer, "chat_template", None)
+        self.thinks = template_thinks(template)  # a reasoning model's template
+        self._template_switches_thinking = "enable_thinking" in str(template or "")
 
     def build(
         self,
@@ -87,7 +92,7 @@ class PromptBuilder:
         instruction = instruction or PHRASES[language].answer_in
         question_text = f"\nQuestion: {question.strip()}\n{REMINDER} {instruction}"
         token_ids += self._encode_text(question_text) + self._tail_ids
-        return BuiltPrompt(token_ids, citations, num_shared)
+        return BuiltPrompt(token_ids, citations, num_shared, self.reasoning())
 
     def user_turn(self, *parts: str) -> list[int]:
         """One user message under the system prompt, its parts tokenized apart as plain
@@ -98,14 +103,46 @@ class PromptBuilder:
         return token_ids + self._tail_ids
 
     def chat(
-        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None
+        self,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None = None,
+        thinking: bool | None = None,
     ) -> list[int]:
         """Token ids of a plain conversation (no passages) under the chat template, with
-        the tools it may call when given."""
-        text = self.tokenizer.apply_chat_template(
-            messages, tools=tools, tokenize=False, add_generation_prompt=True
+        the tools it may call when given. `thinking` False keeps a reasoning model from
+        thinking (its template's `enable_thinking`, else an empty thought written for
+        it, as Qwen3's template writes one); None leaves the model's default."""
+        return self._encode_template(self._render(messages, tools, thinking))
+
+    def reasoning(self, thinking: bool | None = None) -> Reasoning | None:
+        """How a chat reply splits into thought and answer; None for a model that does
+        not think."""
+        if not self.thinks:
+            return None
+        if thinking is None:
+            return Reasoning(opened=opens_thought(self._tail))
+        turn = [{"role": "user", "content": USER_SLOT}]
+        return Reasoning(opened=opens_thought(self._render(turn, None, thinking)))
+
+    def _render(
+        self,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None,
+        thinking: bool | None,
+    ) -> str:
+        switch = {}
+        if thinking is not None and self._template_switches_thinking:
+            switch = {"enable_thinking": thinking}
+        text: str = self.tokenizer.apply_chat_template(
+            messages, tools=tools, tokenize=False, add_generation_prompt=True, **switch
         )
-        return self._encode_template(text)
+        if thinking is False and self.thinks and not switch:  # an empty thought
+            text += (
+                f"\n{THINK_CLOSE}\n\n"
+                if opens_thought(text)
+                else f"{THINK_OPEN}\n\n{THINK_CLOSE}\n\n"
+            )
+        return text
 
     def _split_template(self) -> tuple[str, str]:
         messages = [

@@ -8,8 +8,10 @@ from typing import TYPE_CHECKING, Any
 
 from api.cli.options import add_weight_options, size_argument, weight_options
 from api.cli.repl import BYE, ChatSession, stoppable, user_lines
+from api.cli.reply import ReplyPrinter, reply_reasoning
 from api.cli.spinner import spinner
 from engine.errors import PromptTooLongError
+from engine.reasoning import Reasoning
 from engine.sampling_params import SamplingParams
 
 if TYPE_CHECKING:
@@ -43,6 +45,11 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--top-p", type=float, default=1.0)
     parser.add_argument("--top-k", type=int, default=-1)
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument(
+        "--hidethinking",
+        action="store_true",
+        help="a reasoning model's thought is not printed, only its answer",
+    )
     parser.add_argument(
         "--kv-cache-memory",
         type=size_argument,
@@ -78,12 +85,17 @@ def run_generate(args: argparse.Namespace) -> int:
     if not prompt.strip():
         raise SystemExit("pagedrag: error: the prompt is empty")
     llm = _load(args.model, args)
-    token_ids = llm.encode_chat([{"role": "user", "content": prompt}]) if not args.raw else prompt
-    pieces = llm.stream(token_ids, params)
+    if args.raw:
+        pieces, reasoning = llm.stream(prompt, params), None
+    else:
+        token_ids = llm.encode_chat([{"role": "user", "content": prompt}])
+        pieces, reasoning = llm.stream(token_ids, params), _reasoning(llm, token_ids)
+    printer = ReplyPrinter(reasoning, args.hidethinking)
     with spinner("generating"):
         first = next(pieces, "")
     for piece in itertools.chain([first], pieces):
-        print(piece, end="", flush=True)
+        printer.add(piece)
+    printer.finish()
     print()
     return 0
 
@@ -109,7 +121,7 @@ def run_chat(args: argparse.Namespace) -> int:
             )
             told_about_trimming = True
         try:
-            reply, finished = _stream_reply(llm, prompt, session.params)
+            reply, finished = _stream_reply(llm, prompt, session.params, args.hidethinking)
         except PromptTooLongError as error:
             print(f"pagedrag: error: {error}; send a shorter message", file=sys.stderr)
             history.pop()  # the session goes on, without the message and with all turns kept
@@ -146,9 +158,12 @@ def _max_prompt_tokens(llm: "LLM", params: SamplingParams) -> int:
     return llm.max_model_len - 1 - room
 
 
-def _stream_reply(llm: "LLM", prompt: list[int], params: SamplingParams) -> tuple[str, bool]:
-    """Print the reply as it comes; returns it, and False if Ctrl-C stopped it."""
-    reply = []
+def _stream_reply(
+    llm: "LLM", prompt: list[int], params: SamplingParams, hide_thinking: bool
+) -> tuple[str, bool]:
+    """Print the reply as it comes; returns its answer (a reasoning model's thought is
+    not kept in the conversation), and False if Ctrl-C stopped it."""
+    printer = ReplyPrinter(_reasoning(llm, prompt), hide_thinking)
     stopped = False
     pieces = llm.stream(prompt, params)
     with stoppable() as stop, closing(pieces):  # closing the stream aborts the request
@@ -158,7 +173,12 @@ def _stream_reply(llm: "LLM", prompt: list[int], params: SamplingParams) -> tupl
             if stop.is_set():
                 stopped = True
                 break
-            reply.append(piece)
-            print(piece, end="", flush=True)
+            printer.add(piece)
+    printer.finish()
     print("\n")
-    return "".join(reply), not stopped
+    return printer.answer, not stopped
+
+
+def _reasoning(llm: "LLM", prompt: list[int]) -> Reasoning | None:
+    # NOTE: the generation prompt is the last few tokens; R1's ends by opening a thought.
+    return reply_reasoning(llm.tokenizer.chat_template, llm.tokenizer.decode(prompt[-8:]))

@@ -127,7 +127,8 @@ def _ingest_at_start(pipeline: RAG, paths: tuple[Path, ...]) -> None:
 
 
 def _state(settings: ServerSettings, pipeline: RAG) -> AppState:
-    metrics = ServerMetrics(lambda: pipeline.engine.stats())
+    models = _model_pool(settings, pipeline)
+    metrics = ServerMetrics(models.engine_stats)
 
     def count_ingest(job: IngestJob) -> None:
         metrics.ingest_jobs.labels(job.status.value).inc()
@@ -141,7 +142,7 @@ def _state(settings: ServerSettings, pipeline: RAG) -> AppState:
         rag=pipeline,
         metrics=metrics,
         jobs=IngestJobs(on_finished=count_ingest),
-        models=_model_pool(settings, pipeline),
+        models=models,
     )
 
 

@@ -109,12 +109,16 @@ def _message(message: WireMessage) -> Message:
         raise ApiError(
             400, f"unsupported message role {role!r}; use system, user, assistant or tool"
         )
-    if isinstance(content, list):  # OpenAI's content parts: keep the text ones
-        content = "".join(
-            str(p.get("text", ""))
-            for p in content
-            if isinstance(p, dict) and p.get("type") == "text"
-        )
+    if message.get("images"):  # Ollama's
+        raise ApiError(400, "images are not supported by this server: its models read text")
+    if isinstance(content, list):  # OpenAI's content parts, which must all be text
+        kinds = {p.get("type") if isinstance(p, dict) else None for p in content} - {"text"}
+        if kinds:
+            listed = ", ".join(sorted(str(kind) for kind in kinds))
+            raise ApiError(
+                400, f"content parts of type {listed} are not supported: send text parts only"
+            )
+        content = "".join(str(p.get("text", "")) for p in content)
     if not isinstance(content, str):
         raise ApiError(400, "message content must be a string or a list of text parts")
     calls = message.get("tool_calls")

@@ -11,14 +11,27 @@ from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from pydantic import BaseModel, Field
+
 from api.server.errors import ApiError
 from api.server.model_pool import LoadedModel
 from api.server.state import AppState
 from engine.outputs import CompletionOutput, RequestOutput
+from engine.reasoning import Reasoned, Reasoning, ReasoningStream
 from engine.sampling_params import SamplingParams
 from engine.structured_outputs import StructuredOutputs
 
 Delta = TypeVar("Delta", str, tuple[int, str])  # a text delta, or a sample's (n > 1)
+
+
+class Penalties(BaseModel):
+    """OpenAI's penalties (and vLLM's repetition penalty), as both APIs take them."""
+
+    presence_penalty: float = Field(0.0, ge=-2, le=2)
+    frequency_penalty: float = Field(0.0, ge=-2, le=2)
+    repetition_penalty: float = Field(
+        1.0, gt=0, le=2, description="vLLM's: above 1 discourages tokens already seen"
+    )
 
 
 def sampling_params(
@@ -32,11 +45,16 @@ def sampling_params(
     logprobs: int | None = None,
     n: int = 1,
     structured: StructuredOutputs | None = None,
+    penalties: Penalties | None = None,
 ) -> SamplingParams:
     """A request's sampling options as the engine takes them, whichever API they came by:
     one stop string or a list; a top_k of 0 or less keeps every token (Ollama sends 0)."""
     stops = [stop] if isinstance(stop, str) else list(stop or [])
+    penalties = penalties or Penalties()
     return SamplingParams(
+        presence_penalty=penalties.presence_penalty,
+        frequency_penalty=penalties.frequency_penalty,
+        repetition_penalty=penalties.repetition_penalty,
         temperature=temperature,
         top_p=top_p,
         top_k=top_k if top_k > 0 else -1,
@@ -94,14 +112,16 @@ def chat_ids(
     model: LoadedModel,
     messages: list[dict[str, Any]],
     tools: list[dict[str, Any]] | None = None,
+    thinking: bool | None = None,
 ) -> list[int]:
-    """Token ids of a conversation (and the tools it may call) under the chat template."""
+    """Token ids of a conversation (and the tools it may call) under the chat template;
+    `thinking` False asks a reasoning model not to think, None leaves its default."""
     if not messages:
         raise ApiError(400, "messages must not be empty")
     size = sum(len(m["content"]) for m in messages) + len(json.dumps(tools or []))
     if size > state.settings.max_prompt_chars:
         raise ApiError(400, f"the messages are longer than {state.settings.max_prompt_chars} chars")
-    return model.prompts.chat(messages, tools)
+    return model.prompts.chat(messages, tools, thinking)
 
 
 async def embed_texts(state: AppState, texts: str | list[str]) -> tuple[list[list[float]], int]:
@@ -179,6 +199,20 @@ def _record(state: AppState, generation: Generation, output: RequestOutput) -> s
         state.metrics.prompt_tokens.inc(output.num_prompt_tokens)
         state.metrics.generation_tokens.inc(generation.completion_tokens)
     return delta
+
+
+async def reasoned(
+    deltas: AsyncIterator[str], generation: Generation, reasoning: Reasoning
+) -> AsyncIterator[Reasoned]:
+    """A reasoning model's deltas as (thought, answer) deltas, never both empty."""
+    stream = ReasoningStream(reasoning)
+    async for _ in deltas:
+        step = stream.advance(generation.text)
+        if step.reasoning or step.content:
+            yield step
+    last = stream.advance(generation.text, final=True)
+    if last.reasoning or last.content:
+        yield last
 
 
 async def drain(deltas: AsyncIterator[str]) -> None:

@@ -19,7 +19,7 @@ ITL_BUCKETS = (0.005, 0.01, 0.02, 0.04, 0.08, 0.15, 0.3, 0.6, 1.2, 2.5, 5)
 class ServerMetrics:
     """One registry per app, so two servers in one process (tests) never mix counts."""
 
-    def __init__(self, engine_stats: Callable[[], EngineStats | None]) -> None:
+    def __init__(self, engine_stats: Callable[[], dict[str, EngineStats]]) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "pagedrag_http_requests",
@@ -63,47 +63,53 @@ class ServerMetrics:
         return generate_latest(self.registry)
 
 
-class _EngineCollector(Collector):
-    """Reads the engine's counters when Prometheus scrapes, so they are never stale."""
+# Each loaded model's engine, read at scrape time: (name, kind, help, its EngineStats field).
+ENGINE_METRICS = (
+    ("pagedrag_running_requests", "gauge", "Requests being generated.", "num_running"),
+    ("pagedrag_waiting_requests", "gauge", "Requests queued.", "num_waiting"),
+    ("pagedrag_kv_blocks_used", "gauge", "KV blocks in use.", "kv_blocks_used"),
+    ("pagedrag_kv_blocks_total", "gauge", "KV blocks in the pool.", "kv_blocks_total"),
+    (
+        "pagedrag_kv_blocks_cached",
+        "gauge",
+        "KV blocks holding a cached prefix block.",
+        "kv_blocks_cached",
+    ),
+    (
+        "pagedrag_prefix_cache_queries_tokens",
+        "counter",
+        "Prompt tokens looked up in the prefix cache.",
+        "prefix_cache_query_tokens",
+    ),
+    (
+        "pagedrag_prefix_cache_hits_tokens",
+        "counter",
+        "Prompt tokens served from the prefix cache.",
+        "prefix_cache_hit_tokens",
+    ),
+    ("pagedrag_preemptions", "counter", "Sequences preempted for memory.", "num_preemptions"),
+    ("pagedrag_engine_steps", "counter", "Engine iterations run.", "num_steps"),
+)
 
-    def __init__(self, engine_stats: Callable[[], EngineStats | None]) -> None:
+
+class _EngineCollector(Collector):
+    """Reads every loaded model's engine when Prometheus scrapes, so its figures are never
+    stale; each sample is labelled with the model's name."""
+
+    def __init__(self, engine_stats: Callable[[], dict[str, EngineStats]]) -> None:
         self.engine_stats = engine_stats
 
     def collect(self) -> Iterator[Metric]:
-        stats = self.engine_stats()
-        if stats is None:
-            return
-        yield _gauge("pagedrag_running_requests", "Requests being generated.", stats.num_running)
-        yield _gauge("pagedrag_waiting_requests", "Requests queued.", stats.num_waiting)
-        yield _gauge("pagedrag_kv_blocks_used", "KV blocks in use.", stats.kv_blocks_used)
-        yield _gauge("pagedrag_kv_blocks_total", "KV blocks in the pool.", stats.kv_blocks_total)
-        yield _gauge(
-            "pagedrag_kv_blocks_cached",
-            "KV blocks holding a cached prefix block.",
-            stats.kv_blocks_cached,
-        )
-        yield _counter(
-            "pagedrag_prefix_cache_queries_tokens",
-            "Prompt tokens looked up in the prefix cache.",
-            stats.prefix_cache_query_tokens,
-        )
-        yield _counter(
-            "pagedrag_prefix_cache_hits_tokens",
-            "Prompt tokens served from the prefix cache.",
-            stats.prefix_cache_hit_tokens,
-        )
-        yield _counter(
-            "pagedrag_preemptions", "Sequences preempted for memory.", stats.num_preemptions
-        )
-        yield _counter("pagedrag_engine_steps", "Engine iterations run.", stats.num_steps)
-
-
-def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
-    return GaugeMetricFamily(name, documentation, value=value)
-
-
-def _counter(name: str, documentation: str, value: float) -> CounterMetricFamily:
-    return CounterMetricFamily(name, documentation, value=value)
+        engines = self.engine_stats()
+        for name, kind, documentation, field in ENGINE_METRICS:
+            family: GaugeMetricFamily | CounterMetricFamily
+            if kind == "gauge":
+                family = GaugeMetricFamily(name, documentation, labels=["model"])
+            else:
+                family = CounterMetricFamily(name, documentation, labels=["model"])
+            for model, stats in engines.items():
+                family.add_metric([model], getattr(stats, field))
+            yield family
 
 
 class RequestCountMiddleware:

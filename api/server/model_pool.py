@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from api.server.errors import ApiError
 from api.server.settings import PoolSettings
 from engine.async_engine import AsyncLLMEngine
+from engine.engine_stats import EngineStats
 from engine.library import CATALOG, ModelStore, library_name
 from rag.prompt import PromptBuilder
 
@@ -95,6 +96,10 @@ class ModelPool:
     def loaded(self) -> list[LoadedModel]:
         """The models in memory, the server's own first."""
         return list(self._loaded.values())
+
+    def engine_stats(self) -> dict[str, EngineStats]:
+        """Each loaded model's engine figures, by the model's name (for /metrics)."""
+        return {model.name: model.engine.stats() for model in self.loaded()}
 
     def name_of(self, requested: str | None) -> str:
         """The public name a request's model resolves to (tags optional); 404 if it is

@@ -28,7 +28,6 @@ OPTIONS_NEUTRAL: dict[str, Neutral] = dict.fromkeys(RUNNER_OPTIONS, anything) | 
     "penalize_newline": anything,
 }
 NEUTRAL: dict[str, Neutral] = {
-    "think": one_of(False),
     "images": empty,
     "context": empty,
     "template": empty,

@@ -27,6 +27,7 @@ from api.server.wire.openai import (
     Usage,
 )
 from engine.outputs import CompletionOutput
+from engine.reasoning import Reasoned, Reasoning, ReasoningStream
 from rag.answer import Answer, AnswerEvent, DoneEvent, TokenEvent
 
 
@@ -54,9 +55,11 @@ class Reply:
         usage: Usage,
         logprobs: ChatLogprobs | None = None,
         rag: tuple[list[CitationOut], list[AttributionOut]] | None = None,
+        reasoning: Reasoning | None = None,
     ) -> ChatCompletion:
-        """The whole answer; `rag`: its citations and attributions, for a RAG turn."""
-        message = AssistantMessage(content=text)
+        """The whole answer (a reasoning model's thought apart); `rag`: its citations and
+        attributions, for a RAG turn."""
+        message = assistant_message(text, reasoning)
         choice = ChatChoice(
             index=0, message=message, finish_reason=finish_reason(finish), logprobs=logprobs
         )
@@ -72,11 +75,20 @@ class Reply:
         )
 
     def chat_tool_reply(
-        self, text: str, calls: list[ToolCall], finish: str | None, usage: Usage
+        self,
+        text: str,
+        calls: list[ToolCall],
+        finish: str | None,
+        usage: Usage,
+        thought: str = "",
     ) -> ChatCompletion:
         """A reply that may call tools: its text (None when it only calls), the calls, and
         finish_reason "tool_calls" when there are any."""
-        message = AssistantMessage(content=text or None, tool_calls=tool_calls_out(calls) or None)
+        message = AssistantMessage(
+            content=text or None,
+            reasoning_content=thought or None,
+            tool_calls=tool_calls_out(calls) or None,
+        )
         reason = "tool_calls" if calls else finish_reason(finish)
         choice = ChatChoice(index=0, message=message, finish_reason=reason)
         return ChatCompletion(
@@ -84,13 +96,17 @@ class Reply:
         )
 
     def chat_samples(
-        self, samples: list[CompletionOutput], usage: Usage, logprobs: LogprobsAsked | None
+        self,
+        samples: list[CompletionOutput],
+        usage: Usage,
+        logprobs: LogprobsAsked | None,
+        reasoning: Reasoning | None = None,
     ) -> ChatCompletion:
         """n > 1: a choice per sample."""
         choices = [
             ChatChoice(
                 index=s.index,
-                message=AssistantMessage(content=s.text),
+                message=assistant_message(s.text, reasoning),
                 finish_reason=finish_reason(s.finish_reason),
                 logprobs=None if logprobs is None else logprobs.chat(s),
             )
@@ -152,9 +168,11 @@ async def chat_stream(
     generation: Generation,
     usage: bool,
     logprobs: LogprobsAsked | None = None,
+    reasoning: Reasoning | None = None,
 ) -> AsyncIterator[str]:
-    """Chunks of the answer; with `logprobs`, each carries the entries of the tokens that
-    arrived since the one before (the last chunk those of any held back)."""
+    """Chunks of the answer (a reasoning model's thought as `reasoning_content` deltas);
+    with `logprobs`, each carries the entries of the tokens that arrived since the one
+    before (the last chunk those of any held back)."""
     sent = 0
 
     def new_entries() -> ChatLogprobs | None:
@@ -166,8 +184,16 @@ async def chat_stream(
         return entries
 
     yield reply.chat_chunk({"role": "assistant", "content": ""})
+    thoughts = None if reasoning is None else ReasoningStream(reasoning)
     async for delta in deltas:
-        yield reply.chat_chunk({"content": delta}, logprobs=new_entries())
+        if thoughts is None:
+            yield reply.chat_chunk({"content": delta}, logprobs=new_entries())
+            continue
+        for part in reasoning_deltas(thoughts.advance(generation.text)):
+            yield reply.chat_chunk(part, logprobs=new_entries())
+    if thoughts is not None:
+        for part in reasoning_deltas(thoughts.advance(generation.text, final=True)):
+            yield reply.chat_chunk(part, logprobs=new_entries())
     yield reply.chat_chunk({}, finish_reason(generation.finish_reason), new_entries())
     if usage:
         yield reply.usage_chunk("chat.completion.chunk", usage_of(generation))
@@ -204,6 +230,20 @@ async def tool_reply_stream(
     yield sse(None, "[DONE]")
 
 
+def assistant_message(text: str, reasoning: Reasoning | None) -> AssistantMessage:
+    """A reply as a message: a reasoning model's thought apart from its answer."""
+    if reasoning is None:
+        return AssistantMessage(content=text)
+    split = reasoning.split(text)
+    return AssistantMessage(content=split.content, reasoning_content=split.reasoning or None)
+
+
+def reasoning_deltas(step: Reasoned) -> list[dict[str, str]]:
+    """A (thought, answer) step as chat-chunk deltas, the thought first."""
+    parts = [("reasoning_content", step.reasoning), ("content", step.content)]
+    return [{field: text} for field, text in parts if text]
+
+
 def tool_calls_out(calls: list[ToolCall]) -> list[ToolCallOut]:
     return [
         ToolCallOut(
@@ -221,6 +261,7 @@ async def samples_stream(
     usage: bool,
     n: int,
     logprobs: LogprobsAsked | None = None,
+    reasoning: Reasoning | None = None,
 ) -> AsyncIterator[str]:
     """n > 1: chat chunks or completion chunks (by `reply.kind`) whose `index` says which
     sample each delta belongs to (with its new tokens' log-probabilities when asked),
@@ -229,11 +270,13 @@ async def samples_stream(
     kind = "chat.completion.chunk" if chat else "text_completion"
     sent, offsets = [0] * n, [0] * n  # per sample: tokens whose entries went out, their chars
 
-    def chunk(index: int, text: str | None, finish: str | None) -> str:
+    thoughts = [ReasoningStream(reasoning) for _ in range(n)] if reasoning and chat else None
+
+    def chunk(index: int, text: str | None, finish: str | None, field: str = "content") -> str:
         # NOTE: a finish carries the entries of tokens that showed no text yet, if any.
         sample = (generation.samples or [])[index]
         if chat:
-            delta = {"content": text} if text is not None else {}
+            delta = {field: text} if text is not None else {}
             entries = None
             if logprobs is not None:
                 entries = logprobs.chat(sample, sent[index])
@@ -254,8 +297,18 @@ async def samples_stream(
         for index in range(n):
             yield reply.chat_chunk({"role": "assistant", "content": ""}, index=index)
     async for index, delta in deltas:
-        yield chunk(index, delta, None)
+        if thoughts is None:
+            yield chunk(index, delta, None)
+            continue
+        sample_text = (generation.samples or [])[index].text
+        for part in reasoning_deltas(thoughts[index].advance(sample_text)):
+            [(field, text)] = part.items()
+            yield chunk(index, text, None, field)
     for sample in generation.samples or []:
+        if thoughts is not None:
+            for part in reasoning_deltas(thoughts[sample.index].advance(sample.text, final=True)):
+                [(field, text)] = part.items()
+                yield chunk(sample.index, text, None, field)
         yield chunk(sample.index, None, finish_reason(sample.finish_reason))
     if usage:
         yield reply.usage_chunk(kind, usage_of(generation))
@@ -295,6 +348,11 @@ async def rag_stream(
 ) -> AsyncIterator[str]:
     passages = [c.model_dump() for c in citations]
     yield reply.chat_chunk({"role": "assistant", "content": ""}, citations=passages)
+    for citation in citations:
+        yield sse(
+            None,
+            {**reply.base("chat.completion.chunk"), "choices": [], "event": source_event(citation)},
+        )
     streamed = False
     async for event in events:
         if isinstance(event, TokenEvent):
@@ -310,6 +368,21 @@ async def rag_stream(
             if usage:
                 yield reply.usage_chunk("chat.completion.chunk", rag_usage(answer))
     yield sse(None, "[DONE]")
+
+
+def source_event(citation: CitationOut) -> dict[str, object]:
+    """A passage as an Open WebUI `citation` event: a streamed chunk's `event` field,
+    which it shows under the answer as one of its sources (other clients ignore it)."""
+    page = f", p. {citation.page}" if citation.page is not None else ""
+    name = f"[{citation.n}] {citation.title}{page}"
+    return {
+        "type": "citation",
+        "data": {
+            "document": [citation.text],
+            "metadata": [{"source": name, "document_id": citation.document_id}],
+            "source": {"name": name},
+        },
+    }
 
 
 def finish_reason(reason: str | None) -> str | None:

@@ -16,6 +16,7 @@ import pytest
 from api.cli import main
 from engine.library import ModelStore
 from engine.library.store import MANIFEST
+from tests.thinking_model import ANSWER, THOUGHT, save_thinking_model
 from tests.tiny_model import save_tiny_llama
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -350,3 +351,17 @@ def test_ctrl_c_stops_the_answer_and_a_second_one_at_the_prompt_leaves() -> None
             session.process.kill()
     answer = session.output[:stopped_at].decode()
     assert "500" not in answer
+
+
+def test_a_reasoning_models_thought_is_set_apart_as_ollama_run_shows_it(tmp_path: Path) -> None:
+    model = save_thinking_model(tmp_path / "thinker")
+    shown = pagedrag("generate", "--model", str(model), "Capital of France?", home=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout == f"Thinking...\n{THOUGHT}\n...done thinking.\n\n{ANSWER}\n"
+    hidden = pagedrag(
+        "generate", "--model", str(model), "--hidethinking", "Capital?", home=tmp_path
+    )
+    assert hidden.stdout == f"{ANSWER}\n"
+    chat = pagedrag("run", str(model), home=tmp_path, stdin="Capital?\n/bye\n")
+    assert chat.returncode == 0, chat.stderr
+    assert f"Thinking...\n{THOUGHT}\n...done thinking.\n\n{ANSWER}" in chat.stdout

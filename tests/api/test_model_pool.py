@@ -266,6 +266,9 @@ def test_clients_name_another_installed_model_and_it_loads_on_demand(live_server
         running = {m.model: m.expires_at for m in oll.ps().models}
         assert list(running) == [TEST_MODEL, OTHER_MODEL] and running[TEST_MODEL].year > 2100
         assert 30 < (running[OTHER_MODEL] - datetime.now(UTC)).total_seconds() <= 61
+        metrics = httpx.get(f"{url}/metrics", timeout=30).text  # every loaded engine's figures
+        for name in (TEST_MODEL, OTHER_MODEL):
+            assert f'pagedrag_kv_blocks_total{{model="{name}"}}' in metrics
 
         oai = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
         chat = oai.chat.completions.create(

@@ -153,7 +153,7 @@ def test_openai_errors(oai) -> None:
     [
         ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]}, "tools"),
         ({"logit_bias": {"15": 5}}, "logit_bias is"),
-        ({"presence_penalty": 0.5}, "presence_penalty is"),
+        ({"prediction": {"type": "content", "content": "Hi"}}, "prediction is"),
         ({"n": 17}, "n must be between 1 and 16"),
         ({"extra_body": {"guided_json": {"type": "object"}}}, "guided_json"),
     ],
@@ -405,6 +405,30 @@ def test_ollama_options_the_server_lacks_are_refused_by_name(oll, options, named
     assert raised.value.status_code == 400 and named in raised.value.error
 
 
+def test_images_are_refused_not_dropped(oai, oll) -> None:
+    """These models read text: a picture sent along is a 400, never silently left out."""
+    picture = (  # a 1x1 PNG
+        "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9aw"
+        "AAAABJRU5ErkJggg=="
+    )
+    parts = [
+        {"type": "text", "text": "What is in this picture?"},
+        {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{picture}"}},
+    ]
+    with pytest.raises(openai.BadRequestError, match="image_url"):
+        oai.chat.completions.create(
+            model=TEST_MODEL, messages=[{"role": "user", "content": parts}], max_tokens=2
+        )
+    text_only = [{"role": "user", "content": parts[:1]}]
+    assert oai.chat.completions.create(model=TEST_MODEL, messages=text_only, max_tokens=2).choices
+    with pytest.raises(ollama.ResponseError) as raised:
+        oll.chat(
+            model=TEST_MODEL,
+            messages=[{"role": "user", "content": "What is this?", "images": [picture]}],
+        )
+    assert raised.value.status_code == 400 and "images are not supported" in raised.value.error
+
+
 def test_ollama_format_is_structured_output(oll) -> None:
     reply = oll.chat(
         model=TEST_MODEL, messages=ASK_JSON, format=PERSON, stream=False,
@@ -486,10 +510,34 @@ def test_vllm_generate_returns_prompt_plus_text(live_server) -> None:
 
 
 def test_vllm_generate_refuses_sampling_it_lacks(live_server) -> None:
-    body = {"prompt": "Hi", "max_tokens": 2, "min_p": 0.1, "repetition_penalty": 1.2}
+    body = {"prompt": "Hi", "max_tokens": 2, "min_p": 0.1, "ignore_eos": True}
     refused = httpx.post(f"{live_server.url}/generate", json=body, timeout=60)
     assert refused.status_code == 400
-    assert "min_p, repetition_penalty are not supported" in refused.json()["error"]["message"]
+    assert "ignore_eos, min_p are not supported" in refused.json()["error"]["message"]
+
+
+def test_penalties_shape_the_answer_on_every_openai_and_vllm_route(oai, live_server) -> None:
+    """Greedy, so only the penalty can change the tokens."""
+    asked = {"model": TEST_MODEL, "max_tokens": 16, "temperature": 0}
+    repeat = [{"role": "user", "content": "Say 'yes' twenty times."}]
+    plain = oai.chat.completions.create(**asked, messages=repeat).choices[0].message.content
+    for penalty in ({"frequency_penalty": 2.0}, {"presence_penalty": 2.0}):
+        reply = oai.chat.completions.create(**asked, messages=repeat, **penalty)
+        assert reply.choices[0].message.content != plain, penalty
+    prompt = "yes yes yes yes yes yes"
+    completion = oai.completions.create(**asked, prompt=prompt).choices[0].text
+    penalized = oai.completions.create(**asked, prompt=prompt, frequency_penalty=2.0)
+    assert penalized.choices[0].text != completion
+    body = {"prompt": prompt, "max_tokens": 16, "temperature": 0}
+    texts = [
+        httpx.post(f"{live_server.url}/generate", json=body | extra, timeout=60).json()["text"]
+        for extra in ({}, {"repetition_penalty": 1.5})
+    ]
+    assert texts[0] != texts[1]
+    too_much = httpx.post(
+        f"{live_server.url}/v1/completions", json=asked | {"prompt": "Hi", "presence_penalty": 3}
+    )
+    assert too_much.status_code == 422 and "presence_penalty" in too_much.text
 
 
 def test_vllm_generate_with_n_returns_every_sample(live_server) -> None:
@@ -523,7 +571,13 @@ def test_openai_rag_chat_streams_citations_first(oai) -> None:
             stream_options={"include_usage": True},
         )
     )
-    assert chunks[0].model_extra["citations"]
+    citations = chunks[0].model_extra["citations"]
+    assert citations
+    # Then each passage as an Open WebUI `citation` event, which it shows as a source.
+    events = [c.model_extra["event"] for c in chunks[1 : 1 + len(citations)]]
+    assert [e["type"] for e in events] == ["citation"] * len(citations)
+    assert [e["data"]["document"] for e in events] == [[c["text"]] for c in citations]
+    assert events[0]["data"]["source"]["name"].startswith(f"[1] {citations[0]['title']}")
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert chunks[-2].choices[0].finish_reason in ("stop", "length")
     assert isinstance(chunks[-2].model_extra["attributions"], list)

@@ -76,14 +76,16 @@ def test_the_report_marks_a_kind_no_round_had() -> None:
     assert "| client TTFT p50 on a set used before, off / on | – |" in table
 
 
-def test_metrics_text_keeps_unlabelled_samples_without_the_total_suffix() -> None:
+def test_metrics_text_sums_each_name_over_its_labels_without_the_total_suffix() -> None:
     text = (
         "# HELP pagedrag_prefix_cache_hits_tokens_total hits\n"
-        "pagedrag_prefix_cache_hits_tokens_total 42.0\n"
+        'pagedrag_prefix_cache_hits_tokens_total{model="smollm2:135m-instruct"} 42.0\n'
+        'pagedrag_prefix_cache_hits_tokens_total{model="qwen2.5-coder:0.5b-instruct"} 8.0\n'
         'pagedrag_requests_total{route="/ask",status="200"} 3.0\n'
         "pagedrag_kv_blocks_used 7.0\n"
     )
     assert parse_metrics(text) == {
-        "pagedrag_prefix_cache_hits_tokens": 42.0,
+        "pagedrag_prefix_cache_hits_tokens": 50.0,
+        "pagedrag_requests": 3.0,
         "pagedrag_kv_blocks_used": 7.0,
     }

@@ -6,7 +6,7 @@ from transformers import AutoModelForCausalLM
 
 from engine import LLM, SamplingParams
 from engine.errors import PromptTooLongError
-from engine.sampler import sample
+from engine.sampler import penalized, sample
 
 pytestmark = pytest.mark.slow
 
@@ -58,6 +58,9 @@ def test_sampling_params_reject_bad_values() -> None:
         {"stop": [""]},
         {"logprobs": -1},
         {"logprobs": 21},
+        {"presence_penalty": 2.5},
+        {"frequency_penalty": float("nan")},
+        {"repetition_penalty": 0},
     ):
         with pytest.raises(ValueError):
             SamplingParams(**bad)
@@ -178,6 +181,42 @@ def test_a_bad_prompt_in_a_batch_leaves_nothing_queued(llm: LLM) -> None:
     with pytest.raises(ValueError, match="empty"):
         llm.generate(["fine", ""])
     assert not llm.engine.has_unfinished_requests()
+
+
+def test_penalties_are_vllms() -> None:
+    logits = torch.tensor([[2.0, -1.0, 3.0, 0.5], [2.0, -1.0, 3.0, 0.5]])
+    params = [
+        SamplingParams(presence_penalty=0.5, frequency_penalty=0.25, repetition_penalty=2.0),
+        SamplingParams(),
+    ]
+    # Row 0: prompt [1], output [2, 2, 3]. Repetition acts on tokens 1, 2, 3 (prompt and
+    # output); presence and frequency on 2 (twice) and 3 (once) only.
+    got = penalized(logits, params, [[1], [1]], [[2, 2, 3], [2]])
+    expected = torch.tensor([2.0, -2.0, 1.5 - 0.5 - 0.5, 0.25 - 0.5 - 0.25])
+    torch.testing.assert_close(got[0], expected)
+    torch.testing.assert_close(got[1], logits[1])  # no penalty asked: untouched
+    assert logits[0, 2] == 3.0  # the input (its logprobs) is left as it was
+
+
+def test_a_repetition_penalty_decodes_as_transformers_does() -> None:
+    """Greedy with vLLM's repetition penalty equals Hugging Face's, whose processor has
+    the same meaning (prompt and output tokens, divide positive, multiply negative)."""
+    llm = LLM("smollm2:135m-instruct", dtype="float32", kv_cache_memory=32 << 20)
+    params = SamplingParams(temperature=0, max_tokens=16, repetition_penalty=1.5)
+    output = llm.generate(["a a a a a a a a a a"], params)[0]
+    plain = llm.generate(["a a a a a a a a a a"], SamplingParams(temperature=0, max_tokens=16))
+    assert output.token_ids != plain[0].token_ids  # the penalty changed the answer
+    model = AutoModelForCausalLM.from_pretrained(llm.engine.model_path, dtype=torch.float32)
+    ids = torch.tensor([output.prompt_token_ids])
+    with torch.no_grad():
+        expected = model.generate(
+            ids,
+            attention_mask=torch.ones_like(ids),
+            max_new_tokens=16,
+            do_sample=False,
+            repetition_penalty=1.5,
+        )
+    assert output.token_ids == expected[0, ids.shape[1] :].tolist()
 
 
 def test_logprobs_are_the_models_own_for_each_generated_token() -> None:

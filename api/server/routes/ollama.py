@@ -8,6 +8,7 @@ on `/api/chat` answers over the documents.
 
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -36,6 +37,7 @@ from api.server.generation import (
     generate,
     primed,
     prompt_ids,
+    reasoned,
 )
 from api.server.keep_alive import keep_alive_seconds
 from api.server.model_pool import SERVER_DEFAULT, LoadedModel, ServerDefault
@@ -55,6 +57,7 @@ from api.server.wire.ollama import (
     Version,
 )
 from common.version import VERSION
+from engine.reasoning import Reasoned, Reasoning
 from engine.sampling_params import SamplingParams
 from engine.structured_outputs import StructuredOutputs
 from rag.answer import Answer, DoneEvent, TokenEvent
@@ -76,6 +79,11 @@ class _OllamaRequest(BaseModel):
     format: str | dict[str, Any] | None = Field(
         None, description='"json" (any JSON object) or a JSON Schema the reply must match'
     )
+    think: bool | str | None = Field(
+        None,
+        description="A reasoning model's thought: true returns it in `thinking`, false "
+        "asks the model not to think; unset, the model's default (returned apart).",
+    )
     keep_alive: float | str | None = Field(
         None,
         description="How long the model stays loaded after this request: seconds or a "
@@ -90,6 +98,14 @@ class _OllamaRequest(BaseModel):
             return keep_alive_seconds(self.keep_alive)
         except ValueError as error:
             raise ApiError(400, str(error)) from None
+
+    def thinking(self, model: LoadedModel) -> bool | None:
+        """`think` checked against the model: a model that cannot think is not asked to."""
+        if isinstance(self.think, str):
+            raise ApiError(400, "think levels are not supported by this server: send true or false")
+        if self.think and not model.prompts.thinks:
+            raise ApiError(400, f'"{model.name}" does not support thinking')
+        return self.think
 
     def structured(self) -> StructuredOutputs | None:
         if not self.format:
@@ -146,13 +162,16 @@ async def generate_route(
     if not body.prompt:
         return await _load_or_unload(state, body, "response")
     async with state.models.use(body.model, body.keep_alive_asked()) as model:
+        thinking = body.thinking(model)
         if body.raw:
-            token_ids = prompt_ids(state, model, body.prompt)
+            token_ids, reasoning = prompt_ids(state, model, body.prompt), None
         else:
             system = [{"role": "system", "content": body.system}] if body.system else []
             messages = [*system, {"role": "user", "content": body.prompt}]
-            token_ids = chat_ids(state, model, messages)
-        return await _respond(state, model, request, body, token_ids, "response")
+            token_ids = chat_ids(state, model, messages, thinking=thinking)
+            reasoning = model.prompts.reasoning(thinking)
+        prompt = Prompt(token_ids, reasoning, thinking is not False)
+        return await _respond(state, model, request, body, prompt, "response")
 
 
 @router.post(
@@ -177,10 +196,12 @@ async def chat_route(
     if not messages:
         return await _load_or_unload(state, body, "message")
     async with state.models.use(body.model, body.keep_alive_asked()) as model:
+        thinking = body.thinking(model)
         if body.tools:
             return await _tool_reply(state, model, request, body, messages, body.tools)
-        token_ids = chat_ids(state, model, messages)
-        return await _respond(state, model, request, body, token_ids, "message")
+        token_ids = chat_ids(state, model, messages, thinking=thinking)
+        prompt = Prompt(token_ids, model.prompts.reasoning(thinking), thinking is not False)
+        return await _respond(state, model, request, body, prompt, "message")
 
 
 @router.post("/embed", responses=errors(422, ollama=True))
@@ -215,25 +236,46 @@ async def _load_or_unload(
     return _final(body.model, Generation(started), field, "", "load")
 
 
+@dataclass(frozen=True, slots=True)
+class Prompt:
+    """A request's prompt, how a reasoning model's reply to it splits (None: the model
+    does not think, or the prompt is raw), and whether its thought is returned."""
+
+    token_ids: list[int]
+    reasoning: Reasoning | None
+    show_thought: bool
+
+
 async def _respond(
     state: AppState,
     model: LoadedModel,
     request: Request,
     body: _OllamaRequest,
-    token_ids: list[int],
+    prompt: Prompt,
     field: TextField,
 ) -> GenerateResponse | ChatResponse | StreamingResponse:
     generation = Generation(time.perf_counter())
     params = body.sampling()
-    deltas = generate(state, model, token_ids, params, generation, salt=tenant_of(request))
+    salt = tenant_of(request)
+    deltas = generate(state, model, prompt.token_ids, params, generation, salt=salt)
     if not body.stream:
         await unless_disconnected(request, drain(deltas))
-        return _final(body.model, generation, field, generation.text)
+        split = Reasoned("", generation.text)
+        if prompt.reasoning is not None:
+            split = prompt.reasoning.split(generation.text)
+        thought = split.reasoning if prompt.show_thought else ""
+        return _final(body.model, generation, field, split.content, thought=thought)
     stream = await primed(deltas)
 
     async def lines() -> AsyncIterator[str]:
-        async for delta in stream:
-            yield ndjson(_partial(body.model, field, delta))
+        if prompt.reasoning is None:
+            async for delta in stream:
+                yield ndjson(_partial(body.model, field, delta))
+        else:
+            async for step in reasoned(stream, generation, prompt.reasoning):
+                thought = step.reasoning if prompt.show_thought else ""
+                if thought or step.content:
+                    yield ndjson(_partial(body.model, field, step.content, thought))
         yield ndjson(_final(body.model, generation, field, "").model_dump())
 
     return StreamingResponse(lines(), media_type=NDJSON)
@@ -256,12 +298,17 @@ async def _tool_reply(
     except ValueError as error:
         raise ApiError(400, str(error)) from None
     generation = Generation(time.perf_counter())
-    token_ids = chat_ids(state, model, messages, tools)
+    thinking = body.thinking(model)
+    token_ids = chat_ids(state, model, messages, tools, thinking)
     params = body.sampling()
     deltas = generate(state, model, token_ids, params, generation, salt=tenant_of(request))
     await unless_disconnected(request, drain(deltas))
-    text, calls = parse_tool_calls(generation.text, names)
-    final = _final(body.model, generation, "message", text)
+    split, reasoning = Reasoned("", generation.text), model.prompts.reasoning(thinking)
+    if reasoning is not None:
+        split = reasoning.split(generation.text)
+    text, calls = parse_tool_calls(split.content, names)
+    thought = split.reasoning if thinking is not False else ""
+    final = _final(body.model, generation, "message", text, thought=thought)
     assert isinstance(final, ChatResponse)
     final.message.tool_calls = [
         OllamaToolCall(function={"name": c.name, "arguments": c.arguments}) for c in calls
@@ -310,14 +357,22 @@ async def _rag_chat(
     return StreamingResponse(lines(), media_type=NDJSON)
 
 
-def _partial(model: str, field: TextField, text: str) -> dict[str, object]:
-    """A streamed line before the last: the new text, `done: false`."""
-    piece = text if field == "response" else Message(content=text).model_dump()
-    return {"model": model, "created_at": _now(), field: piece, "done": False}
+def _partial(model: str, field: TextField, text: str, thought: str = "") -> dict[str, object]:
+    """A streamed line before the last: the new text (and thought), `done: false`."""
+    line: dict[str, object] = {"model": model, "created_at": _now(), "done": False}
+    if field == "response":
+        return line | {"response": text} | ({"thinking": thought} if thought else {})
+    message = Message(content=text, thinking=thought or None)
+    return line | {"message": message.model_dump(exclude_none=True)}
 
 
 def _final(
-    model: str, g: Generation, field: TextField, text: str, reason: str | None = None
+    model: str,
+    g: Generation,
+    field: TextField,
+    text: str,
+    reason: str | None = None,
+    thought: str = "",
 ) -> GenerateResponse | ChatResponse:
     counts = {
         "model": model,
@@ -329,9 +384,11 @@ def _final(
         "eval_count": g.completion_tokens,
         "eval_duration": _ns(g.decode_s),
     }
+    thinking = thought or None
     if field == "response":
-        return GenerateResponse.model_validate(counts | {"response": text})
-    return ChatResponse.model_validate(counts | {"message": Message(content=text)})
+        return GenerateResponse.model_validate(counts | {"response": text, "thinking": thinking})
+    message = Message(content=text, thinking=thinking)
+    return ChatResponse.model_validate(counts | {"message": message})
 
 
 def _rag_final(model: str, answer: Answer, text: str) -> ChatResponse:

@@ -40,6 +40,7 @@ from common.errors import PagedRAGError
 from engine.library import CATALOG, default_quantization, library_name, pull
 from engine.models.config import DecoderConfig
 from engine.models.loader import read_decoder_config, read_hf_config
+from engine.reasoning import template_thinks
 
 router = APIRouter(prefix="/api", tags=["ollama"])
 NDJSON = "application/x-ndjson"
@@ -121,7 +122,7 @@ async def show(body: ShowRequest, state: StateDep) -> ShowResponse:
             f"{family}.rope.freq_base": config.rope_theta,
             f"{family}.vocab_size": config.vocab_size,
         },
-        capabilities=["completion", *(["tools"] if view.takes_tools() and not rag else [])],
+        capabilities=view.capabilities(rag),
         modified_at=view.modified_at(),
     )
 
@@ -237,8 +238,12 @@ class _ModelView:
         tokenizer_config = json.loads((self.path / "tokenizer_config.json").read_text())
         return str(tokenizer_config.get("chat_template") or "")
 
-    def takes_tools(self) -> bool:
-        return template_takes_tools(self.chat_template())
+    def capabilities(self, rag: bool) -> list[str]:
+        """Ollama's capabilities: tools where the template takes them (an answer over the
+        documents calls none), thinking where it is a reasoning model's."""
+        template = self.chat_template()
+        tools = ["tools"] if template_takes_tools(template) and not rag else []
+        return ["completion", *tools, *(["thinking"] if template_thinks(template) else [])]
 
     def size(self) -> int:
         return sum(f.stat().st_size for f in self.path.glob("*.safetensors"))

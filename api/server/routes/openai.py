@@ -8,7 +8,7 @@ import asyncio
 import base64
 import struct
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request
@@ -29,6 +29,7 @@ from api.server.disconnect import unless_disconnected
 from api.server.errors import ApiError
 from api.server.generation import (
     Generation,
+    Penalties,
     chat_ids,
     drain,
     embed_texts,
@@ -70,6 +71,7 @@ from api.server.wire.openai import (
     ModelCard,
     ModelList,
 )
+from engine.reasoning import Reasoned, Reasoning
 from engine.sampling_params import MAX_LOGPROBS, SamplingParams
 from engine.structured_outputs import StructuredOutputs
 from rag.answer import CitationsEvent
@@ -87,8 +89,6 @@ NEUTRAL: dict[str, Neutral] = {
     "service_tier": anything,
     "parallel_tool_calls": anything,  # only meaningful with tools
     "store": one_of(False),
-    "presence_penalty": one_of(0),
-    "frequency_penalty": one_of(0),
     "logit_bias": empty,
     "functions": empty,  # the deprecated form of tools
     "function_call": one_of("none"),
@@ -125,7 +125,7 @@ class ResponseFormat(BaseModel):
         return StructuredOutputs(json=self.json_schema.schema_)
 
 
-class _Sampling(BaseModel):
+class _Sampling(Penalties):
     model_config = ConfigDict(extra="allow")  # other fields: `check_supported` refuses them
 
     model: str | None = None
@@ -160,12 +160,22 @@ class _Sampling(BaseModel):
             logprobs=None if asked is None else asked.top,
             n=self.n,
             structured=None if self.response_format is None else self.response_format.structured(),
+            penalties=self,
         )
 
     def logprobs_asked(self, model: LoadedModel | None) -> LogprobsAsked | None:
         """How many alternatives each token's entry lists; None: no log-probabilities.
         Each request shape asks in its own way (chat a flag, completions a count)."""
         return None
+
+
+class ChatTemplateKwargs(BaseModel):
+    """vLLM's `chat_template_kwargs`; of them this server takes `enable_thinking`."""
+
+    model_config = ConfigDict(extra="allow")  # others: `check_supported` refuses them
+    enable_thinking: bool | None = Field(
+        None, description="false: a reasoning model answers without thinking"
+    )
 
 
 class Tool(BaseModel):
@@ -188,6 +198,17 @@ class ChatRequest(_Sampling):
     )
     rag: bool = Field(False, description="Answer over the documents (PagedRAG extension).")
     collection: str | None = Field(None, description="With rag: search only this collection.")
+    chat_template_kwargs: ChatTemplateKwargs | None = None
+
+    def check_supported(self) -> None:
+        super().check_supported()
+        if self.chat_template_kwargs is not None:
+            refuse_unimplemented(self.chat_template_kwargs, {}, "chat_template_kwargs.")
+
+    def thinking(self) -> bool | None:
+        """False: a reasoning model is asked not to think; None: its default."""
+        kwargs = self.chat_template_kwargs
+        return None if kwargs is None else kwargs.enable_thinking
 
     def template_tools(self, model: LoadedModel) -> list[dict[str, Any]] | None:
         """The tools as the chat template takes them; None: none offered this turn."""
@@ -337,29 +358,35 @@ async def _chat(
     messages = chat_messages(body.messages)
     params = body.sampling(body.max_completion_tokens or body.max_tokens, 1024)
     tools = body.template_tools(model)
-    token_ids = chat_ids(state, model, messages, tools)
+    token_ids = chat_ids(state, model, messages, tools, body.thinking())
+    reasoning = model.prompts.reasoning(body.thinking())
     reply = Reply("chatcmpl", "chat.completion", model.name)
     if tools is not None:
         forced = body.forced_call(model, tools)
         if forced is not None:
             params = replace(params, structured_outputs=forced)
-        return await _tool_reply(state, model, request, body, token_ids, params, reply, tools)
+        call = ToolTurn(token_ids, params, tools, reasoning)
+        return await _tool_reply(state, model, request, body, call, reply)
     if body.stream and body.n > 1:
-        return await _stream_samples(state, model, request, body, token_ids, params, reply)
+        return await _stream_samples(
+            state, model, request, body, token_ids, params, reply, reasoning
+        )
     if body.stream:
         generation = Generation(time.perf_counter())
         deltas = await primed(
             generate(state, model, token_ids, params, generation, salt=tenant_of(request))
         )
-        stream = chat_stream(reply, deltas, generation, _include_usage(body), logprobs)
+        with_usage = _include_usage(body)
+        stream = chat_stream(reply, deltas, generation, with_usage, logprobs, reasoning)
         return StreamingResponse(stream, media_type="text/event-stream", headers=SSE_HEADERS)
     generation = Generation(time.perf_counter())
     deltas = generate(state, model, token_ids, params, generation, salt=tenant_of(request))
     await unless_disconnected(request, drain(deltas))
     chosen = None if logprobs is None else logprobs.chat(generation)
+    usage = usage_of(generation)
     if generation.samples is not None:
-        return reply.chat_samples(generation.samples, usage_of(generation), logprobs)
-    return reply.chat(generation.text, generation.finish_reason, usage_of(generation), chosen)
+        return reply.chat_samples(generation.samples, usage, logprobs, reasoning)
+    return reply.chat(generation.text, generation.finish_reason, usage, chosen, reasoning=reasoning)
 
 
 @router.post("/completions", response_model=Completion, responses=errors(404, 422, 503) | STREAMED)
@@ -475,23 +502,37 @@ def _encoded(vector: list[float], encoding: str) -> list[float] | str:
     return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
 
 
+@dataclass(frozen=True, slots=True)
+class ToolTurn:
+    """A chat turn that offers tools: its prompt, sampling, the tools, how it splits."""
+
+    token_ids: list[int]
+    params: SamplingParams
+    tools: list[dict[str, Any]]
+    reasoning: Reasoning | None
+
+
 async def _tool_reply(
     state: AppState,
     model: LoadedModel,
     request: Request,
     body: ChatRequest,
-    token_ids: list[int],
-    params: SamplingParams,
+    turn: ToolTurn,
     reply: Reply,
-    tools: list[dict[str, Any]],
 ) -> ChatCompletion | StreamingResponse:
-    """A turn with tools: the whole reply, read into text and calls (streamed as chunks
-    once whole)."""
+    """A turn with tools: the whole reply, read into a thought, text and calls (streamed
+    as chunks once whole)."""
     generation = Generation(time.perf_counter())
-    deltas = generate(state, model, token_ids, params, generation, salt=tenant_of(request))
+    salt = tenant_of(request)
+    deltas = generate(state, model, turn.token_ids, turn.params, generation, salt=salt)
     await unless_disconnected(request, drain(deltas))
-    text, calls = parse_tool_calls(generation.text, tool_names(tools))
-    completion = reply.chat_tool_reply(text, calls, generation.finish_reason, usage_of(generation))
+    split = Reasoned("", generation.text)
+    if turn.reasoning is not None:
+        split = turn.reasoning.split(generation.text)
+    text, calls = parse_tool_calls(split.content, tool_names(turn.tools))
+    usage = usage_of(generation)
+    finish = generation.finish_reason
+    completion = reply.chat_tool_reply(text, calls, finish, usage, split.reasoning)
     if not body.stream:
         return completion
     stream = tool_reply_stream(reply, completion, _include_usage(body))
@@ -506,6 +547,7 @@ async def _stream_samples(
     token_ids: list[int],
     params: SamplingParams,
     reply: Reply,
+    reasoning: Reasoning | None = None,
 ) -> StreamingResponse:
     """n > 1 streamed: every sample's deltas, each chunk saying whose it is."""
     generation = Generation(time.perf_counter())
@@ -513,7 +555,8 @@ async def _stream_samples(
         sample_deltas(state, model, token_ids, params, generation, salt=tenant_of(request))
     )
     logprobs = body.logprobs_asked(model)
-    stream = samples_stream(reply, deltas, generation, _include_usage(body), body.n, logprobs)
+    usage = _include_usage(body)
+    stream = samples_stream(reply, deltas, generation, usage, body.n, logprobs, reasoning)
     return StreamingResponse(stream, media_type="text/event-stream", headers=SSE_HEADERS)
 
 

@@ -10,13 +10,14 @@ from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from api.server.auth import tenant_of
 from api.server.deps import StateDep
 from api.server.disconnect import unless_disconnected
 from api.server.generation import (
     Generation,
+    Penalties,
     drain,
     generate,
     primed,
@@ -34,9 +35,6 @@ router = APIRouter(tags=["vllm"])
 # vLLM's SamplingParams fields this route leaves alone, with the values that ask nothing.
 NEUTRAL: dict[str, Neutral] = {
     "best_of": one_of(1),
-    "presence_penalty": one_of(0),
-    "frequency_penalty": one_of(0),
-    "repetition_penalty": one_of(1),
     "min_p": one_of(0),
     "ignore_eos": one_of(False),
     "skip_special_tokens": one_of(True),
@@ -44,7 +42,7 @@ NEUTRAL: dict[str, Neutral] = {
 }
 
 
-class GenerateRequest(BaseModel):
+class GenerateRequest(Penalties):
     model_config = ConfigDict(extra="allow")
     prompt: str = Field(min_length=1)
     max_tokens: int = Field(16, ge=1)
@@ -86,6 +84,7 @@ async def generate_route(
         stop=body.stop,
         seed=body.seed,
         n=body.n,
+        penalties=body,
     )
     generation = Generation(time.perf_counter())
     model = state.models.own  # vLLM's demo server runs one model: here, the server's own

@@ -73,6 +73,7 @@ class OllamaToolCall(BaseModel):
 class Message(BaseModel):
     role: Literal["assistant"] = "assistant"
     content: str
+    thinking: str | None = Field(None, description="a reasoning model's thought")
     tool_calls: list[OllamaToolCall] | None = None
 
 
@@ -91,6 +92,7 @@ class _Final(BaseModel):
 
 class GenerateResponse(_Final):
     response: str
+    thinking: str | None = Field(None, description="a reasoning model's thought")
 
 
 class ChatResponse(_Final):

@@ -65,6 +65,9 @@ class ToolCallOut(BaseModel):
 class AssistantMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
     content: str | None
+    reasoning_content: str | None = Field(
+        None, description="a reasoning model's thought, without its tags (as vLLM returns it)"
+    )
     tool_calls: list[ToolCallOut] | None = None
 
 
