@@ -150,3 +150,7 @@ def _declare(library: ctypes.CDLL, name: str) -> None:
         library.linear_bf16.restype = integer
         library.linear_bf16_supported.argtypes = []
         library.linear_bf16_supported.restype = integer
+        library.linear_f32_bf16w.argtypes = [pointer] * 4 + [integer] * 3
+        library.linear_f32_bf16w.restype = integer
+        library.linear_f32_bf16w_supported.argtypes = []
+        library.linear_f32_bf16w_supported.restype = integer

@@ -1,4 +1,5 @@
-"""bf16 linears on CPUs with AVX512-BF16, through the compiled `cpu_linear.c`.
+"""Linears over bf16 weights through the compiled `cpu_linear.c`: bf16 ones on CPUs with
+AVX512-BF16, and fp32 ones whose weights are bf16 values on CPUs with AVX2 and FMA.
 
 The weight is tiled once ([ceil(N / 32), K / 2, 32, 2]: the input-column pairs of 32
 output channels, in the order `vdpbf16ps` reads them), so a decode step streams each
@@ -10,6 +11,7 @@ script, 5 passes after 2, 2026-12-05): 21.7 against 29.8 ms for one row, 21.7 ag
 
 import ctypes
 import logging
+from collections.abc import Callable
 from functools import cache
 
 import torch
@@ -33,6 +35,17 @@ def linear_kernel() -> ctypes.CDLL | None:
     return library if library.linear_bf16_supported() else None
 
 
+@cache
+def compact_kernel() -> ctypes.CDLL | None:
+    """The compiled fp32 kernel over bf16 weights where this CPU has AVX2 and FMA, else None."""
+    try:
+        library = load_library("cpu_linear", default_build_dir())
+    except KernelBuildError as error:
+        logger.warning("the CPU linear kernel did not build (%s): MKL runs fp32 linears", error)
+        return None
+    return library if library.linear_f32_bf16w_supported() else None
+
+
 def tile_weight(weight: torch.Tensor) -> torch.Tensor:  # [N, K] -> [ceil(N/32), K/2, 32, 2]
     """The weight in the kernel's layout; output channels past N are zero."""
     out_features, in_features = weight.shape
@@ -46,6 +59,25 @@ def tile_weight(weight: torch.Tensor) -> torch.Tensor:  # [N, K] -> [ceil(N/32),
     return tiles.permute(0, 2, 1, 3).contiguous()
 
 
+def untile_weight(tiled: torch.Tensor, out_features: int, dtype: torch.dtype) -> torch.Tensor:
+    """The [N, K] weight back from its tiles, in `dtype` (one pass)."""
+    tiles, pairs = tiled.shape[0], tiled.shape[1]
+    weight = torch.empty(tiles, TILE, pairs, 2, dtype=dtype, device=tiled.device)
+    weight.copy_(tiled.permute(0, 2, 1, 3))
+    return weight.view(tiles * TILE, pairs * 2)[:out_features]
+
+
+def linear_f32(
+    library: ctypes.CDLL,
+    rows: torch.Tensor,  # [M, K] float32
+    tiled: torch.Tensor,  # from tile_weight
+    bias: torch.Tensor | None,  # [N] float32
+    out_features: int,
+) -> torch.Tensor:  # [M, N] float32
+    out = torch.empty(rows.shape[0], out_features, dtype=torch.float32, device=rows.device)
+    return _run(library.linear_f32_bf16w, rows.contiguous(), tiled, bias, out)
+
+
 def linear(
     library: ctypes.CDLL,
     rows: torch.Tensor,  # [M, K] bf16
@@ -53,18 +85,29 @@ def linear(
     bias: torch.Tensor | None,  # [N] float32
     out_features: int,
 ) -> torch.Tensor:  # [M, N] bf16
-    rows = rows.contiguous()
     out = torch.empty(rows.shape[0], out_features, dtype=torch.bfloat16, device=rows.device)
+    return _run(library.linear_bf16, rows.contiguous(), tiled, bias, out)
+
+
+def _run(
+    function: Callable[..., int],
+    rows: torch.Tensor,
+    tiled: torch.Tensor,
+    bias: torch.Tensor | None,
+    out: torch.Tensor,
+) -> torch.Tensor:
     if rows.shape[0] == 0:
         return out
-    status = library.linear_bf16(
+    bias_pointer = None if bias is None else bias.data_ptr()
+    rows_count, in_features = rows.shape
+    status = function(
         rows.data_ptr(),
         tiled.data_ptr(),
-        None if bias is None else bias.data_ptr(),
+        bias_pointer,
         out.data_ptr(),
-        rows.shape[0],
-        out_features,
-        rows.shape[1],
+        rows_count,
+        out.shape[1],
+        in_features,
     )
     if status != 0:
         raise RuntimeError(f"cpu_linear.c returned {status} (a bug: its inputs were checked)")

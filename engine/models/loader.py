@@ -12,7 +12,7 @@ from engine.errors import ModelIntegrityError, ModelNotFoundError, UnsupportedMo
 from engine.models import MODEL_CLASSES, quantized_weights
 from engine.models.config import DecoderConfig
 from engine.models.decoder import DecoderForCausalLM
-from engine.models.packed_linear import can_pack, pack_linears
+from engine.models.packed_linear import can_compact, can_pack, compact_linears, pack_linears
 from engine.models.quantization import QuantizationConfig, quantize_model
 from engine.models.rope import RotaryEmbedding
 
@@ -83,6 +83,8 @@ def load_model(
             quantized_weights.save(quantized_path, tensors, fingerprint)
     if can_pack(dtype, device):
         pack_linears(model)
+    elif can_compact(dtype, device):
+        compact_linears(model)
     return model.eval()
 
 

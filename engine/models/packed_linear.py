@@ -1,4 +1,4 @@
-"""bf16 linears on the CPU with their weights laid out once for a faster kernel.
+"""Linears on the CPU with their weights laid out once for a faster kernel.
 
 Two layouts, by what the CPU has. With AVX512-BF16, `TiledLinear` runs the project's own
 kernel (`kernels/cpu_linear.c`) on weights tiled for `vdpbf16ps`: a decode step's
@@ -9,17 +9,26 @@ result never depends on its batch; against `F.linear` (oneDNN) about one output 
 10,000 differs, by one bf16 rounding step. Elsewhere `PackedLinear` keeps oneDNN's own
 reordered layout: `aten::mm` reads a plain [out, in] bf16 weight at about 15 GB/s on a
 decode step's few rows, the reordered one at 21-22 GB/s, and oneDNN computes both, so
-the results are bit-identical to `F.linear`'s. fp32 is left alone: there `F.linear`
-runs MKL.
+the results are bit-identical to `F.linear`'s.
+
+fp32 on a CPU without AVX512-BF16 (AVX2 and FMA): `CompactLinear` keeps a linear whose
+weights are all bf16 values (the library's are) as bf16, tiled the same way, and the
+kernel widens them to fp32 in registers, which is exact: the products and fp32 sums are
+those of `F.linear` on the fp32 weight, in another order (outputs differ by about one
+part in a million), and a step reads half the bytes. From `WIDEN_ROWS` rows up (a
+prefill), the weight is widened back once per call and MKL runs it.
 """
 
 import ctypes
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from engine.models.decoder import DecoderForCausalLM
 from kernels import cpu_linear
+
+WIDEN_ROWS = 128  # rows from which MKL on the widened weight beats the kernel
 
 
 def can_pack(dtype: torch.dtype, device: torch.device) -> bool:
@@ -69,6 +78,64 @@ class TiledLinear(nn.Module):
         rows = x.reshape(-1, self.in_features).to(torch.bfloat16)
         out = cpu_linear.linear(self.library, rows, self.tiled, self.bias, self.out_features)
         return out.view(*x.shape[:-1], self.out_features)
+
+
+class CompactLinear(nn.Module):
+    """An fp32 `nn.Linear` whose weight holds bf16 values, kept as bf16 tiles."""
+
+    tiled: torch.Tensor  # [ceil(out / 32), in / 2, 32, 2] bf16
+    bias: torch.Tensor | None  # [out] float32
+
+    def __init__(
+        self, weight: torch.Tensor, bias: torch.Tensor | None, library: ctypes.CDLL
+    ) -> None:
+        super().__init__()
+        self.in_features, self.out_features = weight.shape[1], weight.shape[0]
+        self.library = library
+        self.register_buffer("tiled", cpu_linear.tile_weight(weight.to(torch.bfloat16)))
+        self.register_buffer("bias", None if bias is None else bias.detach().float())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [..., in] -> [..., out]
+        rows = x.reshape(-1, self.in_features).float()
+        if rows.shape[0] >= WIDEN_ROWS:
+            weight = cpu_linear.untile_weight(self.tiled, self.out_features, torch.float32)
+            out = F.linear(rows, weight, self.bias)
+        else:
+            out = cpu_linear.linear_f32(
+                self.library, rows, self.tiled, self.bias, self.out_features
+            )
+        return out.view(*x.shape[:-1], self.out_features)
+
+
+def can_compact(dtype: torch.dtype, device: torch.device) -> bool:
+    """fp32 linears over bf16 weights can run on the compiled kernel here."""
+    return (
+        device.type == "cpu" and dtype == torch.float32 and cpu_linear.compact_kernel() is not None
+    )
+
+
+def compact_linears(model: DecoderForCausalLM) -> int:
+    """Replace every plain fp32 `nn.Linear` whose weights are all bf16 values (and a tied
+    head, by a compact copy); how many were replaced. Others (a GGUF's dequantized
+    weights) stay as they are: rounding them to bf16 would change the model."""
+    library = cpu_linear.compact_kernel()
+    assert library is not None, "can_compact() first"
+    model.untie_lm_head()
+    targets = [
+        (parent, name, child)
+        for parent in model.modules()
+        for name, child in parent.named_children()
+        if type(child) is nn.Linear and child.in_features % 2 == 0 and _holds_bf16(child.weight)
+    ]
+    for parent, name, linear in targets:
+        setattr(parent, name, CompactLinear(linear.weight, linear.bias, library))
+    return len(targets)
+
+
+def _holds_bf16(weight: torch.Tensor) -> bool:
+    return weight.dtype == torch.float32 and bool(
+        torch.equal(weight.detach().to(torch.bfloat16).float(), weight.detach())
+    )
 
 
 def pack_linears(model: DecoderForCausalLM) -> int:
