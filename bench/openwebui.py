@@ -14,6 +14,8 @@ worked (a step that fails is reported with its error and the run goes on).
 import argparse
 import json
 import os
+import re
+import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -35,6 +37,7 @@ RAG_QUESTION = "How does PagedRAG share KV cache blocks between prompts?"
 RAG_MODEL = "pagedrag-rag"
 ANSWER_TIMEOUT_MS = 300_000  # a first answer may queue behind the chat's title
 MODEL_BUTTON = "button[aria-label^='Selected model']"
+SOURCES_BUTTON = re.compile(r"^\d+ Sources?$")
 ANSWER_HAS_TEXT = """() => {
     const answers = document.querySelectorAll('#response-content-container');
     return answers.length > 0 && answers[answers.length - 1].innerText.trim().length > 0;
@@ -112,6 +115,8 @@ def drive(backend: str, pagedrag: str, model: str) -> BackendRun:
         step("model-list", lambda: list_models(page, model))
         step("chat", lambda: ask(page, url, model, CHAT_QUESTION))
         step("rag-answer", lambda: ask(page, url, RAG_MODEL, RAG_QUESTION))
+        if backend == "openai":  # Open WebUI's Ollama connection keeps only the message
+            step("rag-sources", lambda: show_sources(page))
         browser.close()
     return run
 
@@ -122,12 +127,14 @@ def open_webui(backend: str, pagedrag: str) -> Iterator[str]:
     spec = PEERS["openwebui"]
     port = free_port()
     data = WORK_DIR / f"openwebui-data-{backend}"
-    data.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(data, ignore_errors=True)  # a first visit, as a new user's
+    data.mkdir(parents=True)
     env = {
         **os.environ,
         "DATA_DIR": str(data),
         "WEBUI_AUTH": "False",  # one user, no sign-in page
         "WEBUI_SECRET_KEY": "bench-only",
+        "ENABLE_PERSISTENT_CONFIG": "False",  # these settings, not a past run's
         "ENABLE_OLLAMA_API": str(backend == "ollama"),
         "OLLAMA_BASE_URL": pagedrag,
         "ENABLE_OPENAI_API": str(backend == "openai"),
@@ -197,6 +204,20 @@ def ask(page, url: str, model: str, question: str) -> str:
     page.wait_for_function(ANSWER_HAS_TEXT, timeout=ANSWER_TIMEOUT_MS)
     page.locator("button[aria-label='Stop']").wait_for(state="detached", timeout=ANSWER_TIMEOUT_MS)
     return page.locator("#response-content-container").last.inner_text()
+
+
+def show_sources(page) -> str:
+    """Open the answer's sources: the passages PagedRAG streamed as Open WebUI citation
+    events, which its OpenAI connection passes on (its Ollama one turns each NDJSON line
+    into a chunk of the message alone, so an Ollama backend's answers show none)."""
+    button = page.get_by_text(SOURCES_BUTTON).last
+    button.wait_for(timeout=10_000)
+    button.click()
+    page.wait_for_timeout(1_000)  # the list unfolds
+    listed = page.locator("#response-content-container").last.locator("xpath=..").inner_text()
+    if "[1]" not in listed:
+        raise AssertionError(f"no numbered passage among the sources: {listed!r}")
+    return listed
 
 
 def dismiss_notices(page) -> None:
