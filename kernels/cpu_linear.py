@@ -27,23 +27,22 @@ TILE = 32  # output channels per tile (TILE in cpu_linear.c)
 @cache
 def linear_kernel() -> ctypes.CDLL | None:
     """The compiled kernel where this CPU has AVX512-BF16 and gcc builds it, else None."""
-    try:
-        library = load_library("cpu_linear", default_build_dir())
-    except KernelBuildError as error:
-        logger.warning("the CPU linear kernel did not build (%s): oneDNN runs bf16 linears", error)
-        return None
-    return library if library.linear_bf16_supported() else None
+    return _library_with("linear_bf16_supported", "oneDNN runs bf16 linears")
 
 
 @cache
 def compact_kernel() -> ctypes.CDLL | None:
     """The compiled fp32 kernel over bf16 weights where this CPU has AVX2 and FMA, else None."""
+    return _library_with("linear_f32_bf16w_supported", "MKL runs fp32 linears")
+
+
+def _library_with(probe: str, otherwise: str) -> ctypes.CDLL | None:
     try:
         library = load_library("cpu_linear", default_build_dir())
     except KernelBuildError as error:
-        logger.warning("the CPU linear kernel did not build (%s): MKL runs fp32 linears", error)
+        logger.warning("the CPU linear kernel did not build (%s): %s", error, otherwise)
         return None
-    return library if library.linear_f32_bf16w_supported() else None
+    return library if getattr(library, probe)() else None
 
 
 def tile_weight(weight: torch.Tensor) -> torch.Tensor:  # [N, K] -> [ceil(N/32), K/2, 32, 2]

@@ -87,20 +87,13 @@ class TiledLinear(nn.Module):
         return out.view(*x.shape[:-1], self.out_features)
 
 
-class CompactLinear(nn.Module):
+class CompactLinear(TiledLinear):
     """An fp32 `nn.Linear` whose weight holds bf16 values, kept as bf16 tiles."""
-
-    tiled: torch.Tensor  # [ceil(out / 32), in / 2, 32, 2] bf16
-    bias: torch.Tensor | None  # [out] float32
 
     def __init__(
         self, weight: torch.Tensor, bias: torch.Tensor | None, library: ctypes.CDLL
     ) -> None:
-        super().__init__()
-        self.in_features, self.out_features = weight.shape[1], weight.shape[0]
-        self.library = library
-        self.register_buffer("tiled", cpu_linear.tile_weight(weight.to(torch.bfloat16)))
-        self.register_buffer("bias", None if bias is None else bias.detach().float())
+        super().__init__(weight.to(torch.bfloat16), bias, library)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [..., in] -> [..., out]
         rows = x.reshape(-1, self.in_features).float()
