@@ -30,12 +30,26 @@ class RotaryEmbedding(nn.Module):
         """Fill the cos/sin tables (again after the module was built on the meta device)."""
         if self.cos.is_meta:
             return
-        inv_freq = rope_inv_freq(self.head_dim, self.theta, self.scaling)  # [head_dim/2]
         positions = torch.arange(self.max_positions, dtype=torch.float32)
-        angles = positions[:, None] * inv_freq[None, :]  # [P, head_dim/2]
-        angles = torch.cat([angles, angles], dim=-1).to(self.cos.device)  # [P, head_dim]
+        angles = self._table_angles(positions).to(self.cos.device)  # [P, head_dim]
         self.cos = angles.cos()
         self.sin = angles.sin()
+
+    def shift(self, old: torch.Tensor, new: torch.Tensor, dtype: torch.dtype) -> "RotaryAngles":
+        """The rotation that moves keys rotated for positions `old` to positions `new`
+        (either way). RoPE turns each pair of dimensions by an angle, so one more turn by
+        the difference of the two angles is all it takes; the difference of the table's
+        own fp32 angles is taken in float64, so a moved key equals the key rotated at
+        `new` to within the rounding of cos and sin."""
+        moved = self._table_angles(new.float()).double() - self._table_angles(old.float()).double()
+        cos = moved.cos().to(dtype)[:, None, :].to(self.cos.device)  # [T, 1, head_dim]
+        sin = moved.sin().to(dtype)[:, None, :].to(self.cos.device)
+        return RotaryAngles(cos, sin)
+
+    def _table_angles(self, positions: torch.Tensor) -> torch.Tensor:  # [T] -> [T, head_dim]
+        inv_freq = rope_inv_freq(self.head_dim, self.theta, self.scaling)  # [head_dim/2]
+        angles = positions.cpu()[:, None] * inv_freq[None, :]  # float32, as the tables
+        return torch.cat([angles, angles], dim=-1)
 
     def angles(self, positions: torch.Tensor, dtype: torch.dtype) -> "RotaryAngles":
         """The cos/sin rows of a step's positions, gathered once and shared by every layer."""
@@ -57,6 +71,10 @@ class RotaryAngles:
         """The first `heads` heads of each row, rotated (in place where the CPU kernel
         runs: see `kernels.fused_ops.rotate_heads`)."""
         return fused_ops.rotate_heads(rows, self.cos, self.sin, heads, head_dim)
+
+    def rotate_keys(self, keys: torch.Tensor) -> torch.Tensor:  # [T, heads, head_dim]
+        """Keys already split into heads (cached ones), rotated: a new tensor."""
+        return fused_ops.reference_rotate(keys, self.cos, self.sin)
 
 
 def rope_inv_freq(head_dim: int, theta: float, scaling: RopeScaling | None) -> torch.Tensor:
