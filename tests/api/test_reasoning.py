@@ -152,6 +152,17 @@ def test_an_answer_over_the_documents_leaves_the_thought_out(served):
         ollama.Client(host=url, timeout=60).chat(model="pagedrag-rag", messages=TURN, stream=True)
     )
     assert "".join(c.message.content for c in chunks) == ANSWER
+    oll = ollama.Client(host=url, timeout=60)
+    assert oll.chat(model="pagedrag-rag", messages=TURN, think=False).message.content == ANSWER
+    with pytest.raises(ollama.ResponseError) as asked:
+        oll.chat(model="pagedrag-rag", messages=TURN, think=True)
+    assert asked.value.status_code == 400 and "returns no thinking" in asked.value.error
+    with pytest.raises(openai.BadRequestError, match="returns no reasoning"):
+        client.chat.completions.create(
+            model="pagedrag-rag",
+            messages=TURN,
+            extra_body={"chat_template_kwargs": {"enable_thinking": True}},
+        )
 
 
 def test_the_pipeline_cites_nothing_from_the_thought(served):

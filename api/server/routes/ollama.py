@@ -189,6 +189,8 @@ async def chat_route(
         # an answer over the documents is one that calls none, as a model may.
         if body.structured() is not None:
             raise ApiError(400, "format is not available for answers over the documents")
+        if body.think not in (None, False):
+            raise ApiError(400, f"{RAG_MODEL} returns no thinking: its answers leave it out")
         if body.keep_alive_asked() == 0:
             raise ApiError(400, f"{RAG_MODEL} answers with the server's own model: it stays loaded")
         return await _rag_chat(body, request, state)

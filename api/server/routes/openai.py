@@ -338,6 +338,8 @@ async def chat_completions(
         logprobs = body.logprobs or body.top_logprobs is not None
         # NOTE: tools offered are welcome; an answer over the documents calls none, as a
         # model may when the choice is its own ("auto"). A demanded call cannot be.
+        if body.thinking():
+            raise ApiError(400, f"{RAG_MODEL} returns no reasoning: its answers leave it out")
         if logprobs or body.n > 1 or body.demanded_call() is not None or json_format:
             raise ApiError(
                 400,
