@@ -8,6 +8,7 @@ from engine.structured_outputs import StructuredOutputs
 
 MAX_LOGPROBS = 20  # as OpenAI's top_logprobs
 MAX_SAMPLES = 16  # `n`: samples of one prompt, each a sequence of its own
+MIN_REPETITION_PENALTY = 0.01  # 100 times a logit: still finite in fp32
 # Temperatures below this sample as greedy (vLLM's _SAMPLING_EPS): dividing logits by a
 # temperature that rounds to 0 in float32 would turn a row into infinities and NaNs.
 GREEDY_TEMPERATURE = 1e-5
@@ -69,9 +70,14 @@ class SamplingParams:
             value = getattr(self, name)
             if not (math.isfinite(value) and -2 <= value <= 2):
                 raise InvalidInputError(f"{name} must be between -2 and 2, got {value}")
-        if not (math.isfinite(self.repetition_penalty) and 0 < self.repetition_penalty <= 2):
+        # NOTE: a floor, since dividing fp32 logits by 5e-324 (0 in fp32) makes infinities.
+        if not (
+            math.isfinite(self.repetition_penalty)
+            and MIN_REPETITION_PENALTY <= self.repetition_penalty <= 2
+        ):
             raise InvalidInputError(
-                f"repetition_penalty must be in (0, 2], got {self.repetition_penalty}"
+                f"repetition_penalty must be between {MIN_REPETITION_PENALTY} and 2, "
+                f"got {self.repetition_penalty}"
             )
         if self.logprobs is not None and not 0 <= self.logprobs <= MAX_LOGPROBS:
             raise InvalidInputError(

@@ -112,9 +112,9 @@ def _message(message: WireMessage) -> Message:
     if message.get("images"):  # Ollama's
         raise ApiError(400, "images are not supported by this server: its models read text")
     if isinstance(content, list):  # OpenAI's content parts, which must all be text
-        kinds = {p.get("type") if isinstance(p, dict) else None for p in content} - {"text"}
-        if kinds:
-            listed = ", ".join(sorted(str(kind) for kind in kinds))
+        kinds = {str(p.get("type")) if isinstance(p, dict) else None for p in content}
+        if kinds - {"text"}:
+            listed = ", ".join(sorted(str(kind) for kind in kinds - {"text"}))
             raise ApiError(
                 400, f"content parts of type {listed} are not supported: send text parts only"
             )

@@ -18,7 +18,7 @@ from api.server.model_pool import LoadedModel
 from api.server.state import AppState
 from engine.outputs import CompletionOutput, RequestOutput
 from engine.reasoning import Reasoned, Reasoning, ReasoningStream
-from engine.sampling_params import SamplingParams
+from engine.sampling_params import MIN_REPETITION_PENALTY, SamplingParams
 from engine.structured_outputs import StructuredOutputs
 
 Delta = TypeVar("Delta", str, tuple[int, str])  # a text delta, or a sample's (n > 1)
@@ -30,7 +30,10 @@ class Penalties(BaseModel):
     presence_penalty: float = Field(0.0, ge=-2, le=2)
     frequency_penalty: float = Field(0.0, ge=-2, le=2)
     repetition_penalty: float = Field(
-        1.0, gt=0, le=2, description="vLLM's: above 1 discourages tokens already seen"
+        1.0,
+        ge=MIN_REPETITION_PENALTY,
+        le=2,
+        description="vLLM's: above 1 discourages tokens already seen",
     )
 
 

@@ -538,6 +538,10 @@ def test_penalties_shape_the_answer_on_every_openai_and_vllm_route(oai, live_ser
         f"{live_server.url}/v1/completions", json=asked | {"prompt": "Hi", "presence_penalty": 3}
     )
     assert too_much.status_code == 422 and "presence_penalty" in too_much.text
+    tiny = httpx.post(
+        f"{live_server.url}/generate", json=body | {"repetition_penalty": 5e-324}, timeout=60
+    )
+    assert tiny.status_code == 422 and "repetition_penalty" in tiny.text
 
 
 def test_vllm_generate_with_n_returns_every_sample(live_server) -> None:

@@ -61,6 +61,7 @@ def test_sampling_params_reject_bad_values() -> None:
         {"presence_penalty": 2.5},
         {"frequency_penalty": float("nan")},
         {"repetition_penalty": 0},
+        {"repetition_penalty": 5e-324},  # fp32 logits divided by it: infinities
     ):
         with pytest.raises(ValueError):
             SamplingParams(**bad)
