@@ -59,6 +59,19 @@ class Reasoning:
         return Reasoned(reasoning.strip(), content.lstrip())
 
 
+def split_reply(text: str, reasoning: Reasoning | None, final: bool = True) -> Reasoned:
+    """A reply's thought and answer; a model that does not think (None) has no thought."""
+    return Reasoned("", text) if reasoning is None else reasoning.split(text, final)
+
+
+def reasoning_for(chat_template: str | None, prompt_end: str) -> Reasoning | None:
+    """How the reply to a chat prompt ending in `prompt_end` splits; None for a model
+    whose template does not think."""
+    if not template_thinks(chat_template):
+        return None
+    return Reasoning(opened=opens_thought(prompt_end))
+
+
 def _without_partial_tag(text: str) -> str:
     """`text` without an ending that could be the start of the closing tag."""
     for size in range(min(len(THINK_CLOSE) - 1, len(text)), 0, -1):

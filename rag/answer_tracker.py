@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from engine.outputs import RequestOutput
+from engine.reasoning import split_reply
 from engine.sampling_params import SamplingParams
 from indexer.records import SearchHit
 from rag.answer import Answer, AnswerEvent, Citation, DoneEvent, Timings, Usage
@@ -75,10 +76,8 @@ class AnswerTracker:
     def _answer_text(self, output: RequestOutput) -> str:
         """The reply without a reasoning model's thought: only the answer is shown, cited
         and checked against the passages."""
-        prompt = self.plan.prompt
-        if prompt is None or prompt.reasoning is None:
-            return output.text
-        return prompt.reasoning.split(output.text, final=output.finished).content
+        reasoning = None if self.plan.prompt is None else self.plan.prompt.reasoning
+        return split_reply(output.text, reasoning, final=output.finished).content
 
     def restart(self) -> None:
         """Before another generation for the same question: what this one cost is kept."""

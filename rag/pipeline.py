@@ -15,6 +15,7 @@ from typing import Any
 
 from engine.async_engine import AsyncLLMEngine
 from engine.config import EngineConfig
+from engine.reasoning import split_reply
 from engine.sampling_params import SamplingParams
 from indexer.index import Index
 from indexer.paths import default_data_dir
@@ -254,8 +255,7 @@ class RAG:
         chat = self.prompts.chat(messages, thinking=False)
         params = SamplingParams(temperature=0, max_tokens=max_tokens)
         text = (await self.engine.finish(chat, params, cache_salt=salt)).text
-        reasoning = self.prompts.reasoning(thinking=False)
-        return text if reasoning is None else reasoning.split(text).content
+        return split_reply(text, self.prompts.reasoning(thinking=False)).content
 
     def _plan(
         self,

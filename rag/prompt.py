@@ -17,7 +17,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from engine.reasoning import THINK_CLOSE, THINK_OPEN, Reasoning, opens_thought, template_thinks
+from engine.reasoning import (
+    THINK_CLOSE,
+    THINK_OPEN,
+    Reasoning,
+    opens_thought,
+    reasoning_for,
+    template_thinks,
+)
 from indexer.records import SearchHit
 from rag.answer import Citation
 from rag.injection import without_orders
@@ -70,6 +77,11 @@ class PromptBuilder:
         template = getattr(tokenizer, "chat_template", None)
         self.thinks = template_thinks(template)  # a reasoning model's template
         self._template_switches_thinking = "enable_thinking" in str(template or "")
+        turn = [{"role": "user", "content": USER_SLOT}]
+        self._reasoning = {  # by `thinking`: a template may open a thought only when asked
+            thinking: reasoning_for(template, self._render(turn, None, thinking))
+            for thinking in ((None, True, False) if self.thinks else ())
+        }
 
     def build(
         self,
@@ -117,12 +129,7 @@ class PromptBuilder:
     def reasoning(self, thinking: bool | None = None) -> Reasoning | None:
         """How a chat reply splits into thought and answer; None for a model that does
         not think."""
-        if not self.thinks:
-            return None
-        if thinking is None:
-            return Reasoning(opened=opens_thought(self._tail))
-        turn = [{"role": "user", "content": USER_SLOT}]
-        return Reasoning(opened=opens_thought(self._render(turn, None, thinking)))
+        return self._reasoning.get(thinking)
 
     def _render(
         self,

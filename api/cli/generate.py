@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING, Any
 
 from api.cli.options import add_weight_options, size_argument, weight_options
 from api.cli.repl import BYE, ChatSession, stoppable, user_lines
-from api.cli.reply import ReplyPrinter, reply_reasoning
+from api.cli.reply import ReplyPrinter
 from api.cli.spinner import spinner
 from engine.errors import PromptTooLongError
-from engine.reasoning import Reasoning
+from engine.reasoning import Reasoning, reasoning_for
 from engine.sampling_params import SamplingParams
 
 if TYPE_CHECKING:
@@ -181,4 +181,4 @@ def _stream_reply(
 
 def _reasoning(llm: "LLM", prompt: list[int]) -> Reasoning | None:
     # NOTE: the generation prompt is the last few tokens; R1's ends by opening a thought.
-    return reply_reasoning(llm.tokenizer.chat_template, llm.tokenizer.decode(prompt[-8:]))
+    return reasoning_for(llm.tokenizer.chat_template, llm.tokenizer.decode(prompt[-8:]))

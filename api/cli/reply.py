@@ -4,15 +4,7 @@ shows it ("Thinking...", the thought, "...done thinking."), then the answer."""
 import sys
 from dataclasses import dataclass, field
 
-from engine.reasoning import Reasoning, ReasoningStream, opens_thought, template_thinks
-
-
-def reply_reasoning(chat_template: str | None, prompt_end: str) -> Reasoning | None:
-    """How the reply to a chat prompt ending in `prompt_end` splits; None for a model
-    that does not think (or a raw prompt: no template)."""
-    if not template_thinks(chat_template):
-        return None
-    return Reasoning(opened=opens_thought(prompt_end))
+from engine.reasoning import Reasoning, ReasoningStream, split_reply
 
 
 @dataclass
@@ -48,7 +40,7 @@ class ReplyPrinter:
 
     @property
     def answer(self) -> str:
-        return self.text if self.reasoning is None else self.reasoning.split(self.text).content
+        return split_reply(self.text, self.reasoning).content
 
     def _show(self, thought: str, content: str) -> None:
         if thought and not self.hide_thinking:

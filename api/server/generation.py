@@ -204,10 +204,15 @@ def _record(state: AppState, generation: Generation, output: RequestOutput) -> s
     return delta
 
 
-async def reasoned(
-    deltas: AsyncIterator[str], generation: Generation, reasoning: Reasoning
+async def split_deltas(
+    deltas: AsyncIterator[str], generation: Generation, reasoning: Reasoning | None
 ) -> AsyncIterator[Reasoned]:
-    """A reasoning model's deltas as (thought, answer) deltas, never both empty."""
+    """Deltas as (thought, answer) deltas, never both empty; a model that does not think
+    (None) has only answer."""
+    if reasoning is None:
+        async for delta in deltas:
+            yield Reasoned("", delta)
+        return
     stream = ReasoningStream(reasoning)
     async for _ in deltas:
         step = stream.advance(generation.text)

@@ -10,7 +10,7 @@ import uuid
 from collections.abc import AsyncIterator
 
 from api.server.chat import withdrawn
-from api.server.generation import Generation
+from api.server.generation import Generation, split_deltas
 from api.server.openai_logprobs import LogprobsAsked
 from api.server.streaming import sse
 from api.server.tool_calls import ToolCall
@@ -27,7 +27,7 @@ from api.server.wire.openai import (
     Usage,
 )
 from engine.outputs import CompletionOutput
-from engine.reasoning import Reasoned, Reasoning, ReasoningStream
+from engine.reasoning import Reasoned, Reasoning, ReasoningStream, split_reply
 from rag.answer import Answer, AnswerEvent, DoneEvent, TokenEvent
 
 
@@ -184,15 +184,8 @@ async def chat_stream(
         return entries
 
     yield reply.chat_chunk({"role": "assistant", "content": ""})
-    thoughts = None if reasoning is None else ReasoningStream(reasoning)
-    async for delta in deltas:
-        if thoughts is None:
-            yield reply.chat_chunk({"content": delta}, logprobs=new_entries())
-            continue
-        for part in reasoning_deltas(thoughts.advance(generation.text)):
-            yield reply.chat_chunk(part, logprobs=new_entries())
-    if thoughts is not None:
-        for part in reasoning_deltas(thoughts.advance(generation.text, final=True)):
+    async for step in split_deltas(deltas, generation, reasoning):
+        for part in reasoning_deltas(step):
             yield reply.chat_chunk(part, logprobs=new_entries())
     yield reply.chat_chunk({}, finish_reason(generation.finish_reason), new_entries())
     if usage:
@@ -232,9 +225,7 @@ async def tool_reply_stream(
 
 def assistant_message(text: str, reasoning: Reasoning | None) -> AssistantMessage:
     """A reply as a message: a reasoning model's thought apart from its answer."""
-    if reasoning is None:
-        return AssistantMessage(content=text)
-    split = reasoning.split(text)
+    split = split_reply(text, reasoning)
     return AssistantMessage(content=split.content, reasoning_content=split.reasoning or None)
 
 

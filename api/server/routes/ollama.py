@@ -37,7 +37,7 @@ from api.server.generation import (
     generate,
     primed,
     prompt_ids,
-    reasoned,
+    split_deltas,
 )
 from api.server.keep_alive import keep_alive_seconds
 from api.server.model_pool import SERVER_DEFAULT, LoadedModel, ServerDefault
@@ -57,7 +57,7 @@ from api.server.wire.ollama import (
     Version,
 )
 from common.version import VERSION
-from engine.reasoning import Reasoned, Reasoning
+from engine.reasoning import Reasoning, split_reply
 from engine.sampling_params import SamplingParams
 from engine.structured_outputs import StructuredOutputs
 from rag.answer import Answer, DoneEvent, TokenEvent
@@ -200,7 +200,8 @@ async def chat_route(
     async with state.models.use(body.model, body.keep_alive_asked()) as model:
         thinking = body.thinking(model)
         if body.tools:
-            return await _tool_reply(state, model, request, body, messages, body.tools)
+            tools = body.tools
+            return await _tool_reply(state, model, request, body, messages, tools, thinking)
         token_ids = chat_ids(state, model, messages, thinking=thinking)
         prompt = Prompt(token_ids, model.prompts.reasoning(thinking), thinking is not False)
         return await _respond(state, model, request, body, prompt, "message")
@@ -262,22 +263,16 @@ async def _respond(
     deltas = generate(state, model, prompt.token_ids, params, generation, salt=salt)
     if not body.stream:
         await unless_disconnected(request, drain(deltas))
-        split = Reasoned("", generation.text)
-        if prompt.reasoning is not None:
-            split = prompt.reasoning.split(generation.text)
+        split = split_reply(generation.text, prompt.reasoning)
         thought = split.reasoning if prompt.show_thought else ""
         return _final(body.model, generation, field, split.content, thought=thought)
     stream = await primed(deltas)
 
     async def lines() -> AsyncIterator[str]:
-        if prompt.reasoning is None:
-            async for delta in stream:
-                yield ndjson(_partial(body.model, field, delta))
-        else:
-            async for step in reasoned(stream, generation, prompt.reasoning):
-                thought = step.reasoning if prompt.show_thought else ""
-                if thought or step.content:
-                    yield ndjson(_partial(body.model, field, step.content, thought))
+        async for step in split_deltas(stream, generation, prompt.reasoning):
+            thought = step.reasoning if prompt.show_thought else ""
+            if thought or step.content:
+                yield ndjson(_partial(body.model, field, step.content, thought))
         yield ndjson(_final(body.model, generation, field, "").model_dump())
 
     return StreamingResponse(lines(), media_type=NDJSON)
@@ -290,9 +285,11 @@ async def _tool_reply(
     body: ChatRequest,
     messages: list[dict[str, Any]],
     tools: list[dict[str, Any]],
+    thinking: bool | None,
 ) -> ChatResponse | StreamingResponse:
-    """A turn with tools: the whole reply, read into text and calls; streamed, as one
-    message line once whole (a call's text must never reach the client as content)."""
+    """A turn with tools: the whole reply, read into thought, text and calls; streamed,
+    as one message line once whole (a call's text must never reach the client as
+    content)."""
     if not template_takes_tools(model.engine.tokenizer.chat_template):
         raise ApiError(400, f"{model.name}'s chat template takes no tools")
     try:
@@ -300,14 +297,11 @@ async def _tool_reply(
     except ValueError as error:
         raise ApiError(400, str(error)) from None
     generation = Generation(time.perf_counter())
-    thinking = body.thinking(model)
     token_ids = chat_ids(state, model, messages, tools, thinking)
     params = body.sampling()
     deltas = generate(state, model, token_ids, params, generation, salt=tenant_of(request))
     await unless_disconnected(request, drain(deltas))
-    split, reasoning = Reasoned("", generation.text), model.prompts.reasoning(thinking)
-    if reasoning is not None:
-        split = reasoning.split(generation.text)
+    split = split_reply(generation.text, model.prompts.reasoning(thinking))
     text, calls = parse_tool_calls(split.content, names)
     thought = split.reasoning if thinking is not False else ""
     final = _final(body.model, generation, "message", text, thought=thought)

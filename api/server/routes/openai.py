@@ -71,7 +71,7 @@ from api.server.wire.openai import (
     ModelCard,
     ModelList,
 )
-from engine.reasoning import Reasoned, Reasoning
+from engine.reasoning import Reasoning, split_reply
 from engine.sampling_params import MAX_LOGPROBS, SamplingParams
 from engine.structured_outputs import StructuredOutputs
 from rag.answer import CitationsEvent
@@ -360,8 +360,9 @@ async def _chat(
     messages = chat_messages(body.messages)
     params = body.sampling(body.max_completion_tokens or body.max_tokens, 1024)
     tools = body.template_tools(model)
-    token_ids = chat_ids(state, model, messages, tools, body.thinking())
-    reasoning = model.prompts.reasoning(body.thinking())
+    thinking = body.thinking()
+    token_ids = chat_ids(state, model, messages, tools, thinking)
+    reasoning = model.prompts.reasoning(thinking)
     reply = Reply("chatcmpl", "chat.completion", model.name)
     if tools is not None:
         forced = body.forced_call(model, tools)
@@ -528,9 +529,7 @@ async def _tool_reply(
     salt = tenant_of(request)
     deltas = generate(state, model, turn.token_ids, turn.params, generation, salt=salt)
     await unless_disconnected(request, drain(deltas))
-    split = Reasoned("", generation.text)
-    if turn.reasoning is not None:
-        split = turn.reasoning.split(generation.text)
+    split = split_reply(generation.text, turn.reasoning)
     text, calls = parse_tool_calls(split.content, tool_names(turn.tools))
     usage = usage_of(generation)
     finish = generation.finish_reason
