@@ -8,8 +8,11 @@ order and reuse every hit instead of recomputing it. A partial last block is nev
 keyed, so it is always private to its sequence.
 
 Freed blocks keep their contents and key and wait in an LRU queue; they are evicted
-only when a new block is needed. This module imports no torch: it runs in CPU unit
-tests that assert exact block ids, ref counts and eviction order.
+only when a new block is needed. The passage cache (passage_cache.py) keeps its
+passages' KV in blocks of the same pool: they wait in the same queue while no step
+reads or writes them, and evicting any one of them drops its passage. This module
+imports no torch: it runs in CPU unit tests that assert exact block ids, ref counts
+and eviction order.
 """
 
 import hashlib
@@ -18,6 +21,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TypeAlias
 
+from engine.passage_cache import CachedPassage, passage_key
 from engine.sequence import Sequence
 
 BlockHash: TypeAlias = bytes  # 16 bytes naming a full block and everything before it
@@ -49,6 +53,7 @@ class KVBlock:
     parent_hash: BlockHash | None = None  # key of the block before it; None for a first block
     token_ids: tuple[int, ...] = ()  # the tokens whose KV it holds
     salt: str | None = None  # the cache namespace of the sequence that computed it
+    passage: CachedPassage | None = None  # the cached passage whose KV it holds, if any
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +100,7 @@ class BlockManager:
         # removal from the middle when a cache hit revives a freed block.
         self._free_queue: OrderedDict[int, None] = OrderedDict.fromkeys(range(self.num_blocks))
         self._cached: dict[BlockHash, int] = {}
+        self._passages: dict[bytes, CachedPassage] = {}
 
     # ---- queries -------------------------------------------------------------------
 
@@ -110,6 +116,10 @@ class BlockManager:
     @property
     def num_cached_blocks(self) -> int:
         return len(self._cached)
+
+    @property
+    def num_cached_passages(self) -> int:
+        return len(self._passages)
 
     def free_queue_order(self) -> list[int]:
         """Block ids in eviction order, first evicted first (for tests and debugging)."""
@@ -143,6 +153,14 @@ class BlockManager:
             0, self._num_blocks_for(num_tokens) - len(seq.block_table) - len(prefix_ids)
         )
         return num_new_blocks + revived <= len(self._free_queue)
+
+    def find_passage(self, token_ids: tuple[int, ...], salt: str | None) -> CachedPassage | None:
+        """The cached passage with exactly these tokens in this namespace (its KV may
+        still be in the making: see `ready`)."""
+        passage = self._passages.get(passage_key(token_ids, salt))
+        if passage is None or passage.token_ids != token_ids or passage.salt != salt:
+            return None
+        return passage
 
     # ---- actions -------------------------------------------------------------------
 
@@ -182,11 +200,54 @@ class BlockManager:
         seq.block_table.clear()
         seq.num_registered_blocks = 0
 
+    def keep_passage(
+        self, token_ids: tuple[int, ...], salt: str | None, source_start: int
+    ) -> CachedPassage | None:
+        """Blocks for a passage's KV, held (ref count 1) until `release_passage` once the
+        copy is written; None when it is cached already or free blocks are short.
+
+        NOTE: only free blocks are taken, never a running sequence's: keeping a passage
+        is worth an eviction from the cache, not a preemption.
+        """
+        key = passage_key(token_ids, salt)
+        num_blocks = self._num_blocks_for(len(token_ids))
+        if key in self._passages or not token_ids or num_blocks > len(self._free_queue):
+            return None
+        block_ids = tuple(self._pop_free_block() for _ in range(num_blocks))
+        passage = CachedPassage(key, token_ids, salt, block_ids, source_start)
+        for block_id in block_ids:
+            self.blocks[block_id].passage = passage
+        self._passages[key] = passage
+        return passage
+
+    def hold_passage(self, passage: CachedPassage) -> None:
+        """Keep a passage's blocks from eviction while a step reads them."""
+        for block_id in passage.block_ids:
+            block = self.blocks[block_id]
+            if block.ref_count == 0:
+                del self._free_queue[block_id]
+            block.ref_count += 1
+
+    def release_passage(self, passage: CachedPassage) -> None:
+        """Undo one `hold_passage` (or `keep_passage`): at no holder left, the blocks wait
+        in the queue as the most recently used (or first, if the passage was dropped)."""
+        for block_id in reversed(passage.block_ids):
+            block = self.blocks[block_id]
+            block.ref_count -= 1
+            if block.ref_count < 0:
+                raise RuntimeError(f"block {block_id} released more often than held")
+            if block.ref_count == 0:
+                self._free_queue[block_id] = None
+                if block.passage is None:
+                    self._free_queue.move_to_end(block_id, last=False)
+
     def reset_prefix_cache(self) -> None:
-        """Forget every cached key (for example after the weights change)."""
+        """Forget every cached key and passage (for example after the weights change)."""
         for block_id in self._cached.values():
             _forget_key(self.blocks[block_id])
         self._cached.clear()
+        for passage in list(self._passages.values()):
+            self._drop_passage(passage)
 
     # ---- internals -----------------------------------------------------------------
 
@@ -220,7 +281,18 @@ class BlockManager:
             del self._cached[block.block_hash]
             _forget_key(block)
         block.ref_count = 1
+        if block.passage is not None:
+            self._drop_passage(block.passage)
         return block_id
+
+    def _drop_passage(self, passage: CachedPassage) -> None:
+        """Forget a passage; its free blocks hold nothing reusable and go first."""
+        del self._passages[passage.key]
+        for block_id in reversed(passage.block_ids):
+            block = self.blocks[block_id]
+            block.passage = None
+            if block.ref_count == 0:
+                self._free_queue.move_to_end(block_id, last=False)
 
     def _register_full_blocks(self, seq: Sequence, num_tokens: int) -> None:
         """Key the blocks that `num_tokens` fills, so later sequences can find them."""

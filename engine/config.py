@@ -18,6 +18,10 @@ class EngineConfig:
     device: str | None = None  # "cpu", "cuda", "cuda:1"; None: CUDA when available
     block_size: int = 16  # tokens per KV block: the unit of sharing and of allocation
     enable_prefix_caching: bool = True
+    # Reuse a retrieved passage's KV wherever it recurs in a prompt (passage_cache.py),
+    # computing again only the first `passage_recompute_tokens` of each reused passage.
+    enable_passage_cache: bool = False
+    passage_recompute_tokens: int = 16
     kv_cache_memory: int | None = None  # bytes for the KV pool; None: a fraction of free memory
     kv_cache_memory_fraction: float = 0.2  # on CPU the pool competes with the OS and the indexer
     max_num_batched_tokens: int = 2048  # per step; bounds activation memory and step latency
@@ -50,6 +54,10 @@ class EngineConfig:
         if not 0 < self.kv_cache_memory_fraction <= 1:
             raise EngineConfigError(
                 f"kv_cache_memory_fraction must be in (0, 1], got {self.kv_cache_memory_fraction}"
+            )
+        if self.passage_recompute_tokens < 0:
+            raise EngineConfigError(
+                f"passage_recompute_tokens must be 0 or more, got {self.passage_recompute_tokens}"
             )
         if self.max_num_batched_tokens < 1 or self.max_num_seqs < 1:
             raise EngineConfigError("max_num_batched_tokens and max_num_seqs must be positive")

@@ -12,6 +12,7 @@ happened (a seeded request draws the same token: its generator is rewound first)
 
 import itertools
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -34,6 +35,7 @@ from engine.models.loader import load_model, read_decoder_config
 from engine.models.quantization import QuantizationConfig
 from engine.outputs import RequestOutput
 from engine.parallel_sampling import SampleGroup, sample_id
+from engine.passage_cache import PassageCacheConfig, PassageSpan
 from engine.sampler import penalized, sample, token_logprobs
 from engine.sampling_params import SamplingParams
 from engine.scheduler import ScheduledSequence, Scheduler, SchedulerConfig
@@ -86,7 +88,9 @@ class LLMEngine:
             num_blocks, config.block_size, config.enable_prefix_caching
         )
         self.scheduler = Scheduler(
-            SchedulerConfig(config.max_num_batched_tokens, config.max_num_seqs), self.block_manager
+            SchedulerConfig(config.max_num_batched_tokens, config.max_num_seqs),
+            self.block_manager,
+            PassageCacheConfig(config.enable_passage_cache, config.passage_recompute_tokens),
         )
         kv_caches = allocate_kv_cache(spec, num_blocks, self.device)
         self.runner = ModelRunner(
@@ -118,21 +122,28 @@ class LLMEngine:
         params: SamplingParams,
         request_id: str | None = None,
         cache_salt: str | None = None,
+        passages: Iterable[tuple[int, int]] = (),
     ) -> str:
         """Queue a prompt (text or token ids); returns its request id. With `params.n` > 1
-        its samples run as sequences of their own (parallel_sampling.py)."""
+        its samples run as sequences of their own (parallel_sampling.py).
+
+        `passages` marks where retrieved passages lie in the prompt, as token ranges
+        [start, end): with the passage cache on, their KV is reused wherever they recur.
+        """
         request_id = request_id or str(next(self._request_counter))
         if request_id in self._requests or request_id in self._groups:
             raise InvalidInputError(f"request id {request_id!r} is already in use")
         token_ids = self.tokenizer(prompt).input_ids if isinstance(prompt, str) else list(prompt)
         self._check_prompt(token_ids)
+        spans = _passage_spans(passages, len(token_ids))
         text = prompt if isinstance(prompt, str) else None
         if params.n == 1:
-            self.scheduler.add(self._new_request(request_id, text, token_ids, params, cache_salt))
+            seq = self._new_request(request_id, text, token_ids, params, cache_salt, spans)
+            self.scheduler.add(seq)
             return request_id
         ids = [sample_id(request_id, i) for i in range(params.n)]
         seqs = [
-            self._new_request(sample, text, token_ids, _sample_params(params, i), cache_salt)
+            self._new_request(sample, text, token_ids, _sample_params(params, i), cache_salt, spans)
             for i, sample in enumerate(ids)
         ]
         self._groups[request_id] = SampleGroup(request_id, ids, held=seqs[1:])
@@ -147,8 +158,10 @@ class LLMEngine:
         token_ids: list[int],
         params: SamplingParams,
         cache_salt: str | None,
+        passages: tuple[PassageSpan, ...] = (),
     ) -> Sequence:
         seq = Sequence(request_id, list(token_ids), len(token_ids), params, cache_salt)
+        seq.passage_spans = passages
         generator = None
         if params.seed is not None:
             generator = torch.Generator(device=self.device).manual_seed(params.seed)
@@ -192,11 +205,19 @@ class LLMEngine:
         scheduler_output = self.scheduler.schedule()
         if scheduler_output.is_empty:
             return []
-        ran, failed = self._execute(scheduler_output.scheduled)
-        if failed:
-            # NOTE: the scheduler keys blocks in the prefix cache before their KV is
-            # computed; a failed sequence's may never be, so no later hit may use them.
-            self.block_manager.reset_prefix_cache()
+        written = False
+        try:
+            ran, failed = self._execute(scheduler_output.scheduled)
+            if not failed:
+                self.runner.copy_passages_out(scheduler_output.keeps)
+                written = True
+        finally:
+            if not written:
+                # NOTE: the scheduler keys blocks in the prefix cache before their KV is
+                # computed, and a kept passage's copy is written after the step; a failed
+                # sequence's may never be, so no later hit may use them.
+                self.block_manager.reset_prefix_cache()
+            self.scheduler.finish_step(scheduler_output)
         outputs = [self._fail(seq, error) for seq, error in failed]
         for model_output in ran:
             outputs += self._update(model_output)
@@ -406,6 +427,26 @@ class LLMEngine:
         if self.tokenizer.eos_token_id is not None:
             ids.add(self.tokenizer.eos_token_id)
         return frozenset(ids)
+
+
+def _passage_spans(passages: Iterable[tuple[int, int]], num_tokens: int) -> tuple[PassageSpan, ...]:
+    """Checked passage ranges: in order, apart, inside the prompt and before its last
+    token (which is always computed, to predict the next one)."""
+    spans: list[PassageSpan] = []
+    for start, end in passages:
+        if not (isinstance(start, int) and isinstance(end, int)):
+            raise InvalidInputError(
+                f"a passage range must be two token indices, got {start!r}, {end!r}"
+            )
+        if not 0 <= start < end < num_tokens:
+            raise InvalidInputError(
+                f"passage range [{start}, {end}) must be non-empty and end before the "
+                f"prompt's last token ({num_tokens} tokens)"
+            )
+        if spans and start < spans[-1].end:
+            raise InvalidInputError("passage ranges must be in order and must not overlap")
+        spans.append(PassageSpan(start, end))
+    return tuple(spans)
 
 
 def _sample_params(params: SamplingParams, index: int) -> SamplingParams:

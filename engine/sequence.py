@@ -9,6 +9,7 @@ seen from here: the scheduler picks how many of the missing tokens to compute ne
 from dataclasses import dataclass, field
 from enum import Enum, StrEnum, auto
 
+from engine.passage_cache import PassageCopy, PassageSpan
 from engine.sampling_params import SamplingParams
 
 
@@ -44,6 +45,12 @@ class Sequence:
     block_table: list[int] = field(default_factory=list)  # KV block ids, in token order
     block_hashes: list[bytes] = field(default_factory=list)  # chained keys of its full blocks
     num_registered_blocks: int = 0  # leading blocks already offered to the prefix cache
+    passage_spans: tuple[PassageSpan, ...] = ()  # retrieved passages in the prompt, in order
+    # Since its latest admission (passage_cache.py): cached passages still to be copied in,
+    # and passages it computes itself, to be kept once computed; both in prompt order.
+    passage_copies: list[PassageCopy] = field(default_factory=list)
+    fresh_passages: list[PassageSpan] = field(default_factory=list)
+    num_waited_steps: int = 0  # steps it stayed waiting while others were admitted
 
     @property
     def num_tokens(self) -> int:
