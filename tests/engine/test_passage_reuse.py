@@ -19,7 +19,7 @@ from tests.tiny_model import save_tiny_llama
 
 PASSAGE = list(range(1000, 1040))  # 40 tokens
 OTHER = list(range(2000, 2030))
-FIRST = [1, 422, 3081, 314] + PASSAGE + [4193, 28]  # the passage at 4
+FIRST = [1, 422, 3081, 314, *PASSAGE, 4193, 28]  # the passage at 4
 SECOND = [1, 9226] * 7 + OTHER + PASSAGE + [30, 31]  # at 44, mid-block
 GREEDY = SamplingParams(temperature=0, max_tokens=4, ignore_eos=True)
 
