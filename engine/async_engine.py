@@ -42,6 +42,7 @@ class _Add:
     params: SamplingParams
     cache_salt: str | None  # prefix-cache namespace
     sink: Sink  # where the request's outputs go
+    passages: tuple[tuple[int, int], ...] = ()  # retrieved passages' token ranges
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,8 +125,10 @@ class AsyncLLMEngine:
         *,
         request_id: str | None = None,
         cache_salt: str | None = None,
+        passages: Sequence[tuple[int, int]] = (),
     ) -> AsyncGenerator[RequestOutput, None]:
         """Stream one request: an output each step it gets a token, the last one `finished`.
+        `passages` are the prompt's retrieved passages (`LLMEngine.add_request`).
 
         Leaving early (`aclose()`, cancellation, or `break` once the generator is
         collected; `contextlib.aclosing` makes that prompt) aborts the request.
@@ -142,7 +145,7 @@ class AsyncLLMEngine:
         def sink(item: Item) -> None:
             loop.call_soon_threadsafe(items.put_nowait, item)
 
-        request_id = self._submit(prompt, params, request_id, cache_salt, sink)
+        request_id = self._submit(prompt, params, request_id, cache_salt, sink, passages)
         ended = False  # the engine has let go of the request: nothing left to abort
         try:
             while not ended:
@@ -245,6 +248,7 @@ class AsyncLLMEngine:
         request_id: str | None,
         cache_salt: str | None,
         sink: Sink,
+        passages: Sequence[tuple[int, int]] = (),
     ) -> str:
         """Queue a request for the engine thread; refuses at once when closed or full."""
         request_id = request_id or uuid.uuid4().hex
@@ -259,7 +263,7 @@ class AsyncLLMEngine:
                 )
             self._num_pending += 1
             # NOTE: queued under the lock, so no add can land behind the stop command.
-            self._commands.put(_Add(request_id, prompt, params, cache_salt, sink))
+            self._commands.put(_Add(request_id, prompt, params, cache_salt, sink, tuple(passages)))
         return request_id
 
     # ---- the engine thread ---------------------------------------------------------------
@@ -297,7 +301,11 @@ class AsyncLLMEngine:
     def _add(self, command: _Add) -> None:
         try:
             self.engine.add_request(
-                command.prompt, command.params, command.request_id, command.cache_salt
+                command.prompt,
+                command.params,
+                command.request_id,
+                command.cache_salt,
+                command.passages,
             )
         except Exception as error:  # a bad prompt fails its own caller and nobody else
             self._counters.num_rejected_requests += 1

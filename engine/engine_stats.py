@@ -24,6 +24,11 @@ class EngineStats:
     kv_blocks_cached: int  # blocks keyed in the prefix cache, held or free (reusable either way)
     prefix_cache_query_tokens: int  # counter: prompt tokens looked up when sequences were admitted
     prefix_cache_hit_tokens: int  # counter: of those, tokens served from the cache
+    passages_cached: int  # passages whose KV the passage cache holds
+    passage_cache_queries: int  # counter: passages looked up when sequences were admitted
+    passage_cache_hits: int  # counter: of those, reused at their new position
+    passage_cache_reused_tokens: int  # counter: tokens copied from cached passages
+    passage_cache_recomputed_tokens: int  # counter: head tokens of reused passages recomputed
     num_preemptions: int  # counter: sequences whose blocks were taken back to make room
     num_steps: int  # counter: model steps run
     num_prompt_tokens: int  # counter: prompt tokens of requests that got their first token
@@ -70,6 +75,7 @@ class EngineCounters:
 def snapshot(engine: "LLMEngine", counters: EngineCounters) -> EngineStats:
     """Read the engine's gauges and counters; call it on the thread that owns the engine."""
     scheduler, blocks = engine.scheduler, engine.block_manager
+    passages = scheduler.passage_stats
     return EngineStats(
         num_running=len(scheduler.running),
         num_waiting=len(scheduler.waiting),
@@ -78,6 +84,11 @@ def snapshot(engine: "LLMEngine", counters: EngineCounters) -> EngineStats:
         kv_blocks_cached=blocks.num_cached_blocks,
         prefix_cache_query_tokens=blocks.stats.num_query_tokens,
         prefix_cache_hit_tokens=blocks.stats.num_hit_tokens,
+        passages_cached=blocks.num_cached_passages,
+        passage_cache_queries=passages.num_queries,
+        passage_cache_hits=passages.num_hits,
+        passage_cache_reused_tokens=passages.num_reused_tokens,
+        passage_cache_recomputed_tokens=passages.num_recomputed_tokens,
         num_preemptions=scheduler.num_preemptions,
         **asdict(counters),
     )

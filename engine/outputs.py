@@ -33,7 +33,7 @@ class RequestOutput:
     prompt_token_ids: list[int]
     text: str  # the generated text so far, without stop strings
     token_ids: list[int]  # generated token ids only
-    num_cached_tokens: int  # prompt tokens served from the prefix cache
+    num_cached_tokens: int  # prompt tokens served from the prefix or the passage cache
     finish_reason: str | None  # "stop", "length", "abort" or "error"; None while running
     finished: bool
     # Per generated token, token id -> log-probability: the chosen token and the most
@@ -44,6 +44,10 @@ class RequestOutput:
     error: BaseException | None = None
     # With n > 1, every sample (the fields above are sample 0's); None: the one above.
     samples: list[CompletionOutput] | None = None
+    # Of num_cached_tokens, those copied from passages cached at another position, and
+    # how many passages they came from (passage_cache.py).
+    num_passage_tokens: int = 0
+    num_reused_passages: int = 0
 
     @property
     def num_prompt_tokens(self) -> int:

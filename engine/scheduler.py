@@ -302,6 +302,8 @@ class Scheduler:
             stats.num_recomputed_tokens += copy.copy_start - max(copy.start, plan.prefix.num_tokens)
         if seq.num_cached_tokens is None:
             seq.num_cached_tokens = min(plan.num_cached_tokens, seq.num_prompt_tokens)
+            seq.num_passage_tokens = plan.num_cached_tokens - plan.prefix.num_tokens
+            seq.num_reused_passages = len(plan.copies)
 
     def _keep_passages(self, output: SchedulerOutput) -> None:
         """Passages computed by the end of this step get blocks of their own in the cache,

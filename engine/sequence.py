@@ -40,6 +40,8 @@ class Sequence:
     status: SequenceStatus = SequenceStatus.WAITING
     num_computed_tokens: int = 0  # leading tokens whose KV is (or this step will be) in the cache
     num_cached_tokens: int | None = None  # prompt tokens served from the cache at first admission
+    num_passage_tokens: int = 0  # of those, copied from cached passages
+    num_reused_passages: int = 0  # how many passages those came from
     num_preemptions: int = 0  # times its blocks were taken back to make room
     finish_reason: FinishReason | None = None
     block_table: list[int] = field(default_factory=list)  # KV block ids, in token order

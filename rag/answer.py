@@ -34,7 +34,9 @@ class Attribution:
 class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    cached_tokens: int = 0  # prompt tokens whose KV came from the shared prefix cache
+    cached_tokens: int = 0  # prompt tokens whose KV came from the prefix or passage cache
+    passage_tokens: int = 0  # of those, copied from passages cached at another position
+    reused_passages: int = 0  # how many passages those came from
 
 
 @dataclass(frozen=True, slots=True)

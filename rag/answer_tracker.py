@@ -92,6 +92,8 @@ class AnswerTracker:
             spent.prompt_tokens + last.num_prompt_tokens,
             spent.completion_tokens + len(last.token_ids),
             spent.cached_tokens + last.num_cached_tokens,
+            spent.passage_tokens + last.num_passage_tokens,
+            spent.reused_passages + last.num_reused_passages,
         )
 
     def answer(self) -> Answer:

@@ -197,7 +197,12 @@ class RAG:
             return
         tracker = AnswerTracker(plan, self.config.check_support)
         for prompt in self._attempts(plan, tracker):
-            outputs = self.engine.generate(prompt.token_ids, plan.params, cache_salt=plan.salt)
+            outputs = self.engine.generate(
+                prompt.token_ids,
+                plan.params,
+                cache_salt=plan.salt,
+                passages=prompt.passage_spans,
+            )
             async with aclosing(outputs):  # cancelled or closed: the generation is aborted now
                 async for output in outputs:
                     if delta := tracker.add(output):

@@ -4,7 +4,10 @@ A RAG prompt is laid out as: chat template head + system prompt, then the retrie
 passages in a canonical order, then the question. Each segment is tokenized on its own
 and the token ids are concatenated, so a segment's tokens never depend on what follows
 it: two questions that retrieve the same passages produce the same token prefix up to
-the question, and the engine serves that prefix from its KV cache.
+the question, and the engine serves that prefix from its KV cache. A passage's body is
+a segment apart from its numbered header, so it has the same tokens whatever its
+number and place; the prompt marks where each body lies, and the engine's passage
+cache reuses its KV wherever it recurs (engine/passage_cache.py).
 
 Passage text is data, never instructions: it sits inside <passage> tags the system
 prompt tells the model about, tags inside a document are defused, a sentence giving the
@@ -52,6 +55,7 @@ class BuiltPrompt:
     citations: list[Citation]  # the passages in prompt order, numbered from 1
     num_shared_tokens: int  # head + passages: the part another question can share
     reasoning: Reasoning | None = None  # a reasoning model's: how its reply splits
+    passage_spans: tuple[tuple[int, int], ...] = ()  # each passage body's token range
 
 
 def canonical_order(hits: Sequence[SearchHit]) -> list[SearchHit]:
@@ -96,15 +100,18 @@ class PromptBuilder:
         the passages keep their cached prefix).
         """
         token_ids = list(self._head_ids)
-        citations = []
+        citations, spans = [], []
         for n, hit in enumerate(hits, start=1):
-            token_ids += self._encode_text(format_passage(n, hit))
+            token_ids += self._encode_text(passage_header(n, hit))
+            start = len(token_ids)
+            token_ids += self._encode_text(passage_body(hit))
+            spans.append((start, len(token_ids)))
             citations.append(_citation(n, hit))
         num_shared = len(token_ids)
         instruction = instruction or PHRASES[language].answer_in
         question_text = f"\nQuestion: {question.strip()}\n{REMINDER} {instruction}"
         token_ids += self._encode_text(question_text) + self._tail_ids
-        return BuiltPrompt(token_ids, citations, num_shared, self.reasoning())
+        return BuiltPrompt(token_ids, citations, num_shared, self.reasoning(), tuple(spans))
 
     def user_turn(self, *parts: str) -> list[int]:
         """One user message under the system prompt, its parts tokenized apart as plain
@@ -177,11 +184,20 @@ class PromptBuilder:
 
 
 def format_passage(n: int, hit: SearchHit) -> str:
+    return passage_header(n, hit) + passage_body(hit)
+
+
+def passage_header(n: int, hit: SearchHit) -> str:
+    """The opening tag: the passage's number, title and page."""
     title = hit.title.replace('"', "'").replace("\n", " ")
     page = f' page="{hit.page}"' if hit.page is not None else ""
+    return f'<passage n="{n}" title="{title}"{page}>\n'
+
+
+def passage_body(hit: SearchHit) -> str:
+    """The passage's text, defused, and its closing tag: the same wherever it stands."""
     text = _TAG.sub(lambda m: f"[{m.group(1)}passage", hit.text.strip())
-    text = without_orders(text)
-    return f'<passage n="{n}" title="{title}"{page}>\n{text}\n</passage>\n'
+    return f"{without_orders(text)}\n</passage>\n"
 
 
 def cited_numbers(answer: str, num_passages: int) -> list[int]:

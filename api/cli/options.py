@@ -134,6 +134,22 @@ def add_pipeline_options(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="recompute every prompt instead of reusing cached prefixes (for benchmarks)",
     )
+    parser.add_argument(
+        "--passage-cache",
+        choices=("off", "on"),
+        default="off",
+        help="reuse a retrieved passage's KV wherever it recurs in a prompt, not only "
+        "after an identical prefix (default: off; docs/benchmarks.md has its measured "
+        "speed and accuracy)",
+    )
+    parser.add_argument(
+        "--passage-recompute-tokens",
+        type=int,
+        default=EngineConfig.passage_recompute_tokens,
+        metavar="K",
+        help="with --passage-cache on: the first K tokens of each reused passage are "
+        f"computed again in their new context (default: {EngineConfig.passage_recompute_tokens})",
+    )
 
 
 def engine_config(args: argparse.Namespace) -> EngineConfig:
@@ -143,4 +159,6 @@ def engine_config(args: argparse.Namespace) -> EngineConfig:
         options["kv_cache_memory"] = args.kv_cache_memory
     if args.no_prefix_caching:
         options["enable_prefix_caching"] = False
+    options["enable_passage_cache"] = args.passage_cache == "on"
+    options["passage_recompute_tokens"] = args.passage_recompute_tokens
     return EngineConfig(model=args.model, **options)

@@ -87,6 +87,36 @@ ENGINE_METRICS = (
         "Prompt tokens served from the prefix cache.",
         "prefix_cache_hit_tokens",
     ),
+    (
+        "pagedrag_passage_cache_queries",
+        "counter",
+        "Retrieved passages looked up in the passage cache.",
+        "passage_cache_queries",
+    ),
+    (
+        "pagedrag_passage_cache_hits",
+        "counter",
+        "Passages whose KV was reused at a new position.",
+        "passage_cache_hits",
+    ),
+    (
+        "pagedrag_passage_cache_reused_tokens",
+        "counter",
+        "Prompt tokens copied from cached passages instead of computed.",
+        "passage_cache_reused_tokens",
+    ),
+    (
+        "pagedrag_passage_cache_recomputed_tokens",
+        "counter",
+        "Head tokens of reused passages computed again in their new context.",
+        "passage_cache_recomputed_tokens",
+    ),
+    (
+        "pagedrag_passage_cache_passages",
+        "gauge",
+        "Passages held in the passage cache.",
+        "passages_cached",
+    ),
     ("pagedrag_preemptions", "counter", "Sequences preempted for memory.", "num_preemptions"),
     ("pagedrag_engine_steps", "counter", "Engine iterations run.", "num_steps"),
 )

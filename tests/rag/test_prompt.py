@@ -14,6 +14,8 @@ from rag.prompt import (
     canonical_order,
     cited_numbers,
     format_passage,
+    passage_body,
+    passage_header,
 )
 from rag.rewrite import Turn, parse_history, rewrite_messages, standalone_question
 
@@ -83,8 +85,26 @@ def test_a_segment_is_tokenized_on_its_own(builder) -> None:
     encode = builder._encode_text
     expected = list(builder._head_ids)
     for n, passage in enumerate(canonical_order(PASSAGES), start=1):
-        expected += encode(format_passage(n, passage))
+        expected += encode(passage_header(n, passage)) + encode(passage_body(passage))
     assert prompt.token_ids[: prompt.num_shared_tokens] == expected
+
+
+def test_a_passage_body_has_the_same_tokens_at_any_number_and_place(builder) -> None:
+    """The engine's passage cache finds a passage by the tokens its span marks."""
+    ordered = canonical_order(PASSAGES)
+    every = builder.build(ordered, "Where?", Language.ENGLISH)
+    last_only = builder.build(ordered[-1:], "Who?", Language.ENGLISH)
+    assert len(every.passage_spans) == len(ordered) and len(last_only.passage_spans) == 1
+
+    def bodies(prompt):
+        return [tuple(prompt.token_ids[start:end]) for start, end in prompt.passage_spans]
+
+    assert bodies(every)[-1] == bodies(last_only)[0]  # passage 3 of 3, and passage 1 of 1
+    assert every.passage_spans[-1][0] != last_only.passage_spans[0][0]
+    for (start, end), passage in zip(every.passage_spans, ordered, strict=True):
+        text = builder.tokenizer.decode(every.token_ids[start:end])
+        assert text.startswith(passage.text.strip()[:20]) and text.endswith("</passage>\n")
+    assert every.passage_spans[-1][1] <= every.num_shared_tokens
 
 
 def test_a_document_cannot_forge_a_chat_turn_or_close_its_passage(builder) -> None:

@@ -137,6 +137,11 @@ function renderFoot(foot, m, streaming) {
       stat("", rate ? `${rate.toFixed(1)} tok/s` : "— tok/s", "rate"),
       stat("cached", `${usage.cached_tokens}/${usage.prompt_tokens} prompt tokens`, "cached"),
     );
+    if (usage.reused_passages) {
+      const passages = usage.reused_passages === 1 ? "passage" : "passages";
+      const reused = `${usage.reused_passages} ${passages} (${usage.passage_tokens} tokens)`;
+      foot.append(stat("reused", reused, "passages"));
+    }
   }
   if (!streaming && m.content) {
     const copy = document.createElement("button");

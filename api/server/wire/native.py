@@ -46,7 +46,13 @@ class UsageOut(BaseModel):
     model_config = _FROM_LIBRARY
     prompt_tokens: int
     completion_tokens: int
-    cached_tokens: int = Field(description="prompt tokens whose KV came from the prefix cache")
+    cached_tokens: int = Field(
+        description="prompt tokens whose KV came from the prefix or the passage cache"
+    )
+    passage_tokens: int = Field(
+        0, description="of cached_tokens, those copied from passages cached at another position"
+    )
+    reused_passages: int = Field(0, description="how many passages those came from")
 
 
 class TimingsOut(BaseModel):

@@ -8,7 +8,9 @@ from api.server.wire.native import AttributionOut, CitationOut
 
 
 class PromptTokensDetails(BaseModel):
-    cached_tokens: int = Field(description="prompt tokens whose KV came from the prefix cache")
+    cached_tokens: int = Field(
+        description="prompt tokens whose KV came from the prefix cache or the passage cache"
+    )
 
 
 class Usage(BaseModel):
