@@ -24,7 +24,7 @@ PORT ?= 8000
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install install-dev models serve test lint unit bench bench-engine bench-retrieval bench-serve bench-kernels bench-peers bench-openwebui bench-quant bench-qa bench-injection bench-load clean
+.PHONY: install install-dev models serve test lint unit bench bench-engine bench-retrieval bench-serve bench-kernels bench-peers bench-openwebui bench-quant bench-qa bench-injection bench-load bench-passages clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -95,6 +95,13 @@ bench-serve: models
 # Perplexity, agreement and decode step of full-precision, int8 and int4 weights.
 bench-quant: models
 	$(PY) -m bench.quantization
+
+# Passage KV reuse against prefix caching alone: 8 clients, 32 requests whose 5 passages
+# come from a pool of 8 in random orders (docs/benchmarks.md). About 40 minutes for the
+# default model on this 2-core machine. Options through PASSAGES_ARGS, e.g.
+# PASSAGES_ARGS="--rounds 1 --recompute 32".
+bench-passages: models
+	$(PY) -m bench.passage_reuse $(PASSAGES_ARGS)
 
 # Answer quality over four real manuals (English and Chinese, fetched with apt-get download):
 # accuracy, refusals, made-up answers, follow-ups, answer time. About 25 minutes for the
