@@ -1,7 +1,7 @@
 """Passage KV reuse against prefix caching alone, on overlapping passage sets.
 
     python -m bench.passage_reuse [--model NAME] [--requests 32] [--clients 8]
-        [--pool 8] [--per-prompt 5] [--recompute 16] [--rounds 2] [--max-tokens 32]
+        [--pool 8] [--per-prompt 5] [--recompute 16[,0,32]] [--rounds 2] [--max-tokens 32]
 
 The workload is what RAG over one library looks like: every request carries 5 passages
 drawn from a pool of 8 real passages (BEIR SciFact abstracts when the shared data folder
@@ -13,8 +13,9 @@ Prompts are built by the pipeline's own `PromptBuilder`, which marks each passag
 
 Modes, each on a fresh engine (cold caches) and alternated over the rounds:
 - `prefix`: prefix caching only (the engine's default);
-- `passage`: the passage cache on, the first `--recompute` tokens of each reused
-  passage computed again.
+- `passage k=K`: the passage cache on, the first K tokens of each reused passage
+  computed again, for each K of `--recompute` (the first is the one the TTFT ratio is
+  reported for).
 Reported per mode: prompt tokens computed against the full recompute (every prompt
 token), TTFT p50 / p90, output tokens per second over the run, and for `passage` the
 share of requests whose greedy tokens equal prefix caching's (prefix caching is exact:
@@ -39,7 +40,7 @@ from indexer.records import SearchHit
 from rag.language import Language
 from rag.prompt import BuiltPrompt, PromptBuilder
 
-MODES = ("prefix", "passage")
+PREFIX = "prefix"
 
 
 @dataclass(frozen=True)
@@ -118,8 +119,8 @@ async def drive(engine: AsyncLLMEngine, requests: list[Request], args) -> tuple[
 def run_mode(mode: str, requests: list[Request], args: argparse.Namespace) -> dict:
     config = EngineConfig(
         model=args.model,
-        enable_passage_cache=mode == "passage",
-        passage_recompute_tokens=args.recompute,
+        enable_passage_cache=mode != PREFIX,
+        passage_recompute_tokens=int(mode.split("=")[-1]) if mode != PREFIX else 0,
         kv_cache_memory=args.kv_cache_memory,
     )
     with AsyncLLMEngine.from_config(config) as engine:
@@ -170,7 +171,9 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--pool", type=int, default=8, help="passages the sets are drawn from")
     parser.add_argument("--per-prompt", type=int, default=5)
-    parser.add_argument("--recompute", type=int, default=16, help="passage head tokens recomputed")
+    parser.add_argument(
+        "--recompute", default="16", help="passage head tokens recomputed; several: 16,0,32"
+    )
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--max-tokens", type=int, default=32)
     parser.add_argument("--kv-cache-memory", type=int, default=None, metavar="BYTES")
@@ -186,19 +189,20 @@ def main() -> None:
     requests = build_requests(load_tokenizer(resolve_model(args.model)), args)
     report["workload"] = workload_report(requests)
     print(report["workload"], flush=True)
+    modes = [PREFIX] + [f"passage k={int(k)}" for k in args.recompute.split(",")]
     runs: list[dict] = []
     for round_number in range(args.rounds):
-        for mode in MODES if round_number % 2 == 0 else MODES[::-1]:
+        for mode in modes if round_number % 2 == 0 else modes[::-1]:
             result = run_mode(mode, requests, args)
             result["round"] = round_number
             runs.append(result)
             print(summary_line(result), flush=True)
-    exact = next(r["outputs"] for r in runs if r["mode"] == "prefix")
+    exact = next(r["outputs"] for r in runs if r["mode"] == PREFIX)
     for run in runs:
-        if run["mode"] == "passage":
+        if run["mode"] != PREFIX:
             run["agreement"] = agreement(run["outputs"], exact)
     report["runs"] = runs
-    summary = summarise(runs)
+    summary = summarise(runs, modes)
     report["summary"] = summary
     print_summary(summary)
     print(f"saved {save_result('passage_reuse', report)}")
@@ -222,17 +226,22 @@ def workload_report(requests: list[Request]) -> dict:
     }
 
 
-def summarise(runs: list[dict]) -> dict:
+def summarise(runs: list[dict], modes: list[str]) -> dict:
     def of(mode: str, key: str) -> list[float]:
         return [r[key] for r in runs if r["mode"] == mode]
 
     summary: dict[str, object] = {}
     for key in ("computed_share", "ttft_p50_s", "ttft_p90_s", "output_tok_s"):
-        summary[key] = {mode: spread(of(mode, key)) for mode in MODES}
-    prefix_ttft = statistics.median(of("prefix", "ttft_p50_s"))
-    passage_ttft = statistics.median(of("passage", "ttft_p50_s"))
-    summary["ttft_p50_ratio"] = prefix_ttft / passage_ttft
-    summary["agreement"] = [r["agreement"] for r in runs if r["mode"] == "passage"]
+        summary[key] = {mode: spread(of(mode, key)) for mode in modes}
+    prefix_ttft = statistics.median(of(PREFIX, "ttft_p50_s"))
+    passage_ttft = statistics.median(of(modes[1], "ttft_p50_s"))
+    summary["ttft_p50_ratio"] = {
+        "mode": modes[1],
+        "prefix_over_passage": prefix_ttft / passage_ttft,
+    }
+    summary["agreement"] = {
+        mode: [r["agreement"] for r in runs if r["mode"] == mode] for mode in modes[1:]
+    }
     return summary
 
 
@@ -242,7 +251,7 @@ def spread(values: list[float]) -> dict:
 
 def summary_line(result: dict) -> str:
     return (
-        f"round {result['round']} {result['mode']:>8}: computed "
+        f"round {result['round']} {result['mode']:>12}: computed "
         f"{result['computed_share']:.1%} of {result['prompt_tokens']} prompt tokens, "
         f"TTFT p50 {result['ttft_p50_s']:.2f} s p90 {result['ttft_p90_s']:.2f} s, "
         f"{result['output_tok_s']:.2f} output tok/s, wall {result['wall_s']:.0f} s, "
@@ -262,7 +271,8 @@ def print_summary(summary: dict) -> None:
             for mode, v in summary[key].items()
         )
         print(f"{key:>16}: {cells}")
-    print(f"TTFT p50 prefix / passage: {summary['ttft_p50_ratio']:.2f}x")
+    ratio = summary["ttft_p50_ratio"]
+    print(f"TTFT p50 prefix / {ratio['mode']}: {ratio['prefix_over_passage']:.2f}x")
     print(f"agreement with prefix caching (exact): {summary['agreement']}")
 
 

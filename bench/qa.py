@@ -2,6 +2,7 @@
 
     python -m bench.qa [--models NAME,NAME] [--embedder NAME] [--quantization int4]
         [--languages en,zh] [--limit N] [--workdir bench/work/qa] [--judge] [--top-k K]
+        [--passage-cache off,on] [--passage-recompute-tokens K]
 
 Set-up: the manuals of bench/qa_corpus.py are fetched with `apt-get download` and
 ingested once into a library under the work folder (kept for later runs, never
@@ -12,6 +13,10 @@ answer accuracy, wrong refusals, made-up answers, follow-up retrieval hit and ac
 and the median answer time. Every answer is kept in bench/results/qa_*.json. With
 --judge, the model's yes/no verdict on each candidate reranks them first
 (rag/passage_judge.py); the stage's prefix-cache hit rate and its time are reported.
+With --passage-cache off,on each model answers twice, without and with passage KV reuse
+(engine/passage_cache.py), and the report compares the two: accuracy per language, and
+how many answers are token for token the same (prefix caching alone is exact, so "off"
+is the full recompute).
 """
 
 import argparse
@@ -24,6 +29,7 @@ from pathlib import Path
 from bench.engine_throughput import RESULTS_DIR, machine_report
 from bench.qa_corpus import corpus_files, fetch
 from bench.qa_set import LANGUAGES, Case, holds_evidence, is_right, load_cases
+from engine.tokenizer import load_tokenizer
 from indexer import Index
 from rag import RAG, CitationsEvent, DoneEvent, RAGConfig, TokenEvent
 from rag.passage_judge import PassageJudge
@@ -53,6 +59,7 @@ class Outcome:
     ttft_ms: float | None
     prompt_tokens: int
     cached_tokens: int
+    passage_tokens: int = 0  # of cached_tokens, copied from passages cached elsewhere
 
 
 def build_library(workdir: Path, embedder: str) -> tuple[Path, dict[int, str]]:
@@ -97,6 +104,7 @@ def ask(rag: RAG, case: Case, keys: dict[int, str]) -> Outcome:
         ttft_ms=answer.timings.ttft_ms,
         prompt_tokens=answer.usage.prompt_tokens,
         cached_tokens=answer.usage.cached_tokens,
+        passage_tokens=answer.usage.passage_tokens,
     )
 
 
@@ -132,7 +140,14 @@ def main() -> None:
     parser.add_argument(
         "--top-k", type=int, default=RAGConfig.top_k, help="passages given to the model"
     )
+    parser.add_argument(
+        "--passage-cache", default="off", help="off, on, or off,on to compare the two"
+    )
+    parser.add_argument("--passage-recompute-tokens", type=int, default=None, metavar="K")
     args = parser.parse_args()
+    modes = args.passage_cache.split(",")
+    if not modes or set(modes) - {"off", "on"}:
+        parser.error("--passage-cache takes off, on or off,on")
 
     cases = _limited(load_cases(tuple(args.languages.split(","))), args.limit)
     data_dir, keys = build_library(args.workdir, args.embedder)
@@ -142,11 +157,18 @@ def main() -> None:
         "top_k": args.top_k,
         "models": {},
     }
-    options = {"quantization": args.quantization} if args.quantization else {}
     config = RAGConfig(top_k=args.top_k, judge_passages=args.judge)
-    for model in args.models.split(",") if args.models else [None]:
+    runs = [
+        (model, mode)
+        for model in (args.models.split(",") if args.models else [None])
+        for mode in modes
+    ]
+    for model, mode in runs:
+        options = engine_options(args, mode)
         with RAG(data_dir, model, args.embedder, config=config, **options) as rag:
             name = model or rag.engine.model_path.name
+            if len(modes) > 1:
+                name += f" (passage cache {mode})"
             outcomes = []
             log = (
                 RESULTS_DIR / f"qa_{name.replace(':', '_')}_{time.strftime('%Y%m%d_%H%M%S')}.jsonl"
@@ -160,6 +182,7 @@ def main() -> None:
                     _progress(outcomes[-1], len(outcomes), len(cases))
             judge = rag.reranker.stats if isinstance(rag.reranker, PassageJudge) else None
         report["models"][name] = {
+            "model_path": str(rag.engine.model_path),
             "summary": {lang: summarise(_of(outcomes, lang)) for lang in args.languages.split(",")},
             "judge": None if judge is None else {**asdict(judge), "hit_rate": judge.cache_hit_rate},
             "outcomes": [asdict(o) for o in outcomes],
@@ -170,10 +193,59 @@ def main() -> None:
                 f"judge: {judge.passages} passages, prefix-cache hit {judge.cache_hit_rate:.1%}, "
                 f"{judge.seconds / len(outcomes):.2f} s per question"
             )
+    if len(modes) > 1:
+        report["passage_cache"] = compare_passage_cache(report["models"], args)
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     path = RESULTS_DIR / f"qa_{time.strftime('%Y%m%d_%H%M%S')}.json"
     path.write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
     print(f"wrote {path}")
+
+
+def engine_options(args: argparse.Namespace, mode: str) -> dict:
+    options: dict = {"quantization": args.quantization} if args.quantization else {}
+    options["enable_passage_cache"] = mode == "on"
+    if args.passage_recompute_tokens is not None:
+        options["passage_recompute_tokens"] = args.passage_recompute_tokens
+    return options
+
+
+def compare_passage_cache(models: dict, args: argparse.Namespace) -> dict:
+    """Each model's answers with passage reuse against those without: accuracy per
+    language, identical answers, and how far answers agree token for token."""
+    comparison = {}
+    for off_name in [name for name in models if name.endswith("(passage cache off)")]:
+        base = off_name.removesuffix(" (passage cache off)")
+        on = models.get(f"{base} (passage cache on)")
+        if on is None:
+            continue
+        tokenizer = load_tokenizer(Path(on["model_path"]))
+        pairs = list(zip(models[off_name]["outcomes"], on["outcomes"], strict=True))
+        asked = [(a, b) for a, b in pairs if a["generated"] or b["generated"]]
+        prefixes = []
+        for a, b in asked:
+            want = tokenizer(a["generated"], add_special_tokens=False).input_ids
+            got = tokenizer(b["generated"], add_special_tokens=False).input_ids
+            equal = next(
+                (i for i, (x, y) in enumerate(zip(want, got, strict=False)) if x != y), None
+            )
+            same = min(len(want), len(got)) if equal is None else equal
+            prefixes.append(same / max(len(want), len(got), 1))
+        comparison[base] = {
+            "accuracy": {
+                lang: {
+                    "off": models[off_name]["summary"][lang]["accuracy"],
+                    "on": on["summary"][lang]["accuracy"],
+                }
+                for lang in args.languages.split(",")
+            },
+            "answers_compared": len(asked),
+            "identical_answers": sum(a["generated"] == b["generated"] for a, b in asked),
+            "mean_equal_token_prefix": sum(prefixes) / len(prefixes) if prefixes else None,
+            "passage_tokens_reused": sum(o["passage_tokens"] for o in on["outcomes"]),
+            "prompt_tokens": sum(o["prompt_tokens"] for o in on["outcomes"]),
+        }
+        print(f"passage cache, {base}: {json.dumps(comparison[base])}")
+    return comparison
 
 
 def _limited(cases: list[Case], limit: int) -> list[Case]:
