@@ -21,6 +21,7 @@ is the full recompute).
 
 import argparse
 import json
+import re
 import statistics
 import time
 from dataclasses import asdict, dataclass
@@ -170,9 +171,8 @@ def main() -> None:
             if len(modes) > 1:
                 name += f" (passage cache {mode})"
             outcomes = []
-            log = (
-                RESULTS_DIR / f"qa_{name.replace(':', '_')}_{time.strftime('%Y%m%d_%H%M%S')}.jsonl"
-            )
+            stamp = time.strftime("%Y%m%d_%H%M%S")
+            log = RESULTS_DIR / f"qa_{re.sub(r'[^A-Za-z0-9_.-]+', '_', name)}_{stamp}.jsonl"
             RESULTS_DIR.mkdir(parents=True, exist_ok=True)
             with log.open("w", encoding="utf-8") as answers:  # kept as they come: a run can stop
                 for case in cases:
