@@ -189,14 +189,7 @@ class BlockManager:
         hold nothing reusable and go to the front of the queue.
         """
         for block_id in reversed(seq.block_table):
-            block = self.blocks[block_id]
-            block.ref_count -= 1
-            if block.ref_count < 0:
-                raise RuntimeError(f"block {block_id} freed more often than allocated")
-            if block.ref_count == 0:
-                self._free_queue[block_id] = None
-                if block.block_hash is None:
-                    self._free_queue.move_to_end(block_id, last=False)
+            self._release_block(block_id)
         seq.block_table.clear()
         seq.num_registered_blocks = 0
 
@@ -232,14 +225,7 @@ class BlockManager:
         """Undo one `hold_passage` (or `keep_passage`): at no holder left, the blocks wait
         in the queue as the most recently used (or first, if the passage was dropped)."""
         for block_id in reversed(passage.block_ids):
-            block = self.blocks[block_id]
-            block.ref_count -= 1
-            if block.ref_count < 0:
-                raise RuntimeError(f"block {block_id} released more often than held")
-            if block.ref_count == 0:
-                self._free_queue[block_id] = None
-                if block.passage is None:
-                    self._free_queue.move_to_end(block_id, last=False)
+            self._release_block(block_id)
 
     def reset_prefix_cache(self) -> None:
         """Forget every cached key and passage (for example after the weights change)."""
@@ -273,6 +259,18 @@ class BlockManager:
         seq.num_registered_blocks = len(prefix.block_ids)
         self.stats.num_query_tokens += seq.num_prompt_tokens
         self.stats.num_hit_tokens += prefix.num_tokens
+
+    def _release_block(self, block_id: int) -> None:
+        """One holder fewer; with none left the block waits in the free queue, first in
+        line when it holds nothing reusable."""
+        block = self.blocks[block_id]
+        block.ref_count -= 1
+        if block.ref_count < 0:
+            raise RuntimeError(f"block {block_id} released more often than it was taken")
+        if block.ref_count == 0:
+            self._free_queue[block_id] = None
+            if block.block_hash is None and block.passage is None:
+                self._free_queue.move_to_end(block_id, last=False)
 
     def _pop_free_block(self) -> int:
         block_id, _ = self._free_queue.popitem(last=False)

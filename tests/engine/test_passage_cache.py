@@ -1,7 +1,7 @@
 """Passage cache bookkeeping: keys, ref counts, eviction, salts, copy plans, admission.
 
-No model runs here: a stand-in step appends token 7, as in test_scheduler.py, and tells
-the scheduler the step ran (`finish_step`), as the engine does.
+No model runs here: test_scheduler.py's stand-in step appends token 7 and tells the
+scheduler the step ran (`finish_step`), as the engine does.
 """
 
 import pytest
@@ -9,8 +9,9 @@ import pytest
 from engine.block_manager import BlockManager
 from engine.passage_cache import PassageCacheConfig, PassageSpan
 from engine.sampling_params import SamplingParams
-from engine.scheduler import Scheduler, SchedulerConfig, SchedulerOutput
+from engine.scheduler import Scheduler, SchedulerConfig
 from engine.sequence import FinishReason, Sequence, SequenceStatus
+from tests.engine.test_scheduler import run_to_completion, step
 
 BLOCK = 4
 PASSAGE_A = tuple(range(100, 110))  # 10 tokens: 3 blocks when kept
@@ -47,23 +48,8 @@ def prompt_with(
     return seq
 
 
-def step(scheduler: Scheduler) -> SchedulerOutput:
-    output = scheduler.schedule()
-    scheduler.finish_step(output)
-    for item in output.scheduled:
-        if item.samples:
-            item.seq.append_token(7)
-            if item.seq.num_output_tokens >= item.seq.params.max_tokens:
-                scheduler.finish(item.seq, FinishReason.LENGTH)
-    return output
-
-
 def run(scheduler: Scheduler, max_steps: int = 1000) -> None:
-    for _ in range(max_steps):
-        if not scheduler.has_unfinished:
-            return
-        step(scheduler)
-    raise AssertionError("the scheduler made no progress")
+    run_to_completion(scheduler, max_steps)
 
 
 def assert_nothing_held(scheduler: Scheduler) -> None:

@@ -45,12 +45,15 @@ def spans(prompt: list[int], *passages: list[int]) -> list[tuple[int, int]]:
 def layer_kv(engine: LLMEngine, request_id: str, layer: int, start: int, end: int):
     """A running request's K and V rows of one layer at positions [start, end)."""
     seq = next(s for s in engine.scheduler.running if s.request_id == request_id)
+    return kv_rows(engine, layer, seq.block_table, range(start, end))
+
+
+def kv_rows(engine: LLMEngine, layer: int, block_table, positions):
+    """K and V rows of one layer at these positions of a block table (copies)."""
     size = engine.config.block_size
-    slots = [seq.block_table[p // size] * size + p % size for p in range(start, end)]
+    slots = [block_table[p // size] * size + p % size for p in positions]
     keys, values = engine.runner.kv_caches[layer]
-    return keys.view(-1, *keys.shape[2:])[slots].clone(), values.view(-1, *values.shape[2:])[
-        slots
-    ].clone()
+    return keys.view(-1, *keys.shape[2:])[slots], values.view(-1, *values.shape[2:])[slots]
 
 
 def prefill(engine: LLMEngine, request_id: str, prompt: list[int], *passages: list[int]) -> None:
@@ -65,21 +68,28 @@ def finish(engine: LLMEngine) -> dict[str, list[int]]:
     return done
 
 
-def test_reused_keys_equal_keys_computed_at_the_new_position(tiny_dir: Path) -> None:
-    reused = make_engine(tiny_dir, enable_passage_cache=True, passage_recompute_tokens=0)
+def reused_and_fresh(tiny_dir: Path, recompute: int) -> tuple[LLMEngine, LLMEngine]:
+    """SECOND prefilled after FIRST with the passage cache, and alone without it."""
+    reused = make_engine(tiny_dir, enable_passage_cache=True, passage_recompute_tokens=recompute)
     prefill(reused, "first", FIRST, PASSAGE)
     finish(reused)
     prefill(reused, "second", SECOND, OTHER, PASSAGE)
     fresh = make_engine(tiny_dir)
     prefill(fresh, "second", SECOND, OTHER, PASSAGE)
+    return reused, fresh
 
+
+def test_reused_keys_equal_keys_computed_at_the_new_position(tiny_dir: Path) -> None:
+    reused, fresh = reused_and_fresh(tiny_dir, recompute=0)
     (start, end) = spans(SECOND, PASSAGE)[0]
     keys, values = layer_kv(reused, "second", 0, start, end)
     want_keys, want_values = layer_kv(fresh, "second", 0, start, end)
     torch.testing.assert_close(keys, want_keys, rtol=0, atol=2e-6)
     torch.testing.assert_close(values, want_values, rtol=0, atol=2e-6)
     # moved by 40 positions: unturned keys would be far off
-    first_keys, _ = layer_kv_of_first(reused, start, end)
+    passage = reused.block_manager.find_passage(tuple(PASSAGE), None)
+    assert passage is not None and passage.source_start == 4
+    first_keys, _ = kv_rows(reused, 0, passage.block_ids, range(len(PASSAGE)))
     assert (first_keys - want_keys).abs().max() > 0.1
     # layer 1 was copied too: it still carries the first prompt's context
     deep, _ = layer_kv(reused, "second", 1, start, end)
@@ -88,23 +98,8 @@ def test_reused_keys_equal_keys_computed_at_the_new_position(tiny_dir: Path) -> 
     assert reused.block_manager.num_cached_passages == 2  # PASSAGE, then OTHER
 
 
-def layer_kv_of_first(engine: LLMEngine, start: int, end: int):
-    """The cached passage's own layer-0 rows, as computed in the first prompt."""
-    passage = engine.block_manager.find_passage(tuple(PASSAGE), None)
-    assert passage is not None and passage.source_start == 4
-    size = engine.config.block_size
-    slots = [passage.block_ids[i // size] * size + i % size for i in range(end - start)]
-    keys, values = engine.runner.kv_caches[0]
-    return keys.view(-1, *keys.shape[2:])[slots], values.view(-1, *values.shape[2:])[slots]
-
-
 def test_recomputed_head_tokens_are_computed_in_the_new_context(tiny_dir: Path) -> None:
-    reused = make_engine(tiny_dir, enable_passage_cache=True, passage_recompute_tokens=8)
-    prefill(reused, "first", FIRST, PASSAGE)
-    finish(reused)
-    prefill(reused, "second", SECOND, OTHER, PASSAGE)
-    fresh = make_engine(tiny_dir)
-    prefill(fresh, "second", SECOND, OTHER, PASSAGE)
+    reused, fresh = reused_and_fresh(tiny_dir, recompute=8)
     (start, _end) = spans(SECOND, PASSAGE)[0]
     head, _ = layer_kv(reused, "second", 1, start, start + 8)
     want_head, _ = layer_kv(fresh, "second", 1, start, start + 8)

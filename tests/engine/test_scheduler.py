@@ -22,6 +22,7 @@ def make_seq(request_id: str, prompt_len: int, max_tokens: int = 4, first: int =
 def step(scheduler: Scheduler) -> SchedulerOutput:
     """One engine step with a stand-in model that always emits token 7."""
     output = scheduler.schedule()
+    scheduler.finish_step(output)  # as the engine does once the model ran
     for item in output.scheduled:
         if item.samples:
             item.seq.append_token(7)
