@@ -22,6 +22,10 @@ class EngineConfig:
     # computing again only the first `passage_recompute_tokens` of each reused passage.
     enable_passage_cache: bool = False
     passage_recompute_tokens: int = 16
+    # Steps a waiting request may be held back for a passage another request is
+    # computing, or passed over for requests with more of their prompt cached; 0 keeps
+    # first come, first served.
+    passage_max_wait_steps: int = 8
     kv_cache_memory: int | None = None  # bytes for the KV pool; None: a fraction of free memory
     kv_cache_memory_fraction: float = 0.2  # on CPU the pool competes with the OS and the indexer
     max_num_batched_tokens: int = 2048  # per step; bounds activation memory and step latency
@@ -54,6 +58,10 @@ class EngineConfig:
         if not 0 < self.kv_cache_memory_fraction <= 1:
             raise EngineConfigError(
                 f"kv_cache_memory_fraction must be in (0, 1], got {self.kv_cache_memory_fraction}"
+            )
+        if self.passage_max_wait_steps < 0:
+            raise EngineConfigError(
+                f"passage_max_wait_steps must be 0 or more, got {self.passage_max_wait_steps}"
             )
         if self.passage_recompute_tokens < 0:
             raise EngineConfigError(

@@ -90,7 +90,11 @@ class LLMEngine:
         self.scheduler = Scheduler(
             SchedulerConfig(config.max_num_batched_tokens, config.max_num_seqs),
             self.block_manager,
-            PassageCacheConfig(config.enable_passage_cache, config.passage_recompute_tokens),
+            PassageCacheConfig(
+                config.enable_passage_cache,
+                config.passage_recompute_tokens,
+                config.passage_max_wait_steps,
+            ),
         )
         kv_caches = allocate_kv_cache(spec, num_blocks, self.device)
         self.runner = ModelRunner(
