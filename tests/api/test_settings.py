@@ -79,6 +79,34 @@ def test_a_command_hands_the_engine_one_typed_config(tmp_path: Path) -> None:
     )
 
 
+def test_the_passage_cache_flags_reach_the_engine_config(tmp_path: Path) -> None:
+    from api.cli import build_parser
+    from api.cli.options import engine_config
+
+    parser = build_parser()
+    args = parser.parse_args(["serve", "--passage-cache", "on", "--passage-recompute-tokens", "8"])
+    args.settings = Settings.from_environment({"PAGEDRAG_HOME": str(tmp_path)})
+    config = engine_config(args)
+    assert config.enable_passage_cache and config.passage_recompute_tokens == 8
+    args = parser.parse_args(["serve"])
+    args.settings = Settings.from_environment({"PAGEDRAG_HOME": str(tmp_path)})
+    assert not engine_config(args).enable_passage_cache  # off unless asked
+
+
+def test_bad_passage_cache_flags_are_one_line_errors(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    assert (
+        main(["ask", "Why?", "--passage-recompute-tokens", "-1", "--data-dir", str(tmp_path)]) == 1
+    )
+    error = capsys.readouterr().err.strip()
+    assert error == "pagedrag: error: passage_recompute_tokens must be 0 or more, got -1"
+    with pytest.raises(SystemExit) as exited:
+        main(["ask", "Why?", "--passage-cache", "maybe"])
+    assert exited.value.code == 2
+    assert "invalid choice: 'maybe'" in capsys.readouterr().err
+
+
 def test_rag_takes_an_engine_config_or_engine_options_not_both(tmp_path: Path) -> None:
     from engine.config import EngineConfig
     from rag import RAG
