@@ -12,6 +12,7 @@ sequence's blocks before the forward pass, keys turned to their new positions, a
 passages a sequence computed are copied out into the cache's blocks after it.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -111,7 +112,7 @@ class ModelRunner:
         for item in scheduled:
             for copy in item.copies:
                 passage, first, num_tokens = copy.passage, copy.first, copy.passage.num_tokens
-                src += self._slots(list(passage.block_ids), first, num_tokens)
+                src += self._slots(passage.block_ids, first, num_tokens)
                 dst += self._slots(item.seq.block_table, copy.copy_start, copy.end)
                 old.extend(range(passage.source_start + first, passage.source_start + num_tokens))
                 new.extend(range(copy.copy_start, copy.end))
@@ -134,8 +135,8 @@ class ModelRunner:
         dst: list[int] = []
         for keep in keeps:
             num_tokens = keep.passage.num_tokens
-            src += self._slots(list(keep.block_table), keep.start, keep.start + num_tokens)
-            dst += self._slots(list(keep.passage.block_ids), 0, num_tokens)
+            src += self._slots(keep.block_table, keep.start, keep.start + num_tokens)
+            dst += self._slots(keep.passage.block_ids, 0, num_tokens)
         if not src:
             return
         src_slots, dst_slots = self._tensor(src, torch.int64), self._tensor(dst, torch.int64)
@@ -143,7 +144,7 @@ class ModelRunner:
             rows = _slot_rows(cache)
             rows[dst_slots] = rows[src_slots]
 
-    def _slots(self, block_table: list[int], start: int, end: int) -> list[int]:
+    def _slots(self, block_table: Sequence[int], start: int, end: int) -> list[int]:
         """Cache slots of positions [start, end): one run of slots per block, no per-token loop."""
         size = self.block_size
         slots: list[int] = []

@@ -208,6 +208,8 @@ class Scheduler:
         return True
 
     def _schedule_waiting(self, output: SchedulerOutput, budget: int) -> None:
+        if budget <= 0 or len(self.running) >= self.config.max_num_seqs:
+            return  # NOTE: before ordering the queue, which looks every request up
         for seq in self._admission_order():
             if budget <= 0 or len(self.running) >= self.config.max_num_seqs:
                 break
@@ -216,9 +218,9 @@ class Scheduler:
                 continue  # it waits for a passage another sequence is computing
             # NOTE: copies hold their passages' blocks as well as the sequence's own; when
             # both do not fit, computing the passages is better than waiting for room.
-            item = self._admit(seq, plan, budget) or self._admit(
-                seq, _ReusePlan(plan.prefix), budget
-            )
+            item = self._admit(seq, plan, budget)
+            if item is None and plan.copies:
+                item = self._admit(seq, _ReusePlan(plan.prefix), budget)
             if item is None:
                 break  # first come, first served: nothing overtakes the head of the queue
             output.scheduled.append(item)
