@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, func, select, update
 from sqlalchemy.orm import Session
 
 from common.ids import storable
@@ -161,6 +161,30 @@ class Catalog:
             )
             return np.fromiter(ids, dtype=np.int64)
 
+    def stored_vectors(self, chunk_ids: Sequence[int], dim: int) -> dict[int, np.ndarray]:
+        """The vectors stored with those chunks, by chunk id; chunks without one of `dim`
+        floats are left out."""
+        found: dict[int, np.ndarray] = {}
+        ids = [int(i) for i in chunk_ids]
+        with self.database.session() as session:
+            for start in range(0, len(ids), ROWS_PER_QUERY):
+                query = select(Chunk.id, Chunk.vector).where(
+                    Chunk.id.in_(ids[start : start + ROWS_PER_QUERY])
+                )
+                for chunk_id, data in session.execute(query):
+                    if data is not None and len(data) == 4 * dim:
+                        found[chunk_id] = np.frombuffer(data, dtype="<f4")
+        return found
+
+    def store_vectors(self, writer: Writer, chunk_ids: Sequence[int], vectors: np.ndarray) -> None:
+        """Keep these vectors with their chunks (those still in the database)."""
+        rows = [
+            {"id": int(chunk_id), "vector": vector_bytes(vector)}
+            for chunk_id, vector in zip(chunk_ids, vectors, strict=True)
+        ]
+        with self.database.session() as session:
+            session.execute(update(Chunk), rows)  # by primary key, many rows at once
+
     def chunk_rows(self, chunk_ids: Sequence[int]) -> dict[int, ChunkRow]:
         """The rows of those chunks that belong to ready documents, by chunk id."""
         rows: dict[int, ChunkRow] = {}
@@ -202,10 +226,22 @@ class Catalog:
 
 
 def bump_generation(writer: Writer, session: Session, collection_id: int) -> int:
-    """Mark the collection changed, in the transaction that changes it."""
-    collection = session.get_one(Collection, collection_id)
-    collection.generation += 1
-    return collection.generation
+    """Mark the collection changed, in the transaction that changes it. One statement, so
+    two transactions never read the same number and both write the next."""
+    session.execute(
+        update(Collection)
+        .where(Collection.id == collection_id)
+        .values(generation=Collection.generation + 1)
+    )
+    generation = session.scalar(select(Collection.generation).where(Collection.id == collection_id))
+    if generation is None:
+        raise RuntimeError(f"collection {collection_id} vanished inside its own transaction")
+    return generation
+
+
+def vector_bytes(vector: np.ndarray) -> bytes:
+    """How a chunk's vector is stored: float32, little-endian."""
+    return np.asarray(vector, dtype="<f4").tobytes()
 
 
 def parsed_from_store(document: Document) -> ParsedDocument:

@@ -14,10 +14,14 @@ def delete_document(
     """One transaction for the rows; the live indexes follow it; the stored file goes last,
     unless another document (the same file in another collection) still uses it."""
     with catalog.database.session() as session:
+        collection_id = owned_document(session, document_id, tenant).collection_id
+    # NOTE: caught up first with what other servers changed: the commit below moves the
+    # indexes to the next generation, which must then hold everything before it.
+    indexes = live.get(collection_id)
+    with catalog.database.session() as session:
         document = owned_document(session, document_id, tenant)
-        collection_id, stored = document.collection_id, document.stored_file
+        stored = document.stored_file
         chunk_ids = list(session.scalars(select(Chunk.id).where(Chunk.document_id == document_id)))
-        indexes = live.get(collection_id, reconcile=False)
         session.execute(delete(Chunk).where(Chunk.document_id == document_id))
         session.delete(document)
         generation = bump_generation(writer, session, collection_id)

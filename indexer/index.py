@@ -5,6 +5,10 @@ keeps FAISS and BM25 in line with the database, `Catalog` (catalog.py) reads it,
 index never waits for another process's writer: a reader skips crash recovery (the
 writer did it when it took the lock) and sees only what the database says is ready.
 
+Several servers may share one library on PostgreSQL, each with a data directory of its
+own: the database holds documents, chunks and their vectors; each server's FAISS and
+BM25 files are a cache that follows it (sync.py), and one writer at a time changes it.
+
 Each collection belongs to a tenant (the server's API keys name them): every call that
 reads or changes documents works within one, `DEFAULT_TENANT` unless it says otherwise.
 """
@@ -22,6 +26,7 @@ from indexer.embedders import Embedder, load_embedder
 from indexer.ingest import Ingestor
 from indexer.paths import make_data_dir
 from indexer.records import (
+    DatabaseStatus,
     DocumentInfo,
     DocumentText,
     IngestFailure,
@@ -66,7 +71,7 @@ class Index:
             embedder = load_embedder(embedder or self.database.get_setting("embedder"))
         self.settings = BuildSettings(self.database, embedder, self.config.chunking)
         self.catalog = Catalog(self.database, self.data_dir / "files")
-        self.writer_lock = WriterLock(self.data_dir / ".writer.lock")
+        self.writer_lock = WriterLock(self.data_dir / ".writer.lock", self.database.library_lock)
         self.live = LiveIndexes(
             self.data_dir / "indexes",
             self.config.vectors,
@@ -92,6 +97,10 @@ class Index:
     def relevance_threshold(self) -> float:
         threshold = self.config.relevance_threshold
         return self.embedder.relevance_threshold if threshold is None else threshold
+
+    def database_status(self) -> DatabaseStatus:
+        """The database's kind, and why it cannot be reached if it cannot."""
+        return DatabaseStatus(self.database.kind, self.database.error())
 
     def close(self) -> None:
         self.database.close()
@@ -167,10 +176,14 @@ class Index:
             self.settings.record()
 
     def _writable_collection(self, writer: Writer, name: str | None, tenant: str) -> int:
-        """Checks before a write, then the collection's id (created on first use)."""
+        """Checks before a write, then the collection's id (created on first use), its
+        indexes caught up with what other servers changed: this process's readers trust
+        them while it writes."""
         self.settings.check_embedder()
         self.settings.check_chunking(rechunking=False)
-        return self.catalog.ensure_collection(writer, name, tenant)
+        collection_id = self.catalog.ensure_collection(writer, name, tenant)
+        self.live.get(collection_id)
+        return collection_id
 
     # -- reading ---------------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from indexer.build_settings import BuildSettings
-from indexer.catalog import Catalog, bump_generation, parsed_from_store
+from indexer.catalog import Catalog, bump_generation, parsed_from_store, vector_bytes
 from indexer.chunking import TextChunk, chunk_document
 from indexer.embedders import embedding_input
 from indexer.errors import IndexerError, ParseError
@@ -249,6 +249,8 @@ class Ingestor:
                 document.page_count = item.parsed.page_count
                 document.text = item.parsed.text
                 document.page_spans = [[p.start, p.end] for p in item.parsed.pages] or None
+            for row, vector in zip(rows, vectors, strict=True):
+                row.vector = vector_bytes(vector)
             session.add_all(rows)
             session.flush()
             generation = bump_generation(writer, session, collection_id)

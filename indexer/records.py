@@ -1,4 +1,5 @@
-"""What the indexer hands back: search hits, document descriptions, ingest reports."""
+"""What the indexer hands back: search hits, document descriptions, ingest reports, the
+database's health."""
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -68,6 +69,14 @@ class IngestReport:
     chunks: int = 0
     failures: list[IngestFailure] = field(default_factory=list)
     skipped_unsupported: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class DatabaseStatus:
+    """Whether the library's database answers, for health checks."""
+
+    kind: str  # "sqlite", "postgresql", ...
+    error: str | None  # why it cannot be reached; None when it answers
 
 
 def report_progress(progress: Progress | None, phase: str, done: int, total: int) -> None:

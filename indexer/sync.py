@@ -3,10 +3,12 @@ the database.
 
 The database is the source of truth; these are caches of it. A writer moves them on
 right after each commit (`added`, `removed`) and saves them atomically; a reader that
-finds the database's collection generation ahead of its copy (another process wrote, or
-a crash left the files behind) reloads the saved files and, when it can take the writer
-lock without waiting, reconciles them with the database's chunk ids. It never waits for a
-writer: until then the database filters its hits. `lock` guards the in-memory indexes.
+finds the database's collection generation ahead of its copy (another process or server
+wrote, or a crash left the files behind) reloads the saved files and, when it can take
+this directory's writer lock without waiting, reconciles them with the database's chunk
+ids and vectors. It never waits for a writer: until then the database filters its hits.
+Every search reads the generations, so a server follows another's changes at its next
+search. `lock` guards the in-memory indexes.
 """
 
 import threading
@@ -47,7 +49,19 @@ class LiveIndexes:
         self._dirty: set[int] = set()  # changed in memory since last saved
 
     def recover(self, writer: Writer) -> None:
-        """At open: fail interrupted documents, bring every index up to date."""
+        """At open: fail interrupted documents, bring every index up to date.
+
+        Documents are pending only while a writer holds the library's lock: if another
+        server holds it now, they may be its work in progress, and are left to it."""
+        with self.writer_lock.library.holding(wait=False) as alone:
+            if alone:
+                self._fail_pending()
+        if self.settings.embedder_matches:
+            for collection_id in self.catalog.collection_ids():
+                self.get(collection_id)
+            self.save_dirty(writer)
+
+    def _fail_pending(self) -> None:
         with self.catalog.database.session() as session:
             for document in session.scalars(
                 select(Document).where(Document.status == DocumentStatus.PENDING)
@@ -55,10 +69,6 @@ class LiveIndexes:
                 session.execute(delete(Chunk).where(Chunk.document_id == document.id))
                 document.status = DocumentStatus.FAILED
                 document.error = INTERRUPTED
-        if self.settings.embedder_matches:
-            for collection_id in self.catalog.collection_ids():
-                self.get(collection_id)
-            self.save_dirty(writer)
 
     def get(self, collection_id: int, *, reconcile: bool = True) -> CollectionIndexes:
         """This collection's indexes, reloaded if another process moved the database on.
@@ -84,7 +94,7 @@ class LiveIndexes:
                 indexes is None
                 or CollectionIndexes.saved_generation(directory) != indexes.generation
             ):
-                indexes = CollectionIndexes.load(directory, self.vectors)
+                indexes = self._load(directory)
                 self._indexes[collection_id] = indexes
         if indexes.generation != generation and reconcile:
             self._reconcile_if_possible(collection_id, indexes)
@@ -123,7 +133,8 @@ class LiveIndexes:
         """Drop this collection's indexes and build them again from the database."""
         with self.lock:
             self._indexes.pop(collection_id, None)
-            fresh = CollectionIndexes(self._directory_of(collection_id), self.vectors)
+            directory = self._directory_of(collection_id)
+            fresh = CollectionIndexes(directory, self.vectors, library=self._library)
             fresh.embedder = self.settings.embedder.name
             self._indexes[collection_id] = fresh
         self._reconcile(writer, collection_id, fresh, progress)
@@ -155,29 +166,57 @@ class LiveIndexes:
         indexes: CollectionIndexes,
         progress: Progress | None,
     ) -> None:
+        # NOTE: the generation is read first: a commit after it makes the next `get`
+        # reconcile again, whereas one read last could claim changes these ids lack.
         generation = self.catalog.generation(collection_id)
         database_ids = self.catalog.ready_chunk_ids(collection_id)
-        embedder = self.settings.embedder
 
-        def embed(texts: Sequence[str]) -> np.ndarray:
+        def load_vectors(chunk_ids: Sequence[int]) -> tuple[list[int], np.ndarray]:
+            return self._vectors_of(writer, chunk_ids, progress)
+
+        with self.lock:
+            indexes.reconcile(database_ids, self._texts_of, load_vectors)
+            self._moved_on(collection_id, indexes, generation)
+
+    def _texts_of(self, chunk_ids: Sequence[int]) -> dict[int, str]:
+        return {i: row.text for i, row in self.catalog.chunk_rows(chunk_ids).items()}
+
+    def _vectors_of(
+        self, writer: Writer, chunk_ids: Sequence[int], progress: Progress | None
+    ) -> tuple[list[int], np.ndarray]:
+        """The stored vectors of those chunks still in the database; those stored without
+        one (before vectors were kept, or re-chunked since) are embedded and stored now."""
+        embedder = self.settings.embedder
+        stored = self.catalog.stored_vectors(chunk_ids, embedder.dim)
+        rows = self.catalog.chunk_rows([i for i in chunk_ids if i not in stored])
+        lacking = sorted(rows)
+        if lacking:
             done = 0
 
             def advance(count: int) -> None:
                 nonlocal done
                 done += count
-                report_progress(progress, "embed", done, len(texts))
+                report_progress(progress, "embed", done, len(lacking))
 
-            return embedder.embed_documents(texts, progress=advance)
+            texts = [embedding_input(rows[i].title, rows[i].text) for i in lacking]
+            embedded = embedder.embed_documents(texts, progress=advance)  # [len(lacking), dim]
+            self.catalog.store_vectors(writer, lacking, embedded)
+            stored.update(zip(lacking, embedded, strict=True))
+        found = [i for i in chunk_ids if i in stored]
+        vectors = np.stack([stored[i] for i in found]) if found else np.empty((0, embedder.dim))
+        return found, vectors.astype(np.float32)
 
-        with self.lock:
-            indexes.reconcile(database_ids, self._texts_of, embed)
-            self._moved_on(collection_id, indexes, generation)
+    def _load(self, directory: Path) -> CollectionIndexes:
+        # NOTE: files saved before libraries had ids were SQLite's (PostgreSQL was never
+        # shared): kept for a SQLite library, rebuilt for any other.
+        trust_unmarked = self.catalog.database.kind == "sqlite"
+        return CollectionIndexes.load(
+            directory, self.vectors, self._library, trust_unmarked=trust_unmarked
+        )
 
-    def _texts_of(self, chunk_ids: Sequence[int]) -> tuple[list[str], list[str]]:
-        """(texts to index, texts to embed) of these chunks."""
-        rows = self.catalog.chunk_rows(chunk_ids)
-        texts = [rows[i].text for i in chunk_ids]
-        return texts, [embedding_input(rows[i].title, rows[i].text) for i in chunk_ids]
+    @property
+    def _library(self) -> str:
+        return self.catalog.database.library_id
 
     def _moved_on(self, collection_id: int, indexes: CollectionIndexes, generation: int) -> None:
         indexes.generation = generation

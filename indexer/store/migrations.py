@@ -7,7 +7,8 @@ several processes at once), and runs in one transaction.
 
 import sqlite3
 
-from sqlalchemy import Connection, Engine, MetaData, Table, inspect, text
+from sqlalchemy import Connection, Engine, LargeBinary, MetaData, Table, inspect, text
+from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.schema import CreateTable
 
 from indexer.errors import IndexerError
@@ -17,6 +18,21 @@ from indexer.store.models import DEFAULT_TENANT, Collection
 def upgrade(engine: Engine) -> None:
     """Every step a database may still need."""
     _add_collection_tenants(engine)
+    _add_chunk_vectors(engine)
+
+
+def _add_chunk_vectors(engine: Engine) -> None:
+    """Chunks gained their vector (None for the old ones: embedded again when next needed).
+    Another process may add it first: its error is then this step done."""
+    if _has_column(engine, "chunks", "vector"):
+        return
+    binary = LargeBinary().compile(dialect=engine.dialect)
+    try:
+        with engine.begin() as connection:
+            connection.execute(text(f"ALTER TABLE chunks ADD COLUMN vector {binary}"))
+    except (OperationalError, ProgrammingError):
+        if not _has_column(engine, "chunks", "vector"):
+            raise
 
 
 def _add_collection_tenants(engine: Engine) -> None:
@@ -31,7 +47,11 @@ def _add_collection_tenants(engine: Engine) -> None:
 
 
 def _has_tenant(bind: Engine | Connection) -> bool:
-    return "tenant" in {column["name"] for column in inspect(bind).get_columns("collections")}
+    return _has_column(bind, "collections", "tenant")
+
+
+def _has_column(bind: Engine | Connection, table: str, column: str) -> bool:
+    return column in {found["name"] for found in inspect(bind).get_columns(table)}
 
 
 def _rebuild_sqlite_collections(engine: Engine) -> None:

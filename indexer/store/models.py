@@ -1,4 +1,5 @@
-"""Tables for collections, documents and chunks; the FAISS and BM25 indexes are rebuilt from these.
+"""Tables for collections, documents, chunks and their vectors; the FAISS and BM25 indexes are
+rebuilt from these.
 
 Ids are never reused (SQLite AUTOINCREMENT): a stale index entry can then never point at a
 newer chunk, and a deleted document's id stays dead.
@@ -14,6 +15,7 @@ from sqlalchemy import (
     DateTime,
     ForeignKey,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -111,6 +113,10 @@ class Chunk(Base):
     char_start: Mapped[int] = mapped_column(Integer)
     char_end: Mapped[int] = mapped_column(Integer)
     token_count: Mapped[int] = mapped_column(Integer)
+    # The embedder's normalised vector, float32 little-endian: another server builds its
+    # FAISS cache from these without embedding again. None: stored before vectors were
+    # (or re-chunked since); the next reconcile embeds it and fills it in.
+    vector: Mapped[bytes | None] = deferred(mapped_column(LargeBinary))
 
     document: Mapped[Document] = relationship(back_populates="chunks")
 
