@@ -1,4 +1,11 @@
-"""Index fixtures on the real default embedder (all-MiniLM-L6-v2, from its PyPI package)."""
+"""Index fixtures on the real default embedder (all-MiniLM-L6-v2, from its PyPI package).
+
+Every test that opens its library through `index` or `open_index` runs twice: on the data
+directory's SQLite, and on a fresh database of a real PostgreSQL server (tests/postgres.py).
+"""
+
+import functools
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -15,9 +22,24 @@ FACTS = [
 ]
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request) -> str | None:
+    """The library's database: None for the data directory's SQLite, else the URL of a
+    PostgreSQL database made for this test."""
+    if request.param == "sqlite":
+        return None
+    return request.getfixturevalue("postgres").new_database()
+
+
 @pytest.fixture
-def index(tmp_path):
-    with Index(tmp_path / "data") as opened:
+def open_index(database_url) -> Callable[..., Index]:
+    """`Index(data_dir, ...)` on this test's database."""
+    return functools.partial(Index, database_url=database_url)
+
+
+@pytest.fixture
+def index(tmp_path, open_index):
+    with open_index(tmp_path / "data") as opened:
         yield opened
 
 
@@ -41,3 +63,9 @@ def assert_consistent(index: Index) -> None:
         dense = indexes.vectors.ids() if indexes.vectors is not None else np.empty(0)
         assert np.array_equal(np.sort(dense), expected)
         assert np.array_equal(np.sort(indexes.keywords.ids()), expected)
+        # Every vector is in the database too, as FAISS holds it: another server needs it.
+        stored = index.catalog.stored_vectors(expected, index.embedder.dim)
+        assert sorted(stored) == expected.tolist()
+        if len(expected):
+            held = indexes.vectors.vectors(expected)
+            assert np.allclose(np.stack([stored[i] for i in expected.tolist()]), held, atol=1e-6)

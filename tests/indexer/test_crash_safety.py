@@ -1,19 +1,21 @@
 """Killing a real `pagedrag ingest` at any moment leaves database and indexes consistent.
 
-Each kill waits until the ingest is seen (by reading its SQLite database, as any other
-reader may) to be at a given point, so the test does not depend on how fast the machine is.
+Each kill waits until the ingest is seen (by reading its database, as any other reader
+may) to be at a given point, so the test does not depend on how fast the machine is.
 """
 
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from indexer import Index
+import pytest
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.exc import DBAPIError
+
 from tests.indexer.conftest import assert_consistent
 
 TOPICS = ["glaciers", "volcanoes", "tides", "comets", "forests", "deserts", "rivers", "storms"]
@@ -31,9 +33,20 @@ def write_corpus(folder: Path, count: int) -> None:
         )
 
 
-def start_ingest(folder: Path, data_dir: Path) -> subprocess.Popen:
+@pytest.fixture
+def watcher(tmp_path, database_url) -> Iterator[Engine]:
+    """Reads the ingest's database (its SQLite read-only: never creating it)."""
+    sqlite = f"sqlite:///file:{tmp_path / 'data' / 'pagedrag.db'}?mode=ro&uri=true"
+    engine = create_engine(database_url or sqlite)
+    yield engine
+    engine.dispose()
+
+
+def start_ingest(folder: Path, data_dir: Path, database_url: str | None) -> subprocess.Popen:
     command = [sys.executable, "-m", "api.cli", "ingest", str(folder), "--quiet"]
     command += ["--data-dir", str(data_dir)]
+    if database_url is not None:
+        command += ["--database-url", database_url]
     return subprocess.Popen(
         command,
         stdout=subprocess.DEVNULL,
@@ -42,17 +55,21 @@ def start_ingest(folder: Path, data_dir: Path) -> subprocess.Popen:
     )
 
 
-def statuses(database: Path) -> Statuses:
+def statuses(database: Engine) -> Statuses:
     """Documents by status, read the way any other process would; {} before the schema."""
     try:
-        with sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=5) as connection:
-            rows = connection.execute("SELECT status, count(*) FROM documents GROUP BY status")
-            return dict(rows.fetchall())
-    except sqlite3.OperationalError:  # no database or no table yet
+        with database.connect() as connection:
+            rows = connection.execute(
+                text("SELECT status, count(*) FROM documents GROUP BY status")
+            )
+            return {status: count for status, count in rows}
+    except DBAPIError:  # no database or no table yet
         return {}
 
 
-def kill_when(process: subprocess.Popen, database: Path, point: Callable[[Statuses], bool]) -> None:
+def kill_when(
+    process: subprocess.Popen, database: Engine, point: Callable[[Statuses], bool]
+) -> None:
     """SIGKILL the ingest as soon as its database shows `point`; fail if it never does."""
     deadline = time.monotonic() + 600
     while process.poll() is None and time.monotonic() < deadline:
@@ -80,12 +97,14 @@ def between_commits(seen: Statuses) -> bool:
     return seen.get("ready", 0) > 0 and seen.get("pending", 0) > 0
 
 
-def test_killing_an_ingest_never_leaves_half_a_document(tmp_path):
+def test_killing_an_ingest_never_leaves_half_a_document(
+    tmp_path, open_index, database_url, watcher
+):
     folder, data_dir = tmp_path / "notes", tmp_path / "data"
     write_corpus(folder, NOTES)
     for point in (mid_parse, all_parsed_none_committed, between_commits):
-        kill_when(start_ingest(folder, data_dir), data_dir / "pagedrag.db", point)
-        with Index(data_dir) as index:
+        kill_when(start_ingest(folder, data_dir, database_url), watcher, point)
+        with open_index(data_dir) as index:
             assert_consistent(index)
             documents = index.documents()
             interrupted = [d for d in documents if d.status == "failed"]
@@ -94,10 +113,10 @@ def test_killing_an_ingest_never_leaves_half_a_document(tmp_path):
             if point is between_commits:
                 assert any(d.status == "ready" for d in documents)
 
-    process = start_ingest(folder, data_dir)
+    process = start_ingest(folder, data_dir, database_url)
     _, stderr = process.communicate(timeout=600)
     assert process.returncode == 0, stderr.decode()
-    with Index(data_dir) as index:
+    with open_index(data_dir) as index:
         assert_consistent(index)
         documents = index.documents()
         assert len(documents) == NOTES and {d.status for d in documents} == {"ready"}

@@ -54,12 +54,12 @@ def test_the_same_content_is_not_indexed_twice(index):
     assert len(index.search("Paris capital", k=10, mode="bm25")) == 1
 
 
-def test_a_deleted_document_is_never_retrieved_again(index, tmp_path):
+def test_a_deleted_document_is_never_retrieved_again(index, open_index):
     ids = index.ingest_texts(FACTS)
     index.delete(ids[0])
     assert all(hit.document_id != ids[0] for hit in index.search("capital of France", k=10))
     assert [d.id for d in index.documents()] == ids[1:]
-    with Index(index.data_dir) as reopened:
+    with open_index(index.data_dir) as reopened:
         assert all(h.document_id != ids[0] for h in reopened.search("Paris France", k=10))
         assert_consistent(reopened)
     with pytest.raises(DocumentNotFoundError, match=str(ids[0])):
@@ -149,9 +149,9 @@ def test_bad_texts_are_refused_before_anything_is_written(index, item, message):
     assert index.documents() == []
 
 
-def test_another_embedder_is_refused_until_reindexed(index):
+def test_another_embedder_is_refused_until_reindexed(index, open_index):
     index.ingest_texts(FACTS)
-    with Index(index.data_dir, embedder="multilingual-e5-small") as other:
+    with open_index(index.data_dir, embedder="multilingual-e5-small") as other:
         with pytest.raises(EmbedderMismatchError, match="pagedrag reindex --embedder"):
             other.search("capital of France")
         with pytest.raises(EmbedderMismatchError):
@@ -161,16 +161,16 @@ def test_another_embedder_is_refused_until_reindexed(index):
         assert other.search("巴黎是哪个国家的首都？", k=1, mode="dense")[0].title == "Paris"
         assert_consistent(other)
     with (
-        Index(index.data_dir, embedder="all-minilm-l6-v2") as original,
+        open_index(index.data_dir, embedder="all-minilm-l6-v2") as original,
         pytest.raises(EmbedderMismatchError, match="'multilingual-e5-small'"),
     ):
         original.search("capital")
 
 
-def test_lost_index_files_are_rebuilt_from_the_database(index):
+def test_lost_index_files_are_rebuilt_from_the_database(index, open_index):
     ids = index.ingest_texts(FACTS)
     shutil.rmtree(index.data_dir / "indexes")
-    with Index(index.data_dir) as reopened:
+    with open_index(index.data_dir) as reopened:
         assert_consistent(reopened)
         assert reopened.search("capital of France", k=1)[0].document_id == ids[0]
 
@@ -223,20 +223,20 @@ def test_chunks_longer_than_the_embedder_reads_are_refused(tmp_path):
 TIDES = {"title": "Tides", "text": " ".join(f"Table {i} lists high water." for i in range(30))}
 
 
-def test_an_index_keeps_its_chunking_until_reindexed_with_another(tmp_path):
-    with Index(tmp_path, config=IndexConfig(chunking=ChunkingConfig(32, 8))) as index:
+def test_an_index_keeps_its_chunking_until_reindexed_with_another(tmp_path, open_index):
+    with open_index(tmp_path, config=IndexConfig(chunking=ChunkingConfig(32, 8))) as index:
         index.ingest_texts([TIDES])
         small = index.documents()[0].num_chunks
-    with Index(tmp_path) as index:  # no chunking given: the index's own
+    with open_index(tmp_path) as index:  # no chunking given: the index's own
         assert index.chunking == ChunkingConfig(32, 8)
         index.ingest_texts([FACTS[0]])
-    with Index(tmp_path, config=IndexConfig(chunking=ChunkingConfig(128, 16))) as index:
+    with open_index(tmp_path, config=IndexConfig(chunking=ChunkingConfig(128, 16))) as index:
         with pytest.raises(IndexerError, match="pagedrag reindex --chunk-tokens"):
             index.ingest_texts([FACTS[1]])
         index.reindex()
         assert 1 <= index.documents()[0].num_chunks < small
         assert_consistent(index)
-    with Index(tmp_path) as index:
+    with open_index(tmp_path) as index:
         assert index.chunking == ChunkingConfig(128, 16)
 
 

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from indexer import Index
 from indexer.collection_indexes import CollectionIndexes
 from indexer.store import Collection, Document, DocumentStatus
 from tests.indexer.conftest import FACTS, assert_consistent
@@ -34,25 +33,27 @@ def truncate(path: Path) -> None:
 @pytest.mark.parametrize(
     "damaged", ["dense.faiss", "keywords/*.npz", "keywords/manifest.json", "state.json"]
 )
-def test_an_unreadable_index_file_is_rebuilt_from_the_database(tmp_path, caplog, damaged):
-    with Index(tmp_path) as index:
+def test_an_unreadable_index_file_is_rebuilt_from_the_database(
+    tmp_path, open_index, caplog, damaged
+):
+    with open_index(tmp_path) as index:
         ids = index.ingest_texts(FACTS)
     path = next(tmp_path.glob(f"indexes/*/{damaged}"))
     truncate(path)
-    with caplog.at_level(logging.WARNING), Index(tmp_path) as reopened:
+    with caplog.at_level(logging.WARNING), open_index(tmp_path) as reopened:
         assert "cannot be read" in caplog.text and damaged.split("/")[0] in caplog.text
         assert_consistent(reopened)
         for mode in ("dense", "bm25", "hybrid"):
             assert reopened.search("capital of France", k=1, mode=mode)[0].document_id == ids[0]
     caplog.clear()
-    with caplog.at_level(logging.WARNING), Index(tmp_path) as again:  # saved repaired
+    with caplog.at_level(logging.WARNING), open_index(tmp_path) as again:  # saved repaired
         assert "cannot be read" not in caplog.text
         again.reindex()
         assert_consistent(again)
 
 
-def test_opening_never_waits_for_another_processes_writer(tmp_path, monkeypatch):
-    with Index(tmp_path) as index:
+def test_opening_never_waits_for_another_processes_writer(tmp_path, open_index, monkeypatch):
+    with open_index(tmp_path) as index:
         ids = index.ingest_texts(FACTS)
         collection_id = index.catalog.collection_ids()[0]
         with index.database.session() as session:  # what a writer has half done
@@ -76,7 +77,7 @@ def test_opening_never_waits_for_another_processes_writer(tmp_path, monkeypatch)
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         started = time.monotonic()
-        with Index(tmp_path) as reader:
+        with open_index(tmp_path) as reader:
             opened_s = time.monotonic() - started
             statuses = {d.title: d.status for d in reader.documents()}
             hits = reader.search("capital of France", k=5)
@@ -86,7 +87,9 @@ def test_opening_never_waits_for_another_processes_writer(tmp_path, monkeypatch)
                 session.get_one(Collection, collection_id).generation += 1
             loads = []
             load = CollectionIndexes.load
-            monkeypatch.setattr(CollectionIndexes, "load", lambda *a: loads.append(a) or load(*a))
+            monkeypatch.setattr(
+                CollectionIndexes, "load", lambda *a, **k: loads.append(a) or load(*a, **k)
+            )
             assert reader.search("capital of France", k=1)[0].document_id == ids[0]
             assert reader.search("sunlight and water", k=1, mode="bm25")
             assert loads == []
@@ -97,7 +100,7 @@ def test_opening_never_waits_for_another_processes_writer(tmp_path, monkeypatch)
     finally:
         holder.kill()
         holder.wait()
-    with Index(tmp_path) as after:  # the writer is gone: its interrupted work is failed
+    with open_index(tmp_path) as after:  # the writer is gone: its interrupted work is failed
         statuses = {d.title: d.status for d in after.documents()}
         assert statuses["half ingested"] == "failed"
         assert_consistent(after)
