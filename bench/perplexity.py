@@ -50,7 +50,7 @@ def score_windows(llm: LLM, token_windows: list[list[int]]) -> WindowScores:
         # directly, without the block manager; nothing else is running.
         seq = Sequence("perplexity", tokens, len(tokens), SamplingParams())
         seq.block_table = list(range(-(-len(tokens) // block_size)))
-        model_input = runner.prepare([ScheduledSequence(seq, 0, len(tokens))])
+        model_input, _ = runner.prepare([ScheduledSequence(seq, 0, len(tokens))])
         hidden = runner.model(
             model_input.input_ids, model_input.positions, runner.kv_caches, model_input.metadata
         )  # [window, hidden]

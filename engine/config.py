@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.distributed.config import ParallelConfig
 from engine.errors import EngineConfigError
 from kernels.backend_names import CHOICES as ATTENTION_BACKENDS
 
@@ -43,8 +44,34 @@ class EngineConfig:
     # "triton", "cpu" or "reference" forces the attention kernels (debugging,
     # comparisons); None: Triton on CUDA, the compiled CPU kernel on the CPU.
     attention_backend: str | None = None
+    # Tensor and pipeline parallelism (vLLM's option names), torchrun's names for the
+    # job's machines: tensor_parallel_size x pipeline_parallel_size processes in all.
+    tensor_parallel_size: int = 1
+    pipeline_parallel_size: int = 1
+    nnodes: int = 1
+    node_rank: int = 0  # only 0 runs an engine; the other nodes run `pagedrag worker`
+    master_addr: str = "127.0.0.1"
+    master_port: int = 0  # 0: a free port (one machine only)
+    distributed_timeout_s: float = 600.0  # a collective waiting longer has failed
+
+    @property
+    def parallel(self) -> ParallelConfig:
+        return ParallelConfig(
+            self.tensor_parallel_size,
+            self.pipeline_parallel_size,
+            self.nnodes,
+            self.node_rank,
+            self.master_addr,
+            self.master_port,
+            self.distributed_timeout_s,
+        )
 
     def __post_init__(self) -> None:
+        self.parallel  # noqa: B018 (checks the parallel settings, raising EngineConfigError)
+        if self.node_rank != 0:
+            raise EngineConfigError(
+                "the engine runs on node 0; start the other nodes with `pagedrag worker`"
+            )
         if self.home is not None:  # a str from Python callers is welcome too
             object.__setattr__(self, "home", Path(self.home).expanduser())
         if self.block_size < 1:

@@ -11,6 +11,7 @@ __all__ = [
     "EngineConfigError",
     "EngineOverloadedError",
     "EngineStepError",
+    "EngineWorkerError",
     "ModelIntegrityError",
     "ModelNotFoundError",
     "PagedRAGError",
@@ -53,3 +54,8 @@ class EngineStepError(RuntimeError):
 
 class EngineConfigError(InvalidInputError):
     """An engine setting out of range (a KV budget too small, a zero block size, ...)."""
+
+
+class EngineWorkerError(RuntimeError):
+    """A rank of a parallel engine died or a collective across the ranks failed: the
+    engine cannot go on and must be restarted. Every request in flight fails with it."""

@@ -36,6 +36,15 @@ def default_kv_budget(device: torch.device, fraction: float) -> int:
     return int(psutil.virtual_memory().available * fraction)
 
 
+def rank_kv_budget(
+    device: torch.device, kv_cache_memory: int | None, fraction: float, ranks_per_node: int
+) -> int:
+    """One rank's share of the KV budget: a GPU's is its own; on the CPU the node's ranks
+    share one memory, so the budget (given, or a fraction of what is free) is split."""
+    budget = kv_cache_memory or default_kv_budget(device, fraction)
+    return budget if device.type == "cuda" else budget // ranks_per_node
+
+
 def allocate_kv_cache(spec: KVCacheSpec, num_blocks: int, device: torch.device) -> list[KVCache]:
     """One (K, V) pair per layer, each [num_blocks, block_size, num_kv_heads, head_dim].
 

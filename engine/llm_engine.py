@@ -26,7 +26,9 @@ from engine.block_manager import BlockManager
 from engine.config import EngineConfig
 from engine.detokenizer import IncrementalDetokenizer
 from engine.device import default_device, resolve_dtype
-from engine.errors import EngineConfigError, PromptTooLongError
+from engine.distributed.executor import ParallelRunner
+from engine.distributed.worker import RankSpec
+from engine.errors import EngineConfigError, EngineWorkerError, PromptTooLongError
 from engine.kv_cache import KVCacheSpec, allocate_kv_cache, default_kv_budget
 from engine.library import default_quantization, public_name, resolve_model
 from engine.library.store import ModelStore
@@ -73,11 +75,28 @@ class LLMEngine:
         read_decoder_config(self.model_path)
         self.tokenizer: PreTrainedTokenizerBase = load_tokenizer(self.model_path)
         self.eos_token_ids = self._eos_token_ids()
-        model = load_model(self.model_path, self.dtype, self.device, *self._quantization())
-        c = model.config
+        self.runner: ModelRunner | ParallelRunner
+        if config.parallel.is_distributed:
+            self.runner = ParallelRunner(self._rank_spec(), config.parallel, config.home)
+            spec, num_blocks = self.runner.kv_spec, self.runner.num_blocks
+            try:
+                self._check_kv_blocks(num_blocks, spec, "each rank's share of ")
+            except EngineConfigError:
+                self.runner.shutdown()
+                raise
+        else:
+            model = load_model(self.model_path, self.dtype, self.device, *self._quantization())
+            m = model.config
+            spec = KVCacheSpec(
+                m.num_layers, m.num_kv_heads, m.head_dim, config.block_size, self.dtype
+            )
+            num_blocks = self._check_kv_blocks(self._num_kv_blocks(spec), spec)
+            kv_caches = allocate_kv_cache(spec, num_blocks, self.device)
+            self.runner = ModelRunner(
+                model, kv_caches, config.block_size, self.device, self.attention_backend
+            )
+        c = self.runner.model.config
         self.grammars = Grammars(self.tokenizer, c.vocab_size, sorted(self.eos_token_ids))
-        spec = KVCacheSpec(c.num_layers, c.num_kv_heads, c.head_dim, config.block_size, self.dtype)
-        num_blocks = self._num_kv_blocks(spec)
         # NOTE: a sequence must always fit alone in the pool, or preemption could loop forever.
         self.max_model_len = min(
             config.max_model_len or c.max_position_embeddings,
@@ -96,22 +115,19 @@ class LLMEngine:
                 config.passage_max_wait_steps,
             ),
         )
-        kv_caches = allocate_kv_cache(spec, num_blocks, self.device)
-        self.runner = ModelRunner(
-            model, kv_caches, config.block_size, self.device, self.attention_backend
-        )
         self._requests: dict[str, _Request] = {}  # by sequence: a request, or one of its samples
         self._groups: dict[str, SampleGroup] = {}  # requests with n > 1, by request id
         self._group_of: dict[str, str] = {}  # a sample's request id
         self._request_counter = itertools.count()
         self._default_generator = torch.Generator(device=self.device).manual_seed(config.seed)
         logger.info(
-            "engine ready: %s, %s (weights: %s) on %s, %s attention, "
-            "%d KV blocks of %d tokens (%.2f GiB)",
+            "engine ready: %s, %s (weights: %s) on %s x %d, %s attention, "
+            "%d KV blocks of %d tokens (%.2f GiB a rank)",
             self.model_name,
             self.dtype,
             self.quantization,
             self.device,
+            config.parallel.world_size,
             self.attention_backend,
             num_blocks,
             config.block_size,
@@ -255,6 +271,8 @@ class LLMEngine:
         """Run the batch; if it raises, run each half on its own, down to the culprits."""
         try:
             return [self.runner.execute(scheduled)], []
+        except EngineWorkerError:
+            raise  # the engine is lost, not a request
         except Exception as error:
             if len(scheduled) == 1:
                 return [], [(scheduled[0].seq, error)]
@@ -405,25 +423,47 @@ class LLMEngine:
             raise EngineConfigError(str(error)) from error
 
     def _num_kv_blocks(self, spec: KVCacheSpec) -> int:
-        """How many blocks the KV budget holds; at least 2, or the engine could not run."""
+        """How many blocks the KV budget holds."""
         config = self.config
         budget = config.kv_cache_memory or default_kv_budget(
             self.device, config.kv_cache_memory_fraction
         )
-        num_blocks = spec.num_blocks_for(budget)
+        return spec.num_blocks_for(budget)
+
+    def _check_kv_blocks(self, num_blocks: int, spec: KVCacheSpec, share: str = "") -> int:
+        """The pool's blocks; at least 2, or the engine could not run."""
         if num_blocks >= 2:
             return num_blocks
+        config = self.config
         pool = (
-            f"kv_cache_memory {budget:,} bytes"
+            f"{share}kv_cache_memory {config.kv_cache_memory:,} bytes"
             if config.kv_cache_memory
-            else f"the default KV cache ({config.kv_cache_memory_fraction:.0%} of free memory, "
-            f"{budget:,} bytes)"
+            else f"{share}the default KV cache ({config.kv_cache_memory_fraction:.0%} of free "
+            "memory)"
         )
         raise EngineConfigError(
             f"{pool} holds {num_blocks} KV blocks of {config.block_size} tokens for "
             f"{self.model_name}; at least 2 ({2 * spec.bytes_per_block:,} bytes) are "
             "needed: give it more, e.g. --kv-cache-memory 512M"
         )
+
+    def _rank_spec(self) -> RankSpec:
+        config = self.config
+        return RankSpec(
+            model=config.model,
+            dtype=self.dtype,
+            device_type=self.device.type,
+            quantization=self._quantization()[0],
+            block_size=config.block_size,
+            kv_cache_memory=config.kv_cache_memory,
+            kv_cache_memory_fraction=config.kv_cache_memory_fraction,
+            attention_backend=self.attention_backend,
+        )
+
+    def close(self) -> None:
+        """Stop the other ranks of a parallel engine (nothing to do for one process)."""
+        if isinstance(self.runner, ParallelRunner):
+            self.runner.shutdown()
 
     def _eos_token_ids(self) -> frozenset[int]:
         ids: set[int] = set()

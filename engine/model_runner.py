@@ -10,13 +10,19 @@ with its own context length, over the sequence's block table.
 Passage KV moves here too (passage_cache.py): cached passages are copied into a
 sequence's blocks before the forward pass, keys turned to their new positions, and
 passages a sequence computed are copied out into the cache's blocks after it.
+
+A step's inputs are built once, on the CPU, as a `StepInput`: under tensor or pipeline
+parallelism rank 0 builds it and every rank runs it on its own shard (`run`). A stage
+other than the first takes its hidden states from the stage before; the last stage's
+first rank computes the logits and, when it is not rank 0, sends them there.
 """
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
+from engine.distributed.groups import ParallelGroups
 from engine.models.decoder import DecoderForCausalLM, KVCache
 from engine.passage_cache import PassageKeep
 from engine.scheduler import ScheduledSequence
@@ -24,12 +30,25 @@ from kernels import PagedAttentionMetadata
 
 
 @dataclass(frozen=True)
-class ModelInput:
+class KVMoves:
+    """KV to copy from some cache slots to others, in every layer; with positions, each
+    key is turned from the position it was computed at to the one it takes now."""
+
+    src: torch.Tensor  # [N] int64 slots
+    dst: torch.Tensor  # [N] int64 slots
+    old_positions: torch.Tensor | None = None  # [N]
+    new_positions: torch.Tensor | None = None  # [N]
+
+
+@dataclass(frozen=True)
+class StepInput:
+    """Everything a rank needs to run one step; built on the CPU, moved by `run`."""
+
     input_ids: torch.Tensor  # [num_tokens]
     positions: torch.Tensor  # [num_tokens]
     metadata: PagedAttentionMetadata
     sample_indices: torch.Tensor  # [num_samples]: rows whose hidden state predicts a next token
-    sampling: list[ScheduledSequence]  # the sequences those rows belong to, in the same order
+    passages_in: KVMoves | None  # cached passages copied in before the forward pass
 
 
 @dataclass(frozen=True)
@@ -46,24 +65,93 @@ class ModelRunner:
         block_size: int,
         device: torch.device,
         attention_backend: str | None = None,  # forced by name; None: by device
+        groups: ParallelGroups | None = None,  # None: the whole model in this process
     ) -> None:
         self.model = model
         self.kv_caches = kv_caches
         self.block_size = block_size
         self.device = device
         self.attention_backend = attention_backend
+        self.groups = groups
+
+    def execute(self, scheduled: list[ScheduledSequence]) -> ModelOutput:
+        step, sampling = self.prepare(scheduled)
+        logits = self.run(step)
+        assert logits is not None  # the engine's own process is rank 0
+        return ModelOutput(sampling, logits)
 
     @torch.inference_mode()
-    def execute(self, scheduled: list[ScheduledSequence]) -> ModelOutput:
-        self.copy_passages_in(scheduled)
-        model_input = self.prepare(scheduled)
-        hidden = self.model(
-            model_input.input_ids, model_input.positions, self.kv_caches, model_input.metadata
-        )  # [num_tokens, hidden]
-        logits = self.model.compute_logits(hidden[model_input.sample_indices]).float()
-        return ModelOutput(model_input.sampling, logits)
+    def run(self, step: StepInput) -> torch.Tensor | None:
+        """Run a step on this rank's shard; [num_samples, vocab] float32 logits on rank 0,
+        None on the other ranks."""
+        step = self._on_device(step)
+        if step.passages_in is not None:
+            self.move_kv(step.passages_in)
+        shard, groups = self.model.shard, self.groups
+        hidden = residual = None
+        if not shard.is_first_stage:
+            assert groups is not None
+            hidden = self._states(step, groups.previous_stage_rank)
+            residual = self._states(step, groups.previous_stage_rank)
+        hidden, residual = self.model.forward_stage(
+            step.input_ids, step.positions, self.kv_caches, step.metadata, hidden, residual
+        )
+        if not shard.is_last_stage:
+            assert groups is not None and residual is not None
+            groups.send(hidden, groups.next_stage_rank)
+            groups.send(residual, groups.next_stage_rank)
+            return self._logits_from_last_stage(step) if groups.rank == 0 else None
+        sampled = self.model.final_norm(hidden, residual)[step.sample_indices]
+        logits = self.model.compute_logits(sampled).float()  # [num_samples, vocab]
+        if groups is None or groups.rank == 0:
+            return logits
+        if shard.tp_rank == 0 and not shard.is_first_stage:
+            groups.send(logits, 0)
+        return None
 
-    def prepare(self, scheduled: list[ScheduledSequence]) -> ModelInput:
+    def _states(self, step: StepInput, from_rank: int) -> torch.Tensor:
+        """A [num_tokens, hidden] tensor from the previous stage."""
+        shape = (step.input_ids.shape[0], self.model.config.hidden_size)
+        dtype = next(self.model.model.layers.parameters()).dtype
+        assert self.groups is not None
+        return self.groups.receive(torch.empty(shape, dtype=dtype, device=self.device), from_rank)
+
+    def _logits_from_last_stage(self, step: StepInput) -> torch.Tensor:
+        assert self.groups is not None
+        shape = (step.sample_indices.shape[0], self.model.config.vocab_size)
+        logits = torch.empty(shape, dtype=torch.float32, device=self.device)
+        return self.groups.receive(logits, self.groups.last_stage_first_rank)
+
+    def _on_device(self, step: StepInput) -> StepInput:
+        if self.device.type == "cpu":
+            return step
+        move = self._to_device
+        meta = step.metadata
+        moves = step.passages_in
+        return replace(
+            step,
+            input_ids=move(step.input_ids),
+            positions=move(step.positions),
+            sample_indices=move(step.sample_indices),
+            metadata=replace(
+                meta,
+                slot_mapping=move(meta.slot_mapping),
+                query_start_loc=move(meta.query_start_loc),
+                context_lens=move(meta.context_lens),
+                block_tables=move(meta.block_tables),
+            ),
+            passages_in=None
+            if moves is None
+            else replace(moves, src=move(moves.src), dst=move(moves.dst)),
+        )
+
+    def _to_device(self, tensor: torch.Tensor) -> torch.Tensor:
+        return tensor.to(self.device, non_blocking=True)
+
+    def prepare(
+        self, scheduled: list[ScheduledSequence]
+    ) -> tuple[StepInput, list[ScheduledSequence]]:
+        """The step's inputs, and the sequences its logits rows belong to, in order."""
         segments = [(item, start, end) for item in scheduled for start, end in item.runs]
         # NOTE: a segment of one token is a decode whatever its history.
         segments.sort(key=lambda segment: segment[2] - segment[1] > 1)
@@ -93,18 +181,17 @@ class ModelRunner:
             context_lens_host=context_lens,
             backend=self.attention_backend,
         )
-        return ModelInput(
+        step = StepInput(
             input_ids=self._tensor(input_ids, torch.int64),
             positions=self._tensor(positions, torch.int64),
             metadata=metadata,
             sample_indices=self._tensor(sample_indices, torch.int64),
-            sampling=sampling,
+            passages_in=self._passages_in(scheduled),
         )
+        return step, sampling
 
-    @torch.inference_mode()
-    def copy_passages_in(self, scheduled: list[ScheduledSequence]) -> None:
-        """Copy the step's cached passages into their sequences' blocks, each key turned
-        from the position it was computed at to the one it takes now."""
+    def _passages_in(self, scheduled: list[ScheduledSequence]) -> KVMoves | None:
+        """The step's cached passages, to copy into their sequences' blocks."""
         src: list[int] = []
         dst: list[int] = []
         old: list[int] = []
@@ -117,20 +204,16 @@ class ModelRunner:
                 old.extend(range(passage.source_start + first, passage.source_start + num_tokens))
                 new.extend(range(copy.copy_start, copy.end))
         if not src:
-            return
-        rotation = self.model.model.rotary.shift(
-            torch.tensor(old), torch.tensor(new), torch.float32
+            return None
+        return KVMoves(
+            self._tensor(src, torch.int64),
+            self._tensor(dst, torch.int64),
+            self._tensor(old, torch.int64),
+            self._tensor(new, torch.int64),
         )
-        src_slots, dst_slots = self._tensor(src, torch.int64), self._tensor(dst, torch.int64)
-        for keys, values in self.kv_caches:
-            key_rows, value_rows = _slot_rows(keys), _slot_rows(values)
-            moved = rotation.rotate_keys(key_rows[src_slots].float())
-            key_rows[dst_slots] = moved.to(keys.dtype)
-            value_rows[dst_slots] = value_rows[src_slots]
 
-    @torch.inference_mode()
-    def copy_passages_out(self, keeps: list[PassageKeep]) -> None:
-        """Copy passages sequences computed into the cache's own blocks, as they are."""
+    def passages_out(self, keeps: list[PassageKeep]) -> KVMoves | None:
+        """Passages sequences computed, to copy into the cache's own blocks as they are."""
         src: list[int] = []
         dst: list[int] = []
         for keep in keeps:
@@ -138,11 +221,30 @@ class ModelRunner:
             src += self._slots(keep.block_table, keep.start, keep.start + num_tokens)
             dst += self._slots(keep.passage.block_ids, 0, num_tokens)
         if not src:
-            return
-        src_slots, dst_slots = self._tensor(src, torch.int64), self._tensor(dst, torch.int64)
-        for cache in (tensor for layer in self.kv_caches for tensor in layer):
-            rows = _slot_rows(cache)
-            rows[dst_slots] = rows[src_slots]
+            return None
+        return KVMoves(self._tensor(src, torch.int64), self._tensor(dst, torch.int64))
+
+    def copy_passages_out(self, keeps: list[PassageKeep]) -> None:
+        moves = self.passages_out(keeps)
+        if moves is not None:
+            self.move_kv(moves)
+
+    @torch.inference_mode()
+    def move_kv(self, moves: KVMoves) -> None:
+        """Copy KV between slots in every layer of this rank, turning keys when asked."""
+        src, dst = self._to_device(moves.src), self._to_device(moves.dst)
+        rotation = None
+        if moves.old_positions is not None and moves.new_positions is not None:
+            rotation = self.model.model.rotary.shift(
+                moves.old_positions, moves.new_positions, torch.float32
+            )
+        for keys, values in self.kv_caches:
+            key_rows, value_rows = _slot_rows(keys), _slot_rows(values)
+            if rotation is None:
+                key_rows[dst] = key_rows[src]
+            else:
+                key_rows[dst] = rotation.rotate_keys(key_rows[src].float()).to(keys.dtype)
+            value_rows[dst] = value_rows[src]
 
     def _slots(self, block_table: Sequence[int], start: int, end: int) -> list[int]:
         """Cache slots of positions [start, end): one run of slots per block, no per-token loop."""
@@ -160,8 +262,9 @@ class ModelRunner:
         rows = [table + [0] * (width - len(table)) for table in tables]
         return self._tensor(rows, torch.int32)
 
-    def _tensor(self, data: list, dtype: torch.dtype) -> torch.Tensor:
-        return torch.tensor(data, dtype=dtype).to(self.device, non_blocking=True)
+    @staticmethod
+    def _tensor(data: list, dtype: torch.dtype) -> torch.Tensor:
+        return torch.tensor(data, dtype=dtype)  # on the CPU: `run` moves the step
 
 
 def _slot_rows(cache: torch.Tensor) -> torch.Tensor:

@@ -8,13 +8,20 @@ import torch
 from safetensors import safe_open
 from torch import nn
 
-from engine.errors import ModelIntegrityError, ModelNotFoundError, UnsupportedModelError
+from engine.distributed.tensor_parallel import SINGLE_RANK, TensorParallelGroup
+from engine.errors import (
+    EngineConfigError,
+    ModelIntegrityError,
+    ModelNotFoundError,
+    UnsupportedModelError,
+)
 from engine.models import MODEL_CLASSES, quantized_weights
 from engine.models.config import DecoderConfig
 from engine.models.decoder import DecoderForCausalLM
 from engine.models.packed_linear import can_compact, can_pack, compact_linears, pack_linears
 from engine.models.quantization import QuantizationConfig, quantize_model
 from engine.models.rope import RotaryEmbedding
+from engine.models.sharding import ModelShard
 
 
 def read_hf_config(model_dir: Path) -> dict:
@@ -40,21 +47,36 @@ def load_model(
     device: torch.device,
     quantization: QuantizationConfig | None = None,
     quantized_path: Path | None = None,
+    shard: ModelShard | None = None,
+    tp: TensorParallelGroup = SINGLE_RANK,
 ) -> DecoderForCausalLM:
     """The decoder with its weights, in `dtype` on `device`, ready for inference.
 
     Args:
         quantization: weight-only quantization of the linears; None keeps them in `dtype`.
         quantized_path: where the quantized weights are kept between starts; they are
-            made once, on the first start that asks for them, and loaded after that.
+            made once, on the first start that asks for them, and loaded after that
+            (a shard's under a name of its own).
+        shard: the part of the model this rank holds; None: all of it.
+        tp: the tensor-parallel group the shard's layers reduce over.
     """
     hf_config = read_hf_config(model_dir)
     config = _decoder_config(hf_config, model_dir)
     model_type = hf_config["model_type"]
+    shard = shard or ModelShard()
+    try:
+        shard.check(config)
+    except ValueError as error:
+        raise EngineConfigError(f"{model_dir.name}: {error}") from error
+    if quantized_path is not None and not shard.is_whole:
+        quantized_path = quantized_path.with_name(
+            f"{quantized_path.stem}-tp{shard.tp_rank}of{shard.tp_size}"
+            f"-pp{shard.pp_rank}of{shard.pp_size}{quantized_path.suffix}"
+        )
     # NOTE: built on the meta device so no time goes into random initialisation of
     # weights that are overwritten at once.
     with torch.device("meta"):
-        model = MODEL_CLASSES[model_type](config)
+        model = MODEL_CLASSES[model_type](config, shard, tp)
     model = model.to(dtype).to_empty(device=device)
     for module in model.modules():
         if isinstance(module, RotaryEmbedding):

@@ -20,7 +20,9 @@ def test_prepare_flattens_decodes_first_then_prefill_chunks() -> None:
     runner = ModelRunner(model=None, kv_caches=[], block_size=BLOCK, device=torch.device("cpu"))  # type: ignore[arg-type]
     chunk = seq("chunk", 10, [7, 2, 9])  # tokens 3..8 computed now, behind 3 cached ones
     decode = seq("decode", 6, [5, 1])  # its 6th token is new
-    model_input = runner.prepare([ScheduledSequence(chunk, 3, 6), ScheduledSequence(decode, 5, 1)])
+    model_input, sampling = runner.prepare(
+        [ScheduledSequence(chunk, 3, 6), ScheduledSequence(decode, 5, 1)]
+    )
     assert model_input.input_ids.tolist() == [105, 103, 104, 105, 106, 107, 108]
     assert model_input.positions.tolist() == [5, 3, 4, 5, 6, 7, 8]
     # position p lives in block_table[p // 4] at offset p % 4
@@ -35,4 +37,5 @@ def test_prepare_flattens_decodes_first_then_prefill_chunks() -> None:
     assert metadata.block_tables.tolist() == [[5, 1, 0], [7, 2, 9]]
     # Only the decode reaches its last token; the chunk stops short of token 10.
     assert model_input.sample_indices.tolist() == [0]
-    assert [item.seq.request_id for item in model_input.sampling] == ["decode"]
+    assert [item.seq.request_id for item in sampling] == ["decode"]
+    assert model_input.passages_in is None

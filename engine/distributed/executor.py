@@ -1,0 +1,188 @@
+"""Rank 0's side of a parallel engine: starts this node's workers, sends them each step,
+and notices when one is lost.
+
+`ParallelRunner` answers the calls the engine makes of a `ModelRunner`: a step's inputs
+are built here, broadcast to every rank, and run on rank 0's own shard alongside them.
+A rank that dies, or a collective that fails, is not a failed request but a lost engine:
+`EngineWorkerError`, and the engine stops rather than wait on a rank that will never
+answer (a peer's closed connection fails the others' collectives at once; a silent one
+after `ParallelConfig.timeout_s`).
+"""
+
+import logging
+import multiprocessing
+import socket
+import threading
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from multiprocessing.connection import wait
+from multiprocessing.process import BaseProcess
+from pathlib import Path
+
+from engine.distributed.config import ParallelConfig
+from engine.distributed.groups import ParallelGroups, init_groups
+from engine.distributed.worker import (
+    MoveKV,
+    RankSpec,
+    RunStep,
+    Stop,
+    build_rank,
+    rank_device,
+    run_worker,
+)
+from engine.errors import EngineWorkerError
+from engine.kv_cache import KVCacheSpec
+from engine.model_runner import ModelOutput, ModelRunner
+from engine.models.decoder import DecoderForCausalLM
+from engine.passage_cache import PassageKeep
+from engine.scheduler import ScheduledSequence
+
+logger = logging.getLogger(__name__)
+
+STOP_GRACE_S = 10.0  # a worker told to stop that is still running after this is killed
+
+
+@dataclass(frozen=True)
+class RankHealth:
+    rank: int
+    node: int
+    alive: bool | None  # None: on another node, seen only through its collectives
+    exitcode: int | None = None
+
+
+class ParallelRunner:
+    def __init__(self, spec: RankSpec, config: ParallelConfig, home: Path | None) -> None:
+        if config.master_port == 0:
+            config = replace(config, master_port=_free_port(config.master_addr))
+        self.config = config
+        self.failure: EngineWorkerError | None = None
+        self._lock = threading.Lock()
+        context = multiprocessing.get_context("spawn")
+        self._workers: dict[int, BaseProcess] = {
+            rank: context.Process(
+                target=run_worker,
+                args=(config, rank, spec.device_type, home),
+                name=f"pagedrag-rank-{rank}",
+                daemon=True,
+            )
+            for rank in config.node_ranks()
+            if rank != 0
+        }
+        for worker in self._workers.values():
+            worker.start()
+        self._finalizer = weakref.finalize(self, _stop_workers, list(self._workers.values()))
+        self._stopping = threading.Event()
+        threading.Thread(target=self._watch, name="pagedrag-ranks", daemon=True).start()
+        try:
+            self.groups: ParallelGroups = init_groups(
+                config, 0, rank_device(config, 0, spec.device_type)
+            )
+            self.groups.broadcast(spec)
+            parts = build_rank(spec, self.groups, home)
+        except Exception:
+            self.shutdown()
+            raise
+        self.local: ModelRunner = parts.runner
+        self.num_blocks = parts.num_blocks
+        self.kv_spec: KVCacheSpec = parts.kv_spec
+
+    @property
+    def model(self) -> DecoderForCausalLM:
+        return self.local.model
+
+    @property
+    def block_size(self) -> int:
+        return self.local.block_size
+
+    def execute(self, scheduled: list[ScheduledSequence]) -> ModelOutput:
+        step, sampling = self.local.prepare(scheduled)
+        with self._collective():
+            self.groups.broadcast(RunStep(step))
+            logits = self.local.run(step)
+        assert logits is not None
+        return ModelOutput(sampling, logits)
+
+    def copy_passages_out(self, keeps: list[PassageKeep]) -> None:
+        moves = self.local.passages_out(keeps)
+        if moves is None:
+            return
+        with self._collective():
+            self.groups.broadcast(MoveKV(moves))
+            self.local.move_kv(moves)
+
+    def health(self) -> list[RankHealth]:
+        """Every rank: this node's workers as their processes stand, others unknown."""
+        ranks = [RankHealth(0, 0, self.failure is None)]
+        for rank in range(1, self.config.world_size):
+            worker = self._workers.get(rank)
+            node = rank // self.config.ranks_per_node
+            if worker is None:
+                ranks.append(RankHealth(rank, node, None if self.failure is None else False))
+            else:
+                ranks.append(RankHealth(rank, node, worker.is_alive(), worker.exitcode))
+        return ranks
+
+    def shutdown(self) -> None:
+        """Tell every rank to stop and wait for this node's workers (killing stragglers)."""
+        if self._stopping.is_set():
+            return
+        self._stopping.set()
+        groups = getattr(self, "groups", None)
+        if groups is not None and self.failure is None:
+            try:
+                groups.broadcast(Stop())
+            except Exception:  # a lost rank: the others leave when their collectives fail
+                logger.warning("could not tell every rank to stop", exc_info=True)
+        self._finalizer()
+        if groups is not None:
+            groups.close()
+
+    @contextmanager
+    def _collective(self) -> Iterator[None]:
+        """Around calls every rank takes part in: any failure loses the engine."""
+        if self.failure is not None:
+            raise self.failure
+        try:
+            yield
+        except Exception as error:
+            size = self.config.world_size
+            raise self._fail(f"a step across the {size} ranks failed: {error}") from error
+
+    def _fail(self, message: str) -> EngineWorkerError:
+        with self._lock:
+            if self.failure is None:
+                self.failure = EngineWorkerError(
+                    f"{message}; the parallel engine cannot go on: restart the server "
+                    "(and every `pagedrag worker`)"
+                )
+                logger.error("%s", self.failure)
+            return self.failure
+
+    def _watch(self) -> None:
+        """Wait on this node's workers; the first to exit unasked loses the engine."""
+        pending = {worker.sentinel: rank for rank, worker in self._workers.items()}
+        if not pending:
+            return
+        ready = wait(list(pending))
+        if self._stopping.is_set():
+            return
+        rank = pending[ready[0]]  # type: ignore[index]
+        code = self._workers[rank].exitcode
+        self._fail(f"rank {rank} (process {self._workers[rank].pid}) exited with code {code}")
+
+
+def _stop_workers(workers: list[BaseProcess]) -> None:
+    """Join the workers (told to stop, or left without rank 0); kill any that hang."""
+    for worker in workers:
+        worker.join(STOP_GRACE_S)
+        if worker.is_alive():
+            worker.kill()
+            worker.join()
+
+
+def _free_port(address: str) -> int:
+    with socket.socket() as probe:
+        probe.bind((address, 0))
+        return int(probe.getsockname()[1])
