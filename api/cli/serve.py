@@ -125,6 +125,10 @@ def run_serve(args: argparse.Namespace) -> int:
     _check_port_free(args.host, args.port)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     library = library_options(args)
+    if library.database_url is not None:  # unreachable: one line now, not a traceback later
+        from indexer.store import Database
+
+        Database(library.database_url).close()
     settings = ServerSettings(
         data_dir=library.data_dir,
         embedder=library.embedder,

@@ -33,6 +33,7 @@ def test_health_names_the_model(live_server) -> None:
     assert body["status"] == "ok"
     assert body["model"] == "smollm2:135m-instruct"
     assert body["engine"]["kv_blocks_total"] > 0
+    assert body["database"] == {"kind": "sqlite", "status": "ok", "error": None}
 
 
 def test_ask_answers_with_citations_and_a_repeat_hits_the_prefix_cache(live_server) -> None:

@@ -146,8 +146,10 @@ async def get_document_file(document_id: int, index: IndexDep, tenant: TenantDep
     """The original uploaded file, as it was uploaded."""
     info = await asyncio.to_thread(index.document, document_id, tenant=tenant)
     path = await asyncio.to_thread(index.original_file, document_id, tenant=tenant)
-    if path is None or not path.is_file():
+    if path is None:
         raise ApiError(404, f"document {document_id} was given as text and has no file")
+    if not path.is_file():  # servers sharing a library keep the files each received
+        raise ApiError(404, f"the file of document {document_id} is not kept by this server")
     return FileResponse(path, media_type=info.mime_type, filename=info.source_name)
 
 

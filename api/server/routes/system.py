@@ -1,23 +1,32 @@
 """Health, Prometheus metrics and the web page's sign-in."""
 
+import asyncio
+
 from fastapi import APIRouter
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
 from api.server.auth import SESSION_COOKIE
 from api.server.deps import StateDep
 from api.server.errors import ApiError
 from api.server.metrics import CONTENT_TYPE
-from api.server.wire.errors import errors
-from api.server.wire.native import EngineLoad, Health
+from api.server.wire.errors import Responses, errors
+from api.server.wire.native import DatabaseHealth, EngineLoad, Health
 from common.version import VERSION
 
 router = APIRouter(tags=["system"])
 
 
-@router.get("/health", responses=errors())
-async def health(state: StateDep) -> Health:
-    """Whether the server is up, with the model, the embedder and the engine's load."""
+# A load balancer takes a server whose database is down out of its rotation.
+DATABASE_DOWN: Responses = {
+    503: {"model": Health, "description": "The library's database cannot be reached."}
+}
+
+
+@router.get("/health", responses=errors() | DATABASE_DOWN, response_model=Health)
+async def health(state: StateDep) -> Health | JSONResponse:
+    """Whether the server is up, with the model, the embedder, the engine's load and the
+    library's database (503 when that cannot be reached)."""
     stats = state.engine.stats()
     load = EngineLoad(
         running=stats.num_running,
@@ -26,9 +35,21 @@ async def health(state: StateDep) -> Health:
         kv_blocks_total=stats.kv_blocks_total,
     )
     embedder = state.index.embedder.name
-    return Health(
-        status="ok", version=VERSION, model=state.model_name, embedder=embedder, engine=load
+    found = await asyncio.to_thread(state.index.database_status)
+    database = DatabaseHealth(
+        kind=found.kind, status="ok" if found.error is None else "error", error=found.error
     )
+    body = Health(
+        status=database.status,
+        version=VERSION,
+        model=state.model_name,
+        embedder=embedder,
+        engine=load,
+        database=database,
+    )
+    if found.error is None:
+        return body
+    return JSONResponse(body.model_dump(), status_code=503)
 
 
 @router.get(

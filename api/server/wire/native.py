@@ -224,12 +224,19 @@ class EngineLoad(BaseModel):
     kv_blocks_total: int
 
 
+class DatabaseHealth(BaseModel):
+    kind: str  # "sqlite" or "postgresql"
+    status: str  # "ok", or "error" when it cannot be reached
+    error: str | None = None  # why, when it cannot
+
+
 class Health(BaseModel):
-    status: str
+    status: str  # "ok", or "error" (HTTP 503) when the database cannot be reached
     version: str
     model: str
     embedder: str
     engine: EngineLoad
+    database: DatabaseHealth
 
 
 class Suggestions(BaseModel):
