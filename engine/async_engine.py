@@ -23,7 +23,12 @@ from transformers import PreTrainedTokenizerBase
 from common.own_thread import run_on_own_thread
 from engine.config import EngineConfig
 from engine.engine_stats import EngineCounters, EngineStats, snapshot
-from engine.errors import EngineClosedError, EngineOverloadedError, EngineStepError
+from engine.errors import (
+    EngineClosedError,
+    EngineOverloadedError,
+    EngineStepError,
+    EngineWorkerError,
+)
 from engine.llm_engine import LLMEngine
 from engine.outputs import RequestOutput
 from engine.sampling_params import SamplingParams
@@ -56,6 +61,13 @@ class _Stop:
     """Ends the engine thread; whatever is still in flight fails with EngineClosedError."""
 
 
+@dataclass(frozen=True)
+class _Lost:
+    """A rank of a parallel engine is gone: everything in flight fails with its error."""
+
+    error: EngineWorkerError
+
+
 class AsyncLLMEngine:
     """One background thread owns an LLMEngine and steps it; callers on any thread or
     event loop submit requests and read their token streams.
@@ -71,10 +83,13 @@ class AsyncLLMEngine:
             raise ValueError(f"max_pending_requests must be positive, got {max_pending_requests}")
         self.engine = engine
         self.max_pending_requests = max_pending_requests
-        self._commands: queue.SimpleQueue[_Add | _Abort | _Stop] = queue.SimpleQueue()
+        self._commands: queue.SimpleQueue[_Add | _Abort | _Stop | _Lost] = queue.SimpleQueue()
         self._lock = threading.Lock()  # guards the two fields below, which every thread touches
         self._num_pending = 0  # requests submitted that the engine thread has not ended yet
         self._closed = False  # set once shutdown begins; no add is queued after it
+        self.lost: EngineWorkerError | None = None  # why a parallel engine stopped on its own
+        # Called on the engine thread once a parallel engine is lost (a server exits).
+        self.on_lost: Callable[[EngineWorkerError], None] | None = None
         self._sinks: dict[str, Sink] = {}  # engine thread only: the consumer of each live request
         self._counters = EngineCounters()  # engine thread only
         # NOTE: replaced whole by the engine thread, so a reader on any thread sees one
@@ -82,6 +97,7 @@ class AsyncLLMEngine:
         self._stats = snapshot(engine, self._counters)
         self._thread = threading.Thread(target=self._run, name="pagedrag-engine", daemon=True)
         self._thread.start()
+        engine.watch_ranks(lambda error: self._commands.put(_Lost(error)))
 
     @classmethod
     def from_config(cls, config: EngineConfig, **kwargs: Any) -> "AsyncLLMEngine":
@@ -255,7 +271,7 @@ class AsyncLLMEngine:
         prompt = prompt if isinstance(prompt, str) else list(prompt)  # the caller may reuse it
         with self._lock:
             if self._closed:
-                raise EngineClosedError(CLOSED_MESSAGE)
+                raise EngineClosedError(self._closed_message())
             if self._num_pending >= self.max_pending_requests:
                 raise EngineOverloadedError(
                     f"the engine already has {self._num_pending} unfinished requests "
@@ -277,10 +293,13 @@ class AsyncLLMEngine:
             signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         try:
             while self._apply_commands():
-                if self.engine.has_unfinished_requests():
-                    self._step()
+                if self.engine.has_unfinished_requests() and not self._step():
+                    break
         finally:
             self._close()
+            self.engine.close()
+        if self.lost is not None and self.on_lost is not None:
+            self.on_lost(self.lost)
 
     def _apply_commands(self) -> bool:
         """Apply every queued command, sleeping on the queue while idle; False on stop."""
@@ -291,6 +310,9 @@ class AsyncLLMEngine:
             except queue.Empty:
                 return True
             if isinstance(command, _Stop):
+                return False
+            if isinstance(command, _Lost):
+                self.lost = command.error
                 return False
             if isinstance(command, _Add):
                 self._add(command)
@@ -321,10 +343,14 @@ class AsyncLLMEngine:
         self._counters.num_aborted_requests += 1
         self._stop(command.request_id, None)
 
-    def _step(self) -> None:
+    def _step(self) -> bool:
+        """One engine step, its outputs handed out; False when the engine is lost."""
         self._counters.num_steps += 1
         try:
             outputs = self.engine.step()
+        except EngineWorkerError as error:
+            self.lost = error
+            return False
         except Exception as error:
             self._fail_step(error)
             outputs = []
@@ -340,6 +366,7 @@ class AsyncLLMEngine:
             elif not _send(self._sinks[output.request_id], output):
                 self._abort(_Abort(output.request_id, None))  # its consumer's loop is closed
         self._publish()
+        return True
 
     def _fail_step(self, error: Exception) -> None:
         """Fail the requests of a step that raised; waiting requests and the engine go on.
@@ -372,11 +399,14 @@ class AsyncLLMEngine:
             command = self._commands.get()
             if isinstance(command, _Add):
                 self._release()
-                _send(command.sink, EngineClosedError(CLOSED_MESSAGE))
+                _send(command.sink, EngineClosedError(self._closed_message()))
         for request_id in list(self._sinks):
             self._counters.num_failed_requests += 1
-            self._stop(request_id, EngineClosedError(CLOSED_MESSAGE))
+            self._stop(request_id, EngineClosedError(self._closed_message()))
         self._publish()
+
+    def _closed_message(self) -> str:
+        return CLOSED_MESSAGE if self.lost is None else f"the engine was lost: {self.lost}"
 
     def _stop(self, request_id: str, item: Item) -> None:
         """Abort a live request in the engine, handing its consumer a last item."""

@@ -30,7 +30,8 @@ class LLM:
         dtype: "float32" or "bfloat16"; None picks the fastest for the device.
         enable_prefix_caching: share the KV blocks of identical prompt prefixes.
         block_size: tokens per KV block.
-        **kwargs: any other field of `EngineConfig` (kv_cache_memory, max_num_seqs, ...).
+        **kwargs: any other field of `EngineConfig` (kv_cache_memory, max_num_seqs,
+            tensor_parallel_size, pipeline_parallel_size, ...).
     """
 
     def __init__(
@@ -54,6 +55,17 @@ class LLM:
             **kwargs,
         )
         self.engine = LLMEngine(config)
+
+    def close(self) -> None:
+        """Stop the worker processes of a parallel engine (`tensor_parallel_size` > 1);
+        they stop with this process otherwise."""
+        self.engine.close()
+
+    def __enter__(self) -> "LLM":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     @property
     def model_name(self) -> str:

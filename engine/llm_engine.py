@@ -12,7 +12,7 @@ happened (a seeded request draws the same token: its generator is rewound first)
 
 import itertools
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -464,6 +464,12 @@ class LLMEngine:
         """Stop the other ranks of a parallel engine (nothing to do for one process)."""
         if isinstance(self.runner, ParallelRunner):
             self.runner.shutdown()
+
+    def watch_ranks(self, on_lost: Callable[[EngineWorkerError], None]) -> None:
+        """Have `on_lost` called (on another thread) when a rank of a parallel engine
+        exits unasked, even while the engine is idle; one process has no ranks to lose."""
+        if isinstance(self.runner, ParallelRunner):
+            self.runner.on_lost = on_lost
 
     def _eos_token_ids(self) -> frozenset[int]:
         ids: set[int] = set()

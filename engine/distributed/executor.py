@@ -11,10 +11,11 @@ after `ParallelConfig.timeout_s`).
 
 import logging
 import multiprocessing
+import os
 import socket
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from multiprocessing.connection import wait
@@ -49,6 +50,7 @@ class RankHealth:
     rank: int
     node: int
     alive: bool | None  # None: on another node, seen only through its collectives
+    pid: int | None = None  # this node's ranks
     exitcode: int | None = None
 
 
@@ -58,6 +60,7 @@ class ParallelRunner:
             config = replace(config, master_port=_free_port(config.master_addr))
         self.config = config
         self.failure: EngineWorkerError | None = None
+        self.on_lost: Callable[[EngineWorkerError], None] | None = None  # told of a failure
         self._lock = threading.Lock()
         context = multiprocessing.get_context("spawn")
         self._workers: dict[int, BaseProcess] = {
@@ -114,14 +117,15 @@ class ParallelRunner:
 
     def health(self) -> list[RankHealth]:
         """Every rank: this node's workers as their processes stand, others unknown."""
-        ranks = [RankHealth(0, 0, self.failure is None)]
+        ranks = [RankHealth(0, 0, self.failure is None, os.getpid())]
         for rank in range(1, self.config.world_size):
             worker = self._workers.get(rank)
             node = rank // self.config.ranks_per_node
             if worker is None:
                 ranks.append(RankHealth(rank, node, None if self.failure is None else False))
             else:
-                ranks.append(RankHealth(rank, node, worker.is_alive(), worker.exitcode))
+                alive = worker.is_alive()
+                ranks.append(RankHealth(rank, node, alive, worker.pid, worker.exitcode))
         return ranks
 
     def shutdown(self) -> None:
@@ -152,13 +156,17 @@ class ParallelRunner:
 
     def _fail(self, message: str) -> EngineWorkerError:
         with self._lock:
-            if self.failure is None:
+            first = self.failure is None
+            if first:
                 self.failure = EngineWorkerError(
                     f"{message}; the parallel engine cannot go on: restart the server "
                     "(and every `pagedrag worker`)"
                 )
                 logger.error("%s", self.failure)
-            return self.failure
+        assert self.failure is not None
+        if first and self.on_lost is not None:
+            self.on_lost(self.failure)
+        return self.failure
 
     def _watch(self) -> None:
         """Wait on this node's workers; the first to exit unasked loses the engine."""
@@ -169,8 +177,9 @@ class ParallelRunner:
         if self._stopping.is_set():
             return
         rank = pending[ready[0]]  # type: ignore[index]
-        code = self._workers[rank].exitcode
-        self._fail(f"rank {rank} (process {self._workers[rank].pid}) exited with code {code}")
+        worker = self._workers[rank]
+        worker.join(1.0)  # reaped, so its exit code is known
+        self._fail(f"rank {rank} (process {worker.pid}) exited with code {worker.exitcode}")
 
 
 def _stop_workers(workers: list[BaseProcess]) -> None:
