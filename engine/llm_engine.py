@@ -12,6 +12,7 @@ happened (a seeded request draws the same token: its generator is rewound first)
 
 import itertools
 import logging
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -26,7 +27,7 @@ from engine.block_manager import BlockManager
 from engine.config import EngineConfig
 from engine.detokenizer import IncrementalDetokenizer
 from engine.device import default_device, resolve_dtype
-from engine.distributed.executor import ParallelRunner
+from engine.distributed.executor import ParallelRunner, RankHealth
 from engine.distributed.worker import RankSpec
 from engine.errors import EngineConfigError, EngineWorkerError, PromptTooLongError
 from engine.kv_cache import KVCacheSpec, allocate_kv_cache, default_kv_budget
@@ -464,6 +465,12 @@ class LLMEngine:
         """Stop the other ranks of a parallel engine (nothing to do for one process)."""
         if isinstance(self.runner, ParallelRunner):
             self.runner.shutdown()
+
+    def rank_health(self) -> list[RankHealth]:
+        """Every rank of the engine (one process: itself, alive)."""
+        if isinstance(self.runner, ParallelRunner):
+            return self.runner.health()
+        return [RankHealth(0, 0, True, os.getpid())]
 
     def watch_ranks(self, on_lost: Callable[[EngineWorkerError], None]) -> None:
         """Have `on_lost` called (on another thread) when a rank of a parallel engine

@@ -7,13 +7,14 @@ import os
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from engine import SamplingParams
 from engine.async_engine import AsyncLLMEngine
 from engine.config import EngineConfig
-from engine.errors import EngineClosedError, EngineConfigError
+from engine.errors import EngineClosedError, EngineConfigError, EngineWorkerError
 from engine.llm_engine import LLMEngine
 from tests.tiny_model import save_tiny_llama
 
@@ -34,8 +35,8 @@ def one_kv_head_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save_tiny_llama(tmp_path_factory.mktemp("parallel") / "mqa", num_key_value_heads=1)
 
 
-def engine_for(model: Path, tp: int = 1, pp: int = 1, **options: object) -> LLMEngine:
-    config = {"dtype": "float32", "quantization": "none", **POOL, **options}
+def engine_for(model: Path, tp: int = 1, pp: int = 1, **options: Any) -> LLMEngine:
+    config: dict[str, Any] = {"dtype": "float32", "quantization": "none", **POOL, **options}
     return LLMEngine(
         EngineConfig(model=str(model), tensor_parallel_size=tp, pipeline_parallel_size=pp, **config)
     )
@@ -118,16 +119,18 @@ def test_a_split_the_model_cannot_take_is_one_clear_error(tiny_dir) -> None:
 
 
 def test_a_rank_that_dies_mid_request_fails_it_and_stops_the_engine(tiny_dir) -> None:
-    lost = []
+    lost: list[EngineWorkerError] = []
     engine = AsyncLLMEngine(engine_for(tiny_dir, 2))
     engine.on_lost = lost.append
-    worker = next(rank for rank in engine.engine.runner.health() if rank.rank == 1)
+    worker = engine.engine.rank_health()[1]
+    assert worker.pid is not None and worker.alive
+    pid = worker.pid
     long = SamplingParams(temperature=0, max_tokens=200, ignore_eos=True)
 
     async def first_tokens_then_kill() -> BaseException:
         outputs = engine.generate(PROMPTS[0], long)
         await anext(outputs)
-        os.kill(worker.pid, signal.SIGKILL)
+        os.kill(pid, signal.SIGKILL)
         try:
             async for _ in outputs:
                 pass
@@ -148,10 +151,11 @@ def test_a_rank_that_dies_mid_request_fails_it_and_stops_the_engine(tiny_dir) ->
 
 
 def test_a_rank_that_dies_while_idle_is_noticed_at_once(tiny_dir) -> None:
-    lost = []
+    lost: list[EngineWorkerError] = []
     engine = AsyncLLMEngine(engine_for(tiny_dir, 2))
     engine.on_lost = lost.append
-    worker = next(rank for rank in engine.engine.runner.health() if rank.rank == 1)
+    worker = engine.engine.rank_health()[1]
+    assert worker.pid is not None and worker.alive
     os.kill(worker.pid, signal.SIGKILL)
     wait_for(lambda: lost)
     assert "rank 1" in str(lost[0]) and "exited with code -9" in str(lost[0])
