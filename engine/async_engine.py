@@ -14,7 +14,7 @@ import threading
 import uuid
 from collections.abc import AsyncGenerator, Callable, Generator, Sequence
 from contextlib import aclosing
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from transformers import PreTrainedTokenizerBase
 
 from common.own_thread import run_on_own_thread
 from engine.config import EngineConfig
+from engine.distributed.executor import RankHealth
 from engine.engine_stats import EngineCounters, EngineStats, snapshot
 from engine.errors import (
     EngineClosedError,
@@ -237,6 +238,13 @@ class AsyncLLMEngine:
     def abort(self, request_id: str) -> None:
         """Stop a request and free its blocks; its stream ends without a finished output."""
         self._commands.put(_Abort(request_id, None))
+
+    def rank_health(self) -> list[RankHealth]:
+        """Every process of the engine; all down once a parallel engine is lost."""
+        ranks = self.engine.rank_health()
+        if self.lost is None:
+            return ranks
+        return [replace(rank, alive=False if rank.alive is None else rank.alive) for rank in ranks]
 
     def stats(self) -> EngineStats:
         """The engine as of its latest command or step."""

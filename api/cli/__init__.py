@@ -4,7 +4,7 @@ import argparse
 import os
 import sys
 
-from api.cli import ask, documents, generate, models, serve
+from api.cli import ask, documents, generate, models, serve, worker
 from api.settings import Settings
 from common.errors import PagedRAGError
 from common.version import VERSION
@@ -16,7 +16,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"pagedrag {VERSION}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (models, generate, documents, serve, ask):
+    for module in (models, generate, documents, serve, ask, worker):
         module.add_parsers(subparsers)
     return parser
 

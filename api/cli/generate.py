@@ -84,7 +84,12 @@ def run_generate(args: argparse.Namespace) -> int:
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
     if not prompt.strip():
         raise SystemExit("pagedrag: error: the prompt is empty")
-    llm = _load(args.model, args)
+    with _load(args.model, args) as llm:
+        _generate(llm, prompt, params, args)
+    return 0
+
+
+def _generate(llm: "LLM", prompt: str, params: SamplingParams, args: argparse.Namespace) -> None:
     if args.raw:
         pieces, reasoning = llm.stream(prompt, params), None
     else:
@@ -97,14 +102,18 @@ def run_generate(args: argparse.Namespace) -> int:
         printer.add(piece)
     printer.finish()
     print()
-    return 0
 
 
 def run_chat(args: argparse.Namespace) -> int:
     params = _params(args)
     if args.model_name and args.model and args.model_name != args.model:
         raise SystemExit("pagedrag: error: name the model once: as MODEL or as --model")
-    llm = _load(args.model_name or args.model, args)
+    with _load(args.model_name or args.model, args) as llm:
+        _chat(llm, params, args)
+    return 0
+
+
+def _chat(llm: "LLM", params: SamplingParams, args: argparse.Namespace) -> None:
     session = ChatSession(llm.model_name, llm.max_model_len, params)
     print(f"Chatting with {llm.model_name}. Type /? for help, {BYE} to leave.", file=sys.stderr)
     told_about_trimming = False
@@ -131,7 +140,6 @@ def run_chat(args: argparse.Namespace) -> int:
             continue
         del history[:dropped]
         history.append({"role": "assistant", "content": reply})
-    return 0
 
 
 def fit_history(llm: "LLM", session: ChatSession, max_prompt_tokens: int) -> tuple[list[int], int]:

@@ -1,6 +1,7 @@
 """Argument types shared by several commands."""
 
 import argparse
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,78 @@ def add_weight_options(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="int4: input columns sharing one scale, a multiple of 16 (default: 32)",
     )
+    add_parallel_options(parser)
+
+
+def add_parallel_options(parser: argparse.ArgumentParser, *, worker: bool = False) -> None:
+    """How many processes hold the model and where they meet (vLLM's and torchrun's
+    names). A job over several machines: this command on node 0, `pagedrag worker` on
+    the others, all with the same sizes and --master-addr/--master-port."""
+    group = parser.add_argument_group("parallelism (README: Scaling out)")
+    group.add_argument(
+        "--tensor-parallel-size",
+        "-tp",
+        type=int,
+        default=1,
+        metavar="N",
+        help="processes that split each layer (default 1)",
+    )
+    group.add_argument(
+        "--pipeline-parallel-size",
+        "-pp",
+        type=int,
+        default=1,
+        metavar="N",
+        help="processes that split the layers into stages (default 1)",
+    )
+    group.add_argument(
+        "--nnodes", type=int, default=1, metavar="N", help="machines in the job (default 1)"
+    )
+    if worker:
+        group.add_argument(
+            "--node-rank", type=int, required=True, metavar="I", help="this machine: 1 .. nnodes-1"
+        )
+    group.add_argument(
+        "--master-addr",
+        default="127.0.0.1",
+        metavar="HOST",
+        help="node 0's address on the private network (default 127.0.0.1)",
+    )
+    group.add_argument(
+        "--master-port",
+        type=int,
+        default=0,
+        metavar="PORT",
+        help="the port on node 0 the ranks meet at (default: any free one; one machine only)",
+    )
+    group.add_argument(
+        "--network-interface",
+        metavar="IFACE",
+        help="the network interface the ranks talk over (gloo's and NCCL's SOCKET_IFNAME)",
+    )
+    group.add_argument(
+        "--distributed-timeout",
+        type=float,
+        default=600.0,
+        metavar="SECONDS",
+        help="a step or a join waiting longer than this on a rank fails (default 600)",
+    )
+
+
+def parallel_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The EngineConfig fields `add_parallel_options` set; the network interface goes to
+    the environment every rank this process starts inherits."""
+    if args.network_interface:
+        os.environ["GLOO_SOCKET_IFNAME"] = args.network_interface
+        os.environ["NCCL_SOCKET_IFNAME"] = args.network_interface
+    return {
+        "tensor_parallel_size": args.tensor_parallel_size,
+        "pipeline_parallel_size": args.pipeline_parallel_size,
+        "nnodes": args.nnodes,
+        "master_addr": args.master_addr,
+        "master_port": args.master_port,
+        "distributed_timeout_s": args.distributed_timeout,
+    }
 
 
 def weight_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -50,6 +123,7 @@ def weight_options(args: argparse.Namespace) -> dict[str, Any]:
         **settings.engine_options(),
         "quantization": args.quantization,  # None: the model's own
         "quantization_group_size": args.quantization_group_size,
+        **parallel_options(args),
     }
     if args.dtype:
         options["dtype"] = args.dtype

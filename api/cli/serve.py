@@ -4,6 +4,7 @@ import argparse
 import asyncio
 import ipaddress
 import logging
+import os
 import signal
 import socket
 from pathlib import Path
@@ -141,14 +142,28 @@ def run_serve(args: argparse.Namespace) -> int:
         models=models,
     )
     url = f"http://{args.host}:{args.port}"
-    app = create_app(settings, on_ready=lambda: _print_ready(url, auth.enabled))
+    lost: list[Exception] = []
+
+    def engine_lost(error: Exception) -> None:
+        """A rank is gone and its requests failed: stop serving, as after a SIGTERM."""
+        lost.append(error)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    def exit_after_shutdown(signum: int, frame: object) -> None:
+        raise SystemExit(f"pagedrag: error: the engine was lost: {lost[0]}" if lost else 0)
+
+    app = create_app(
+        settings,
+        on_ready=lambda: _print_ready(url, auth.enabled),
+        on_engine_lost=engine_lost,
+    )
     # NOTE: without a graceful timeout uvicorn waits for every connection to close, and a
     # long non-streaming generation kept a SIGTERMed server alive for minutes. After it,
     # uvicorn cancels the handlers, which aborts their generations (api/server/disconnect.py),
     # and the app's shutdown closes the engine and the index.
     # NOTE: uvicorn re-raises the signal it stopped on once it is done; a SIGTERM that
     # reached a clean shutdown is then a normal exit, not a death by signal.
-    signal.signal(signal.SIGTERM, _exit_after_shutdown)
+    signal.signal(signal.SIGTERM, exit_after_shutdown)
     logging.getLogger("uvicorn.error").addFilter(_quiet_shutdown_cancellations)
     uvicorn.run(
         app,
@@ -157,6 +172,8 @@ def run_serve(args: argparse.Namespace) -> int:
         log_level="warning",
         timeout_graceful_shutdown=args.shutdown_timeout,
     )
+    if lost:
+        raise SystemExit(f"pagedrag: error: the engine was lost: {lost[0]}")
     return 0
 
 
@@ -202,10 +219,6 @@ def _is_loopback(host: str) -> bool:
 
 def _names(value: str) -> tuple[str, ...]:
     return tuple(name.strip() for name in value.split(",") if name.strip())
-
-
-def _exit_after_shutdown(signum: int, frame: object) -> None:
-    raise SystemExit(0)
 
 
 def _quiet_shutdown_cancellations(record: logging.LogRecord) -> bool:

@@ -47,10 +47,12 @@ def create_app(
     rag: RAG | None = None,
     *,
     on_ready: Callable[[], None] | None = None,
+    on_engine_lost: Callable[[Exception], None] | None = None,
 ) -> FastAPI:
     """The server app; builds a `RAG` from `settings` at start-up unless one is given.
 
-    `on_ready` runs once the model is loaded, just before requests are served.
+    `on_ready` runs once the model is loaded, just before requests are served;
+    `on_engine_lost` when a rank of a parallel engine is lost (its requests have failed).
     """
 
     @asynccontextmanager
@@ -59,7 +61,7 @@ def create_app(
         if removed:
             logger.info("removed %d upload folders a stopped server left behind", removed)
         pipeline = rag or _build_rag(settings)
-        pipeline.engine  # noqa: B018 - load the model now, not on the first question
+        pipeline.engine.on_lost = on_engine_lost  # loads the model now, not on a question
         if settings.ingest_paths:
             _ingest_at_start(pipeline, settings.ingest_paths)
         state = _state(settings, pipeline)

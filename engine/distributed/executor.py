@@ -75,8 +75,10 @@ class ParallelRunner:
         }
         for worker in self._workers.values():
             worker.start()
-        self._finalizer = weakref.finalize(self, _stop_workers, list(self._workers.values()))
         self._stopping = threading.Event()
+        self._finalizer = weakref.finalize(
+            self, _stop_workers, list(self._workers.values()), self._stopping
+        )
         threading.Thread(target=self._watch, name="pagedrag-ranks", daemon=True).start()
         try:
             self.groups: ParallelGroups = init_groups(
@@ -182,8 +184,9 @@ class ParallelRunner:
         self._fail(f"rank {rank} (process {worker.pid}) exited with code {worker.exitcode}")
 
 
-def _stop_workers(workers: list[BaseProcess]) -> None:
+def _stop_workers(workers: list[BaseProcess], stopping: threading.Event) -> None:
     """Join the workers (told to stop, or left without rank 0); kill any that hang."""
+    stopping.set()  # NOTE: first: these exits are asked for, not a lost engine
     for worker in workers:
         worker.join(STOP_GRACE_S)
         if worker.is_alive():

@@ -105,7 +105,8 @@ def build_rank(spec: RankSpec, groups: ParallelGroups, home: Path | None) -> Ran
 
 
 def run_worker(config: ParallelConfig, rank: int, device_type: str, home: Path | None) -> None:
-    """A worker rank, from joining the job to rank 0's stop (or its loss)."""
+    """A worker rank, from joining the job to rank 0's stop; losing rank 0 (or another
+    rank) ends it with one line in the log and exit code 1."""
     groups = init_groups(config, rank, rank_device(config, rank, device_type))
     try:
         spec = groups.broadcast()
@@ -123,5 +124,8 @@ def run_worker(config: ParallelConfig, rank: int, device_type: str, home: Path |
                 parts.runner.move_kv(message.moves)
             else:
                 return
+    except RuntimeError as error:  # torch.distributed's: a peer closed, a timeout
+        logger.error("rank %d lost the job: %s", rank, str(error).splitlines()[0])
+        raise SystemExit(1) from None
     finally:
         groups.close()

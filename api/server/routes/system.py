@@ -11,22 +11,25 @@ from api.server.deps import StateDep
 from api.server.errors import ApiError
 from api.server.metrics import CONTENT_TYPE
 from api.server.wire.errors import Responses, errors
-from api.server.wire.native import DatabaseHealth, EngineLoad, Health
+from api.server.wire.native import DatabaseHealth, EngineLoad, Health, RankHealth
 from common.version import VERSION
 
 router = APIRouter(tags=["system"])
 
 
-# A load balancer takes a server whose database is down out of its rotation.
+# A load balancer takes a server whose database or engine is down out of its rotation.
 DATABASE_DOWN: Responses = {
-    503: {"model": Health, "description": "The library's database cannot be reached."}
+    503: {
+        "model": Health,
+        "description": "The library's database cannot be reached, or a rank of the engine is lost.",
+    }
 }
 
 
 @router.get("/health", responses=errors() | DATABASE_DOWN, response_model=Health)
 async def health(state: StateDep) -> Health | JSONResponse:
-    """Whether the server is up, with the model, the embedder, the engine's load and the
-    library's database (503 when that cannot be reached)."""
+    """Whether the server is up, with the model, the embedder, the engine's load and
+    ranks, and the library's database (503 when that or a rank is down)."""
     stats = state.engine.stats()
     load = EngineLoad(
         running=stats.num_running,
@@ -39,15 +42,27 @@ async def health(state: StateDep) -> Health | JSONResponse:
     database = DatabaseHealth(
         kind=found.kind, status="ok" if found.error is None else "error", error=found.error
     )
+    ranks = [
+        RankHealth(
+            rank=rank.rank,
+            node=rank.node,
+            status={True: "ok", False: "error", None: "unknown"}[rank.alive],
+            pid=rank.pid,
+            exitcode=rank.exitcode,
+        )
+        for rank in state.engine.rank_health()
+    ]
+    healthy = found.error is None and all(rank.status != "error" for rank in ranks)
     body = Health(
-        status=database.status,
+        status="ok" if healthy else "error",
         version=VERSION,
         model=state.model_name,
         embedder=embedder,
         engine=load,
         database=database,
+        ranks=ranks,
     )
-    if found.error is None:
+    if healthy:
         return body
     return JSONResponse(body.model_dump(), status_code=503)
 

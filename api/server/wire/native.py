@@ -230,13 +230,24 @@ class DatabaseHealth(BaseModel):
     error: str | None = None  # why, when it cannot
 
 
+class RankHealth(BaseModel):
+    """One process of the engine (one, unless tensor or pipeline parallel)."""
+
+    rank: int
+    node: int
+    status: str  # "ok", "error" (exited, or the engine lost), "unknown" (another node's)
+    pid: int | None = None  # this machine's ranks
+    exitcode: int | None = None  # an exited rank's
+
+
 class Health(BaseModel):
-    status: str  # "ok", or "error" (HTTP 503) when the database cannot be reached
+    status: str  # "ok", or "error" (HTTP 503) when the database or a rank is down
     version: str
     model: str
     embedder: str
     engine: EngineLoad
     database: DatabaseHealth
+    ranks: list[RankHealth]
 
 
 class Suggestions(BaseModel):
