@@ -37,6 +37,7 @@ class EngineStats:
     num_aborted_requests: int  # counter: requests aborted by abort() or by their consumer leaving
     num_rejected_requests: int  # counter: requests add_request refused (bad or too long prompt)
     num_failed_requests: int  # counter: requests ended by a failed step or by shutdown
+    ranks_up: tuple[bool, ...] = (True,)  # each rank of the engine, by rank: not seen down
 
     @property
     def kv_cache_usage(self) -> float:
@@ -91,4 +92,5 @@ def snapshot(engine: "LLMEngine", counters: EngineCounters) -> EngineStats:
         passage_cache_recomputed_tokens=passages.num_recomputed_tokens,
         num_preemptions=scheduler.num_preemptions,
         **asdict(counters),
+        ranks_up=tuple(rank.alive is not False for rank in engine.rank_health()),
     )

@@ -36,6 +36,7 @@ from engine.library.store import ModelStore
 from engine.model_runner import ModelOutput, ModelRunner
 from engine.models.loader import load_model, read_decoder_config
 from engine.models.quantization import QuantizationConfig
+from engine.models.sharding import ModelShard
 from engine.outputs import RequestOutput
 from engine.parallel_sampling import SampleGroup, sample_id
 from engine.passage_cache import PassageCacheConfig, PassageSpan
@@ -73,7 +74,14 @@ class LLMEngine:
         self.attention_backend = self._attention_backend()
         # NOTE: config.json and the tokenizer are checked before the weights are read, so a
         # broken model folder fails in a second rather than after a long load.
-        read_decoder_config(self.model_path)
+        decoder = read_decoder_config(self.model_path)
+        parallel = config.parallel
+        try:  # NOTE: before any rank starts, so a split the model cannot take is one line
+            ModelShard(
+                tp_size=parallel.tensor_parallel_size, pp_size=parallel.pipeline_parallel_size
+            ).check(decoder)
+        except ValueError as error:
+            raise EngineConfigError(f"{self.model_name}: {error}") from error
         self.tokenizer: PreTrainedTokenizerBase = load_tokenizer(self.model_path)
         self.eos_token_ids = self._eos_token_ids()
         self.runner: ModelRunner | ParallelRunner

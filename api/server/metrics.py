@@ -140,6 +140,15 @@ class _EngineCollector(Collector):
             for model, stats in engines.items():
                 family.add_metric([model], getattr(stats, field))
             yield family
+        ranks = GaugeMetricFamily(
+            "pagedrag_rank_up",
+            "Each process of the engine (tensor x pipeline parallel ranks): 1 up, 0 lost.",
+            labels=["model", "rank"],
+        )
+        for model, stats in engines.items():
+            for rank, up in enumerate(stats.ranks_up):
+                ranks.add_metric([model, str(rank)], int(up))
+        yield ranks
 
 
 class RequestCountMiddleware:

@@ -124,8 +124,8 @@ def run_worker(config: ParallelConfig, rank: int, device_type: str, home: Path |
                 parts.runner.move_kv(message.moves)
             else:
                 return
-    except RuntimeError as error:  # torch.distributed's: a peer closed, a timeout
-        logger.error("rank %d lost the job: %s", rank, str(error).splitlines()[0])
+    except Exception as error:  # a peer closed, a timeout, a model this node cannot load
+        logger.error("rank %d left the job: %s", rank, str(error).splitlines()[0])
         raise SystemExit(1) from None
     finally:
         groups.close()
