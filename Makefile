@@ -24,7 +24,7 @@ PORT ?= 8000
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install install-dev models serve test lint unit bench bench-engine bench-retrieval bench-serve bench-kernels bench-peers bench-openwebui bench-quant bench-qa bench-injection bench-load bench-passages clean
+.PHONY: install install-dev models serve test lint unit bench bench-engine bench-retrieval bench-serve bench-kernels bench-peers bench-openwebui bench-quant bench-qa bench-injection bench-load bench-passages bench-tp clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -102,6 +102,11 @@ bench-quant: models
 # PASSAGES_ARGS="--rounds 1 --recompute 32".
 bench-passages: models
 	$(PY) -m bench.passage_reuse $(PASSAGES_ARGS)
+
+# Tokens/s with the model split over 1 and 2 tensor-parallel ranks (gloo on the CPU,
+# NCCL on CUDA). A few minutes on a GPU; about 15 on the 2-core CPU.
+bench-tp: models
+	$(PY) -m bench.tensor_parallel $(TP_ARGS)
 
 # Answer quality over four real manuals (English and Chinese, fetched with apt-get download):
 # accuracy, refusals, made-up answers, follow-ups, answer time. About 25 minutes for the
