@@ -160,3 +160,34 @@ def test_a_rank_that_dies_while_idle_is_noticed_at_once(tiny_dir) -> None:
     wait_for(lambda: lost)
     assert "rank 1" in str(lost[0]) and "exited with code -9" in str(lost[0])
     engine.shutdown()
+
+
+def test_int4_shards_hold_their_part_of_the_whole_models_weights(tiny_dir, tmp_path) -> None:
+    """int4 groups run along input columns and each rank's columns start on a group
+    boundary, so a shard's weights are its part of the whole model's int4 weights; what
+    differs is the order of fp32 sums, which the int8 head's rows (quantized per row)
+    can turn into a quantum's difference in a logit, not more."""
+    options: dict[str, Any] = {"quantization": "int4", "home": tmp_path}
+    params = SamplingParams(temperature=0, max_tokens=1, logprobs=5)
+
+    def first_token(tp: int) -> dict[int, float]:
+        engine = engine_for(tiny_dir, tp, **options)
+        try:
+            engine.add_request(PROMPTS[3], params, "0")
+            while engine.has_unfinished_requests():
+                (output,) = engine.step()
+            assert output.logprobs is not None
+            return output.logprobs[0]
+        finally:
+            engine.close()
+
+    split, whole = first_token(2), first_token(1)
+    assert max(split, key=split.__getitem__) == max(whole, key=whole.__getitem__)
+    for token, logprob in whole.items():
+        assert abs(split[token] - logprob) < 0.1, (token, split[token], logprob)
+    saved = sorted(path.name for path in tmp_path.rglob("*.safetensors"))
+    assert saved == [
+        "int4-g32-tp0of2-pp0of1.safetensors",
+        "int4-g32-tp1of2-pp0of1.safetensors",
+        "int4-g32.safetensors",
+    ]
