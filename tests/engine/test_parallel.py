@@ -118,13 +118,18 @@ def test_a_split_the_model_cannot_take_is_one_clear_error(tiny_dir) -> None:
         engine_for(tiny_dir, 1, 3)
 
 
-def test_a_rank_that_dies_mid_request_fails_it_and_stops_the_engine(tiny_dir) -> None:
+def watched_engine(model: Path) -> tuple[AsyncLLMEngine, list[EngineWorkerError], int]:
+    """A serving engine on 2 ranks, the losses it reports, and rank 1's process id."""
     lost: list[EngineWorkerError] = []
-    engine = AsyncLLMEngine(engine_for(tiny_dir, 2))
+    engine = AsyncLLMEngine(engine_for(model, 2))
     engine.on_lost = lost.append
     worker = engine.engine.rank_health()[1]
     assert worker.pid is not None and worker.alive
-    pid = worker.pid
+    return engine, lost, worker.pid
+
+
+def test_a_rank_that_dies_mid_request_fails_it_and_stops_the_engine(tiny_dir) -> None:
+    engine, lost, pid = watched_engine(tiny_dir)
     long = SamplingParams(temperature=0, max_tokens=200, ignore_eos=True)
 
     async def first_tokens_then_kill() -> BaseException:
@@ -151,12 +156,8 @@ def test_a_rank_that_dies_mid_request_fails_it_and_stops_the_engine(tiny_dir) ->
 
 
 def test_a_rank_that_dies_while_idle_is_noticed_at_once(tiny_dir) -> None:
-    lost: list[EngineWorkerError] = []
-    engine = AsyncLLMEngine(engine_for(tiny_dir, 2))
-    engine.on_lost = lost.append
-    worker = engine.engine.rank_health()[1]
-    assert worker.pid is not None and worker.alive
-    os.kill(worker.pid, signal.SIGKILL)
+    engine, lost, pid = watched_engine(tiny_dir)
+    os.kill(pid, signal.SIGKILL)
     wait_for(lambda: lost)
     assert "rank 1" in str(lost[0]) and "exited with code -9" in str(lost[0])
     engine.shutdown()
