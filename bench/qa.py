@@ -142,7 +142,9 @@ def main() -> None:
         "--top-k", type=int, default=RAGConfig.top_k, help="passages given to the model"
     )
     parser.add_argument(
-        "--passage-cache", default="off", help="off, on, or off,on to compare the two"
+        "--passage-cache",
+        default="on",
+        help="off, on (the engine's default), or off,on to compare the two",
     )
     parser.add_argument("--passage-recompute-tokens", type=int, default=None, metavar="K")
     args = parser.parse_args()

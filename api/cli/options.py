@@ -211,10 +211,10 @@ def add_pipeline_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--passage-cache",
         choices=("off", "on"),
-        default="off",
+        default="on",
         help="reuse a retrieved passage's KV wherever it recurs in a prompt, not only "
-        "after an identical prefix (default: off; docs/benchmarks.md has its measured "
-        "speed and accuracy)",
+        "after an identical prefix; off: prefix caching alone, exact (default: on; "
+        "docs/benchmarks.md has its measured speed and accuracy)",
     )
     parser.add_argument(
         "--passage-recompute-tokens",

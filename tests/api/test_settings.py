@@ -84,13 +84,14 @@ def test_the_passage_cache_flags_reach_the_engine_config(tmp_path: Path) -> None
     from api.cli.options import engine_config
 
     parser = build_parser()
-    args = parser.parse_args(["serve", "--passage-cache", "on", "--passage-recompute-tokens", "8"])
+    args = parser.parse_args(["serve", "--passage-cache", "off", "--passage-recompute-tokens", "8"])
     args.settings = Settings.from_environment({"PAGEDRAG_HOME": str(tmp_path)})
     config = engine_config(args)
-    assert config.enable_passage_cache and config.passage_recompute_tokens == 8
+    assert not config.enable_passage_cache and config.passage_recompute_tokens == 8
     args = parser.parse_args(["serve"])
     args.settings = Settings.from_environment({"PAGEDRAG_HOME": str(tmp_path)})
-    assert not engine_config(args).enable_passage_cache  # off unless asked
+    config = engine_config(args)
+    assert config.enable_passage_cache and config.passage_recompute_tokens == 16  # the default
 
 
 def test_bad_passage_cache_flags_are_one_line_errors(
