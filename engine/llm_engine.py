@@ -13,6 +13,7 @@ happened (a seeded request draws the same token: its generator is rewound first)
 import itertools
 import logging
 import os
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -27,7 +28,7 @@ from engine.block_manager import BlockManager
 from engine.config import EngineConfig
 from engine.detokenizer import IncrementalDetokenizer
 from engine.device import default_device, resolve_dtype
-from engine.distributed.executor import ParallelRunner, RankHealth
+from engine.distributed.executor import ParallelRunner, PendingStep, RankHealth
 from engine.distributed.worker import RankSpec
 from engine.errors import EngineConfigError, EngineWorkerError, PromptTooLongError
 from engine.kv_cache import KVCacheSpec, allocate_kv_cache, default_kv_budget
@@ -42,7 +43,7 @@ from engine.parallel_sampling import SampleGroup, sample_id
 from engine.passage_cache import PassageCacheConfig, PassageSpan
 from engine.sampler import penalized, sample, token_logprobs
 from engine.sampling_params import SamplingParams
-from engine.scheduler import ScheduledSequence, Scheduler, SchedulerConfig
+from engine.scheduler import ScheduledSequence, Scheduler, SchedulerConfig, SchedulerOutput
 from engine.sequence import FinishReason, Sequence, SequenceStatus
 from engine.structured_outputs import Grammars
 from engine.tokenizer import load_tokenizer
@@ -124,6 +125,7 @@ class LLMEngine:
                 config.passage_max_wait_steps,
             ),
         )
+        self._pipeline: deque[tuple[SchedulerOutput, PendingStep]] = deque()  # steps started
         self._requests: dict[str, _Request] = {}  # by sequence: a request, or one of its samples
         self._groups: dict[str, SampleGroup] = {}  # requests with n > 1, by request id
         self._group_of: dict[str, str] = {}  # a sample's request id
@@ -223,14 +225,24 @@ class LLMEngine:
             else:
                 self.scheduler.finish(request.seq, FinishReason.ABORT)
 
+    @property
+    def num_steps_in_flight(self) -> int:
+        """Steps started and not finished: more than one only with pipeline stages."""
+        return len(self._pipeline)
+
     def has_unfinished_requests(self) -> bool:
-        return self.scheduler.has_unfinished
+        return self.scheduler.has_unfinished or bool(self._pipeline)
 
     # ---- the loop ------------------------------------------------------------------
 
     def step(self) -> list[RequestOutput]:
         """Run one iteration; returns an output for each request that got a token in it, or
         that failed in it (finish_reason "error")."""
+        if (
+            isinstance(self.runner, ParallelRunner)
+            and self.runner.config.pipeline_parallel_size > 1
+        ):
+            return self._pipelined_step(self.runner)
         scheduler_output = self.scheduler.schedule()
         if scheduler_output.is_empty:
             return []
@@ -250,6 +262,37 @@ class LLMEngine:
         outputs = [self._fail(seq, error) for seq, error in failed]
         for model_output in ran:
             outputs += self._update(model_output)
+        return self._merge_samples(outputs) if self._groups else outputs
+
+    def _pipelined_step(self, runner: ParallelRunner) -> list[RequestOutput]:
+        """With pipeline stages: start this iteration's batch (of sequences no earlier
+        batch still holds) while earlier ones run in the later stages, and finish the
+        oldest once the pipeline is full or nothing new can start. Any failure here is a
+        lost engine (EngineWorkerError), not a request's."""
+        scheduler_output = self.scheduler.schedule()
+        if not scheduler_output.is_empty:
+            pending = runner.submit(scheduler_output.scheduled, scheduler_output.keeps)
+            self._pipeline.append((scheduler_output, pending))
+            if len(self._pipeline) < runner.config.pipeline_parallel_size:
+                return []
+        if not self._pipeline:
+            return []
+        oldest, pending = self._pipeline.popleft()
+        try:
+            model_output = pending.result()
+        finally:
+            self.scheduler.finish_step(oldest)
+        # NOTE: a request aborted while its step was in the pipeline gets no token.
+        live = [
+            i
+            for i, item in enumerate(model_output.sampling)
+            if item.seq.request_id in self._requests and not item.seq.is_finished
+        ]
+        if len(live) < len(model_output.sampling):
+            model_output = ModelOutput(
+                [model_output.sampling[i] for i in live], model_output.logits[live]
+            )
+        outputs = self._update(model_output)
         return self._merge_samples(outputs) if self._groups else outputs
 
     def _merge_samples(self, outputs: list[RequestOutput]) -> list[RequestOutput]:

@@ -19,6 +19,7 @@ first rank computes the logits and, when it is not rank 0, sends them there.
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 
@@ -49,6 +50,20 @@ class StepInput:
     metadata: PagedAttentionMetadata
     sample_indices: torch.Tensor  # [num_samples]: rows whose hidden state predicts a next token
     passages_in: KVMoves | None  # cached passages copied in before the forward pass
+    passages_out: KVMoves | None = None  # computed passages copied out after it (pipelined)
+
+
+@dataclass
+class PendingLogits:
+    """Rank 0's logits of a step: computed here, or on their way from the last stage."""
+
+    logits: torch.Tensor  # [num_samples, vocab] float32, filled once `work` completes
+    work: Any = None  # the receive's torch Work; None when computed here
+
+    def wait(self) -> torch.Tensor:
+        if self.work is not None:
+            self.work.wait()
+        return self.logits
 
 
 @dataclass(frozen=True)
@@ -73,6 +88,7 @@ class ModelRunner:
         self.device = device
         self.attention_backend = attention_backend
         self.groups = groups
+        self._sends: list[Any] = []  # a stage's sends of its last step, still in flight
 
     def execute(self, scheduled: list[ScheduledSequence]) -> ModelOutput:
         step, sampling = self.prepare(scheduled)
@@ -80,10 +96,18 @@ class ModelRunner:
         assert logits is not None  # the engine's own process is rank 0
         return ModelOutput(sampling, logits)
 
-    @torch.inference_mode()
     def run(self, step: StepInput) -> torch.Tensor | None:
         """Run a step on this rank's shard; [num_samples, vocab] float32 logits on rank 0,
         None on the other ranks."""
+        pending = self.start(step)
+        return None if pending is None else pending.wait()
+
+    @torch.inference_mode()
+    def start(self, step: StepInput) -> PendingLogits | None:
+        """Run this rank's part of a step. Rank 0 gets its logits, or, when a later stage
+        computes them, a receive it may wait on after starting further steps."""
+        for send in self._sends:
+            send.wait()
         step = self._on_device(step)
         if step.passages_in is not None:
             self.move_kv(step.passages_in)
@@ -96,15 +120,20 @@ class ModelRunner:
         hidden, residual = self.model.forward_stage(
             step.input_ids, step.positions, self.kv_caches, step.metadata, hidden, residual
         )
+        if step.passages_out is not None:
+            self.move_kv(step.passages_out)
         if not shard.is_last_stage:
             assert groups is not None and residual is not None
-            groups.send(hidden, groups.next_stage_rank)
-            groups.send(residual, groups.next_stage_rank)
-            return self._logits_from_last_stage(step) if groups.rank == 0 else None
+            pending = self._logits_from_last_stage(step) if groups.rank == 0 else None
+            self._sends = [
+                groups.send_async(hidden, groups.next_stage_rank),
+                groups.send_async(residual, groups.next_stage_rank),
+            ]  # NOTE: kept (with their tensors) until they complete, at the next step
+            return pending
         sampled = self.model.final_norm(hidden, residual)[step.sample_indices]
         logits = self.model.compute_logits(sampled).float()  # [num_samples, vocab]
         if groups is None or groups.rank == 0:
-            return logits
+            return PendingLogits(logits)
         if shard.tp_rank == 0 and not shard.is_first_stage:
             groups.send(logits, 0)
         return None
@@ -116,11 +145,15 @@ class ModelRunner:
         assert self.groups is not None
         return self.groups.receive(torch.empty(shape, dtype=dtype, device=self.device), from_rank)
 
-    def _logits_from_last_stage(self, step: StepInput) -> torch.Tensor:
+    def _logits_from_last_stage(self, step: StepInput) -> PendingLogits:
+        """Post the receive of the step's logits now, before this rank sends anything on:
+        with several steps in the pipeline, the last stage may send them any time."""
         assert self.groups is not None
         shape = (step.sample_indices.shape[0], self.model.config.vocab_size)
         logits = torch.empty(shape, dtype=torch.float32, device=self.device)
-        return self.groups.receive(logits, self.groups.last_stage_first_rank)
+        return PendingLogits(
+            logits, self.groups.receive_async(logits, self.groups.last_stage_first_rank)
+        )
 
     def _on_device(self, step: StepInput) -> StepInput:
         if self.device.type == "cpu":
@@ -140,10 +173,14 @@ class ModelRunner:
                 context_lens=move(meta.context_lens),
                 block_tables=move(meta.block_tables),
             ),
-            passages_in=None
-            if moves is None
-            else replace(moves, src=move(moves.src), dst=move(moves.dst)),
+            passages_in=None if moves is None else self._moves_on_device(moves),
+            passages_out=None
+            if step.passages_out is None
+            else self._moves_on_device(step.passages_out),
         )
+
+    def _moves_on_device(self, moves: KVMoves) -> KVMoves:
+        return replace(moves, src=self._to_device(moves.src), dst=self._to_device(moves.dst))
 
     def _to_device(self, tensor: torch.Tensor) -> torch.Tensor:
         return tensor.to(self.device, non_blocking=True)

@@ -121,6 +121,9 @@ class Scheduler:
         self.num_preemptions = 0  # since start, for metrics and tests
         # Passages running sequences compute themselves and have not kept yet, by key.
         self._in_flight: Counter[PassageKey] = Counter()
+        # Sequences in a step the model has not finished (pipeline stages run several
+        # steps at once): they are not scheduled again, nor preempted, until it has.
+        self._in_step: set[str] = set()
 
     @property
     def has_unfinished(self) -> bool:
@@ -140,6 +143,7 @@ class Scheduler:
         self._keep_passages(output)
         for seq in self.waiting:
             seq.num_waited_steps += 1
+        self._in_step.update(item.seq.request_id for item in output.scheduled)
         return output
 
     def finish_step(self, output: SchedulerOutput) -> None:
@@ -149,6 +153,7 @@ class Scheduler:
             keep.passage.ready = True
             self.block_manager.release_passage(keep.passage)
         for item in output.scheduled:
+            self._in_step.discard(item.seq.request_id)
             for copy in item.copies:
                 self.block_manager.release_passage(copy.passage)
 
@@ -169,14 +174,18 @@ class Scheduler:
         index = 0
         while index < len(self.running) and budget > 0:
             seq = self.running[index]
+            index += 1
+            if seq.request_id in self._in_step:
+                continue  # its last step is still in the pipeline
             item = self._step_of(seq, seq.num_computed_tokens, budget)
+            if self._in_step and not self.block_manager.can_allocate(seq, item.num_new_tokens):
+                break  # NOTE: no preemption while a step still uses the blocks
             if not self._make_room(seq, item.num_new_tokens, output):
                 break  # seq itself was preempted, and everything newer with it
             self.block_manager.allocate(seq, item.num_new_tokens)
             del seq.passage_copies[: len(item.copies)]
             output.scheduled.append(item)
             budget -= item.num_computed_tokens
-            index += 1
         return budget
 
     def _step_of(self, seq: Sequence, start: int, budget: int) -> ScheduledSequence:

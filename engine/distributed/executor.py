@@ -35,7 +35,7 @@ from engine.distributed.worker import (
 )
 from engine.errors import EngineWorkerError
 from engine.kv_cache import KVCacheSpec
-from engine.model_runner import ModelOutput, ModelRunner
+from engine.model_runner import ModelOutput, ModelRunner, PendingLogits
 from engine.models.decoder import DecoderForCausalLM
 from engine.passage_cache import PassageKeep
 from engine.scheduler import ScheduledSequence
@@ -43,6 +43,19 @@ from engine.scheduler import ScheduledSequence
 logger = logging.getLogger(__name__)
 
 STOP_GRACE_S = 10.0  # a worker told to stop that is still running after this is killed
+
+
+@dataclass(frozen=True)
+class PendingStep:
+    """A step in the pipeline; `result` waits for its logits from the last stage."""
+
+    runner: "ParallelRunner"
+    sampling: list[ScheduledSequence]
+    logits: PendingLogits
+
+    def result(self) -> ModelOutput:
+        with self.runner._collective():
+            return ModelOutput(self.sampling, self.logits.wait())
 
 
 @dataclass(frozen=True)
@@ -108,6 +121,18 @@ class ParallelRunner:
             logits = self.local.run(step)
         assert logits is not None
         return ModelOutput(sampling, logits)
+
+    def submit(self, scheduled: list[ScheduledSequence], keeps: list[PassageKeep]) -> PendingStep:
+        """Start a step and return before the later pipeline stages have run it, so the
+        next step's first stage can run meanwhile; the passages it keeps are copied out
+        by each rank right after its forward pass (every rank runs steps in order)."""
+        step, sampling = self.local.prepare(scheduled)
+        step = replace(step, passages_out=self.local.passages_out(keeps))
+        with self._collective():
+            self.groups.broadcast(RunStep(step))
+            pending = self.local.start(step)
+        assert pending is not None
+        return PendingStep(self, sampling, pending)
 
     def copy_passages_out(self, keeps: list[PassageKeep]) -> None:
         moves = self.local.passages_out(keeps)

@@ -61,6 +61,14 @@ class ParallelGroups:
         dist.recv(tensor, src=from_rank)
         return tensor
 
+    def send_async(self, tensor: torch.Tensor, to_rank: int) -> Any:
+        """A send that goes on while this rank works; wait on the returned Work before
+        touching `tensor` again."""
+        return dist.isend(tensor.contiguous(), dst=to_rank)
+
+    def receive_async(self, tensor: torch.Tensor, from_rank: int) -> Any:
+        return dist.irecv(tensor, src=from_rank)
+
     def close(self) -> None:
         if dist.is_initialized():
             dist.destroy_process_group()

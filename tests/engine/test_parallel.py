@@ -42,11 +42,12 @@ def engine_for(model: Path, tp: int = 1, pp: int = 1, **options: Any) -> LLMEngi
     )
 
 
-def generate(engine: LLMEngine) -> tuple[dict[str, list[int]], int, int]:
+def generate(engine: LLMEngine) -> tuple[dict[str, list[int]], int, int, int]:
     """Two waves (the second repeats the first's prompts, reversed): each request's
-    tokens, the prompt tokens served from the prefix cache, and the preemptions."""
+    tokens, the prompt tokens served from the prefix cache, the preemptions, and the
+    most steps in flight at once."""
     tokens: dict[str, list[int]] = {}
-    cached = 0
+    cached = deepest = 0
     try:
         for wave, prompts in enumerate([PROMPTS, PROMPTS[::-1]]):
             for i, prompt in enumerate(prompts):
@@ -56,7 +57,8 @@ def generate(engine: LLMEngine) -> tuple[dict[str, list[int]], int, int]:
                     if output.finished:
                         tokens[output.request_id] = output.token_ids
                         cached += output.num_cached_tokens
-        return tokens, cached, engine.scheduler.num_preemptions
+                deepest = max(deepest, engine.num_steps_in_flight)
+        return tokens, cached, engine.scheduler.num_preemptions, deepest
     finally:
         engine.close()
 
@@ -74,9 +76,15 @@ def single(tiny_dir: Path) -> tuple[dict[str, list[int]], int, int]:
 
 @pytest.mark.parametrize(("tp", "pp"), [(2, 1), (1, 2), (2, 2)])
 def test_every_split_gives_the_single_process_tokens(tiny_dir, single, tp, pp) -> None:
-    _, cached, preemptions = single
-    assert cached > 0 and preemptions > 0  # the workload exercises both
-    assert generate(engine_for(tiny_dir, tp, pp)) == single
+    tokens, cached, preemptions, deepest = single
+    assert cached > 0 and preemptions > 0 and deepest == 0  # the workload has both
+    split = generate(engine_for(tiny_dir, tp, pp))
+    assert split[0] == tokens
+    if pp == 1:
+        assert split == single  # the same steps, so the same hits and preemptions
+    else:  # stages run as many steps at once as there are stages (other batches), so
+        # between two calls of step() the newest is still in the pipeline
+        assert split[1] > 0 and split[3] == pp - 1
 
 
 def test_more_ranks_than_kv_heads_replicate_them(one_kv_head_dir) -> None:
@@ -192,3 +200,25 @@ def test_int4_shards_hold_their_part_of_the_whole_models_weights(tiny_dir, tmp_p
         "int4-g32-tp1of2-pp0of1.safetensors",
         "int4-g32.safetensors",
     ]
+
+
+def test_a_request_aborted_while_its_step_is_in_the_pipeline_gets_no_token(tiny_dir) -> None:
+    def run(pp: int, abort: bool) -> dict[str, list[int]]:
+        engine = engine_for(tiny_dir, 1, pp)
+        try:
+            for i, prompt in enumerate(PROMPTS[:3]):
+                engine.add_request(prompt, GREEDY, str(i))
+            tokens = {output.request_id: output.token_ids for output in engine.step()}
+            if abort:  # the first step is still in the second stage
+                assert not tokens and engine.num_steps_in_flight == 1
+                engine.abort_request("1")
+            while engine.has_unfinished_requests():
+                for output in engine.step():
+                    assert output.request_id != "1" or not abort
+                    tokens[output.request_id] = output.token_ids
+            return tokens
+        finally:
+            engine.close()
+
+    expected = run(1, False)
+    assert run(2, True) == {key: expected[key] for key in ("0", "2")}
