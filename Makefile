@@ -103,8 +103,9 @@ bench-quant: models
 bench-passages: models
 	$(PY) -m bench.passage_reuse $(PASSAGES_ARGS)
 
-# Tokens/s with the model split over 1 and 2 tensor-parallel ranks (gloo on the CPU,
-# NCCL on CUDA). A few minutes on a GPU; about 15 on the 2-core CPU.
+# Tokens/s with the model whole and split over 2 tensor-parallel ranks (gloo on the CPU,
+# NCCL on CUDA); TP_ARGS="--splits 1x1,2x1,1x2" adds 2 pipeline stages. A few minutes on
+# a GPU; about 15 on the 2-core CPU.
 bench-tp: models
 	$(PY) -m bench.tensor_parallel $(TP_ARGS)
 

@@ -1,10 +1,11 @@
-"""Tokens per second with the model split over 1, 2, ... tensor-parallel ranks.
+"""Tokens per second with the model split over tensor-parallel ranks and pipeline stages.
 
-    python -m bench.tensor_parallel [--model NAME] [--sizes 1,2] [--prompts 8]
+    python -m bench.tensor_parallel [--model NAME] [--splits 1x1,2x1,1x2] [--prompts 8]
                                     [--prompt-tokens 256] [--output-tokens 64] [--rounds 2]
 
-Each size starts a fresh engine (`LLM(tensor_parallel_size=N)`: gloo on the CPU, NCCL on
-CUDA), warms it with one short request, then runs the batch: `--prompts` prompts of
+Each split (tensor x pipeline parallel size) starts a fresh engine
+(`LLM(tensor_parallel_size=T, pipeline_parallel_size=P)`: gloo on the CPU, NCCL on CUDA),
+warms it with one short request, then runs the batch: `--prompts` prompts of
 `--prompt-tokens` tokens cut from data/samples (no two alike, so the prefix cache does
 not help) and `--output-tokens` greedy tokens each (EOS ignored). Reported per size and
 round: prefill tokens/s (the prompts, to the last first token) and decode tokens/s
@@ -57,7 +58,9 @@ def run_batch(llm: LLM, batch: list[list[int]], output_tokens: int) -> dict[str,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=DEFAULT_MODEL)
-    parser.add_argument("--sizes", default="1,2", help="tensor-parallel sizes, comma-separated")
+    parser.add_argument(
+        "--splits", default="1x1,2x1", help="tensor x pipeline parallel sizes, comma-separated"
+    )
     parser.add_argument("--prompts", type=int, default=8)
     parser.add_argument("--prompt-tokens", type=int, default=256)
     parser.add_argument("--output-tokens", type=int, default=64)
@@ -67,10 +70,12 @@ def main() -> None:
     )
     args = parser.parse_args()
     rows = []
-    for size in (int(value) for value in args.sizes.split(",")):
+    for split in args.splits.split(","):
+        size, stages = (int(value) for value in split.split("x"))
         with LLM(
             args.model,
             tensor_parallel_size=size,
+            pipeline_parallel_size=stages,
             quantization=args.quantization,
             kv_cache_memory=1 << 30,
             enable_prefix_caching=False,
@@ -78,11 +83,13 @@ def main() -> None:
             batch = prompts(llm, args.prompts, args.prompt_tokens)
             run_batch(llm, [batch[0][:16]], 2)  # warm-up: kernels built, pages touched
             for round_ in range(args.rounds):
-                row = {"tensor_parallel_size": size, "round": round_}
+                row = {"tensor_parallel_size": size, "pipeline_parallel_size": stages}
+                row["round"] = round_
                 row |= run_batch(llm, batch, args.output_tokens)
                 rows.append(row)
                 print(
-                    f"TP={size} round {round_}: prefill {row['prefill_tok_s']:.1f} tok/s, "
+                    f"TP={size} PP={stages} round {round_}: "
+                    f"prefill {row['prefill_tok_s']:.1f} tok/s, "
                     f"decode {row['decode_tok_s']:.2f} tok/s ({row['seconds']:.1f} s)",
                     flush=True,
                 )
