@@ -43,6 +43,19 @@ def index(tmp_path, open_index):
         yield opened
 
 
+def half_ingested(collection_id: int) -> Document:
+    """A document row a writer added and never finished (as a crash leaves it)."""
+    return Document(
+        collection_id=collection_id,
+        sha256="0" * 64,
+        title="half ingested",
+        source_name="half.txt",
+        mime_type="text/plain",
+        size_bytes=1,
+        status=DocumentStatus.PENDING,
+    )
+
+
 def assert_consistent(index: Index) -> None:
     """The database and both indexes agree, and no document is half-ingested."""
     with index.database.session() as session:

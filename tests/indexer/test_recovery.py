@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from indexer.collection_indexes import CollectionIndexes
-from indexer.store import Collection, Document, DocumentStatus
-from tests.indexer.conftest import FACTS, assert_consistent
+from indexer.store import Collection
+from tests.indexer.conftest import FACTS, assert_consistent, half_ingested
 
 ROOT = Path(__file__).resolve().parents[2]
 # Holds the writer lock of a data directory, as an ingesting `pagedrag` process does.
@@ -57,17 +57,7 @@ def test_opening_never_waits_for_another_processes_writer(tmp_path, open_index, 
         ids = index.ingest_texts(FACTS)
         collection_id = index.catalog.collection_ids()[0]
         with index.database.session() as session:  # what a writer has half done
-            session.add(
-                Document(
-                    collection_id=collection_id,
-                    sha256="0" * 64,
-                    title="half ingested",
-                    source_name="half.txt",
-                    mime_type="text/plain",
-                    size_bytes=1,
-                    status=DocumentStatus.PENDING,
-                )
-            )
+            session.add(half_ingested(collection_id))
     holder = subprocess.Popen(
         [sys.executable, "-c", HOLD_LOCK, str(tmp_path / ".writer.lock")],
         cwd=ROOT,

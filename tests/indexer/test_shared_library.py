@@ -8,8 +8,7 @@ import pytest
 
 from indexer import Index
 from indexer.embedders import load_embedder
-from indexer.store import Document, DocumentStatus
-from tests.indexer.conftest import FACTS, assert_consistent
+from tests.indexer.conftest import FACTS, assert_consistent, half_ingested
 from tests.indexer.test_index import TIDES, RecordingEmbedder
 
 
@@ -106,17 +105,7 @@ def test_a_server_opening_leaves_another_servers_work_in_progress_alone(tmp_path
         collection_id = a.catalog.collection_ids()[0]
         with a.database.library_lock.holding(wait=True):  # A is ingesting this one
             with a.database.session() as session:
-                session.add(
-                    Document(
-                        collection_id=collection_id,
-                        sha256="0" * 64,
-                        title="half ingested",
-                        source_name="half.txt",
-                        mime_type="text/plain",
-                        size_bytes=1,
-                        status=DocumentStatus.PENDING,
-                    )
-                )
+                session.add(half_ingested(collection_id))
             with Index(tmp_path / "b", database_url=library) as b:
                 assert {d.title: d.status for d in b.documents()}["half ingested"] == "pending"
     with Index(tmp_path / "c", database_url=library) as c:  # no writer now: it was cut off
