@@ -6,8 +6,8 @@
 Each split (tensor x pipeline parallel size) starts a fresh engine
 (`LLM(tensor_parallel_size=T, pipeline_parallel_size=P)`: gloo on the CPU, NCCL on CUDA),
 warms it with one short request, then runs the batch: `--prompts` prompts of
-`--prompt-tokens` tokens cut from data/samples (no two alike, so the prefix cache does
-not help) and `--output-tokens` greedy tokens each (EOS ignored). Reported per size and
+`--prompt-tokens` tokens cut from data/samples at different offsets (prefix caching
+off) and `--output-tokens` greedy tokens each (EOS ignored). Reported per size and
 round: prefill tokens/s (the prompts, to the last first token) and decode tokens/s
 (the rest). On a CPU every rank shares the same cores, so the figure says what the
 split costs there; on GPUs each rank has its own.
@@ -25,11 +25,13 @@ SAMPLES = Path(__file__).resolve().parents[1] / "data" / "samples"
 
 
 def prompts(llm: LLM, count: int, length: int) -> list[list[int]]:
+    """`count` prompts of `length` tokens from data/samples, each starting elsewhere in
+    the text (read round and round), so no two share a first token's KV."""
     text = "\n\n".join(path.read_text() for path in sorted(SAMPLES.glob("*.md")))
     tokens = llm.tokenizer(text).input_ids
-    if len(tokens) < count * length:
-        raise SystemExit(f"data/samples holds {len(tokens)} tokens; ask for fewer")
-    return [tokens[i * length : (i + 1) * length] for i in range(count)]
+    stride = max(len(tokens) // count, 1)
+    loop = tokens * (-(-(length + count * stride) // len(tokens)) + 1)
+    return [loop[i * stride : i * stride + length] for i in range(count)]
 
 
 def run_batch(llm: LLM, batch: list[list[int]], output_tokens: int) -> dict[str, float]:

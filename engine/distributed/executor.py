@@ -210,10 +210,13 @@ class ParallelRunner:
 
 
 def _stop_workers(workers: list[BaseProcess], stopping: threading.Event) -> None:
-    """Join the workers (told to stop, or left without rank 0); kill any that hang."""
-    stopping.set()  # NOTE: first: these exits are asked for, not a lost engine
+    """Join the workers told to stop (`shutdown`), killing any that hang; without
+    `shutdown` (the runner collected, or the process exiting) they wait for a step that
+    will never come, so they are killed at once."""
+    grace = STOP_GRACE_S if stopping.is_set() else 0.0
+    stopping.set()  # NOTE: before they exit: these exits are asked for, not a lost engine
     for worker in workers:
-        worker.join(STOP_GRACE_S)
+        worker.join(grace)
         if worker.is_alive():
             worker.kill()
             worker.join()
