@@ -117,7 +117,11 @@ class LLMEngine:
             num_blocks, config.block_size, config.enable_prefix_caching
         )
         self.scheduler = Scheduler(
-            SchedulerConfig(config.max_num_batched_tokens, config.max_num_seqs),
+            SchedulerConfig(
+                config.max_num_batched_tokens,
+                config.max_num_seqs,
+                config.pipeline_parallel_size,
+            ),
             self.block_manager,
             PassageCacheConfig(
                 config.enable_passage_cache,

@@ -34,9 +34,12 @@ from engine.sequence import FinishReason, Sequence, SequenceStatus
 class SchedulerConfig:
     max_num_batched_tokens: int = 2048  # tokens computed in one step, prefill and decode together
     max_num_seqs: int = 64  # sequences running at once
+    # Steps in flight at once (pipeline stages): each step takes an even share of the
+    # unfinished sequences, so the stages have other batches to run meanwhile.
+    pipeline_depth: int = 1
 
     def __post_init__(self) -> None:
-        if self.max_num_batched_tokens < 1 or self.max_num_seqs < 1:
+        if self.max_num_batched_tokens < 1 or self.max_num_seqs < 1 or self.pipeline_depth < 1:
             raise ValueError("max_num_batched_tokens and max_num_seqs must be positive")
 
 
@@ -124,6 +127,7 @@ class Scheduler:
         # Sequences in a step the model has not finished (pipeline stages run several
         # steps at once): they are not scheduled again, nor preempted, until it has.
         self._in_step: set[str] = set()
+        self._step_share = 0  # sequences this step may take (all, without pipeline stages)
 
     @property
     def has_unfinished(self) -> bool:
@@ -134,6 +138,8 @@ class Scheduler:
 
     def schedule(self) -> SchedulerOutput:
         output = SchedulerOutput()
+        unfinished = len(self.running) + len(self.waiting)
+        self._step_share = -(-unfinished // self.config.pipeline_depth)
         budget = self._schedule_running(output, self.config.max_num_batched_tokens)
         # NOTE: after a preemption memory is short; admitting new work would only thrash.
         if not output.preempted:
@@ -173,6 +179,8 @@ class Scheduler:
     def _schedule_running(self, output: SchedulerOutput, budget: int) -> int:
         index = 0
         while index < len(self.running) and budget > 0:
+            if len(output.scheduled) >= self._step_share:
+                break
             seq = self.running[index]
             index += 1
             if seq.request_id in self._in_step:
@@ -221,6 +229,8 @@ class Scheduler:
             return  # NOTE: before ordering the queue, which looks every request up
         for seq in self._admission_order():
             if budget <= 0 or len(self.running) >= self.config.max_num_seqs:
+                break
+            if len(output.scheduled) >= self._step_share:
                 break
             plan = self._plan(seq)
             if plan is None:
