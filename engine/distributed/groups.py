@@ -8,6 +8,7 @@ logits back to rank 0. Control messages (each step's inputs) go over a gloo grou
 they travel as pickled CPU objects whatever the device.
 """
 
+import pickle
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -19,6 +20,8 @@ from engine.distributed.config import ParallelConfig
 from engine.distributed.tensor_parallel import SINGLE_RANK, TensorParallelGroup
 from engine.models.sharding import ModelShard
 
+CONTROL_TAG = 1  # rank 0's messages; hidden states and logits go with tag 0
+
 
 @dataclass
 class ParallelGroups:
@@ -29,6 +32,8 @@ class ParallelGroups:
     shard: ModelShard
     tensor_parallel: TensorParallelGroup
     control: Any = field(repr=False)  # gloo group of every rank: step inputs, agreements
+    # rank 0's sends of its last message, with their tensors (kept until they complete)
+    _control_sends: list[tuple[Any, torch.Tensor]] = field(default_factory=list, repr=False)
 
     @property
     def next_stage_rank(self) -> int:
@@ -43,10 +48,28 @@ class ParallelGroups:
         return self.config.world_size - self.config.tensor_parallel_size
 
     def broadcast(self, message: object = None) -> Any:
-        """Rank 0's message, on every rank (rank 0 passes it, the others get it)."""
-        box = [message]
-        dist.broadcast_object_list(box, src=0, group=self.control)
-        return box[0]
+        """Rank 0's message, on every rank (rank 0 passes it, the others get it).
+
+        NOTE: rank 0 sends without waiting for the others to take it (a collective
+        broadcast waits): with pipeline stages the last stage takes a step's message
+        only after the step before, while rank 0 is meant to run that step's first stage.
+        """
+        if self.rank != 0:
+            size = torch.empty(1, dtype=torch.int64)
+            dist.recv(size, src=0, group=self.control, tag=CONTROL_TAG)
+            payload = torch.empty(int(size.item()), dtype=torch.uint8)
+            dist.recv(payload, src=0, group=self.control, tag=CONTROL_TAG)
+            return pickle.loads(payload.numpy().tobytes())
+        for work, _ in self._control_sends:  # the last message's: long since taken
+            work.wait()
+        payload = torch.frombuffer(bytearray(pickle.dumps(message)), dtype=torch.uint8)
+        size = torch.tensor([payload.numel()], dtype=torch.int64)
+        self._control_sends = [
+            (dist.isend(tensor, dst=rank, group=self.control, tag=CONTROL_TAG), tensor)
+            for rank in range(1, self.config.world_size)
+            for tensor in (size, payload)
+        ]
+        return message
 
     def agree_min(self, value: int) -> int:
         """The smallest of every rank's value (the KV pool every rank can hold)."""
