@@ -9,6 +9,7 @@ answer (a peer's closed connection fails the others' collectives at once; a sile
 after `ParallelConfig.timeout_s`).
 """
 
+import atexit
 import logging
 import multiprocessing
 import os
@@ -93,6 +94,9 @@ class ParallelRunner:
             self, _stop_workers, list(self._workers.values()), self._stopping
         )
         threading.Thread(target=self._watch, name="pagedrag-ranks", daemon=True).start()
+        # NOTE: a script that never closes its LLM still stops its ranks cleanly at exit
+        # (a process group torn down with sends in flight aborts the interpreter).
+        atexit.register(_shutdown_at_exit, weakref.ref(self))
         try:
             self.groups: ParallelGroups = init_groups(
                 config, 0, rank_device(config, 0, spec.device_type)
@@ -207,6 +211,12 @@ class ParallelRunner:
         worker = self._workers[rank]
         worker.join(1.0)  # reaped, so its exit code is known
         self._fail(f"rank {rank} (process {worker.pid}) exited with code {worker.exitcode}")
+
+
+def _shutdown_at_exit(runner: "weakref.ref[ParallelRunner]") -> None:
+    alive = runner()
+    if alive is not None:
+        alive.shutdown()
 
 
 def _stop_workers(workers: list[BaseProcess], stopping: threading.Event) -> None:
