@@ -85,14 +85,16 @@ class LLMEngine:
             raise EngineConfigError(f"{self.model_name}: {error}") from error
         self.tokenizer: PreTrainedTokenizerBase = load_tokenizer(self.model_path)
         self.eos_token_ids = self._eos_token_ids()
-        self.runner: ModelRunner | ParallelRunner
+        # With tensor or pipeline parallelism, `runner` is rank 0's part of it.
+        self.parallel: ParallelRunner | None = None
         if config.parallel.is_distributed:
-            self.runner = ParallelRunner(self._rank_spec(), config.parallel, config.home)
-            spec, num_blocks = self.runner.kv_spec, self.runner.num_blocks
+            self.parallel = ParallelRunner(self._rank_spec(), config.parallel, config.home)
+            self.runner = self.parallel.local
+            spec, num_blocks = self.parallel.kv_spec, self.parallel.num_blocks
             try:
                 self._check_kv_blocks(num_blocks, spec, "each rank's share of ")
             except EngineConfigError:
-                self.runner.shutdown()
+                self.parallel.shutdown()
                 raise
         else:
             model = load_model(self.model_path, self.dtype, self.device, *self._quantization())
@@ -242,11 +244,8 @@ class LLMEngine:
     def step(self) -> list[RequestOutput]:
         """Run one iteration; returns an output for each request that got a token in it, or
         that failed in it (finish_reason "error")."""
-        if (
-            isinstance(self.runner, ParallelRunner)
-            and self.runner.config.pipeline_parallel_size > 1
-        ):
-            return self._pipelined_step(self.runner)
+        if self.parallel is not None:
+            return self._pipelined_step(self.parallel)
         scheduler_output = self.scheduler.schedule()
         if scheduler_output.is_empty:
             return []
@@ -269,10 +268,10 @@ class LLMEngine:
         return self._merge_samples(outputs) if self._groups else outputs
 
     def _pipelined_step(self, runner: ParallelRunner) -> list[RequestOutput]:
-        """With pipeline stages: start this iteration's batch (of sequences no earlier
-        batch still holds) while earlier ones run in the later stages, and finish the
-        oldest once the pipeline is full or nothing new can start. Any failure here is a
-        lost engine (EngineWorkerError), not a request's."""
+        """Across ranks: start this iteration's batch (of sequences no earlier batch still
+        holds) while earlier ones run in the later pipeline stages, and finish the oldest
+        once the pipeline is full (at once, without stages) or nothing new can start. Any
+        failure here is a lost engine (EngineWorkerError), not a request's."""
         scheduler_output = self.scheduler.schedule()
         if not scheduler_output.is_empty:
             pending = runner.submit(scheduler_output.scheduled, scheduler_output.keeps)
@@ -327,8 +326,6 @@ class LLMEngine:
         """Run the batch; if it raises, run each half on its own, down to the culprits."""
         try:
             return [self.runner.execute(scheduled)], []
-        except EngineWorkerError:
-            raise  # the engine is lost, not a request
         except Exception as error:
             if len(scheduled) == 1:
                 return [], [(scheduled[0].seq, error)]
@@ -518,20 +515,20 @@ class LLMEngine:
 
     def close(self) -> None:
         """Stop the other ranks of a parallel engine (nothing to do for one process)."""
-        if isinstance(self.runner, ParallelRunner):
-            self.runner.shutdown()
+        if self.parallel is not None:
+            self.parallel.shutdown()
 
     def rank_health(self) -> list[RankHealth]:
         """Every rank of the engine (one process: itself, alive)."""
-        if isinstance(self.runner, ParallelRunner):
-            return self.runner.health()
+        if self.parallel is not None:
+            return self.parallel.health()
         return [RankHealth(0, 0, True, os.getpid())]
 
     def watch_ranks(self, on_lost: Callable[[EngineWorkerError], None]) -> None:
         """Have `on_lost` called (on another thread) when a rank of a parallel engine
         exits unasked, even while the engine is idle; one process has no ranks to lose."""
-        if isinstance(self.runner, ParallelRunner):
-            self.runner.on_lost = on_lost
+        if self.parallel is not None:
+            self.parallel.on_lost = on_lost
 
     def _eos_token_ids(self) -> frozenset[int]:
         ids: set[int] = set()

@@ -1,8 +1,9 @@
 """Rank 0's side of a parallel engine: starts this node's workers, sends them each step,
 and notices when one is lost.
 
-`ParallelRunner` answers the calls the engine makes of a `ModelRunner`: a step's inputs
-are built here, broadcast to every rank, and run on rank 0's own shard alongside them.
+`ParallelRunner.submit` starts a step: its inputs are built by rank 0's own runner,
+sent to every rank, and run on rank 0's shard alongside them; its logits are waited for
+later (`PendingStep.result`), so pipeline stages can run several steps at once.
 A rank that dies, or a collective that fails, is not a failed request but a lost engine:
 `EngineWorkerError`, and the engine stops rather than wait on a rank that will never
 answer (a peer's closed connection fails the others' collectives at once; a silent one
@@ -26,7 +27,6 @@ from pathlib import Path
 from engine.distributed.config import ParallelConfig
 from engine.distributed.groups import ParallelGroups, init_groups
 from engine.distributed.worker import (
-    MoveKV,
     RankSpec,
     RunStep,
     Stop,
@@ -37,7 +37,6 @@ from engine.distributed.worker import (
 from engine.errors import EngineWorkerError
 from engine.kv_cache import KVCacheSpec
 from engine.model_runner import ModelOutput, ModelRunner, PendingLogits
-from engine.models.decoder import DecoderForCausalLM
 from engine.passage_cache import PassageKeep
 from engine.scheduler import ScheduledSequence
 
@@ -110,22 +109,6 @@ class ParallelRunner:
         self.num_blocks = parts.num_blocks
         self.kv_spec: KVCacheSpec = parts.kv_spec
 
-    @property
-    def model(self) -> DecoderForCausalLM:
-        return self.local.model
-
-    @property
-    def block_size(self) -> int:
-        return self.local.block_size
-
-    def execute(self, scheduled: list[ScheduledSequence]) -> ModelOutput:
-        step, sampling = self.local.prepare(scheduled)
-        with self._collective():
-            self.groups.broadcast(RunStep(step))
-            logits = self.local.run(step)
-        assert logits is not None
-        return ModelOutput(sampling, logits)
-
     def submit(self, scheduled: list[ScheduledSequence], keeps: list[PassageKeep]) -> PendingStep:
         """Start a step and return before the later pipeline stages have run it, so the
         next step's first stage can run meanwhile; the passages it keeps are copied out
@@ -137,14 +120,6 @@ class ParallelRunner:
             pending = self.local.start(step)
         assert pending is not None
         return PendingStep(self, sampling, pending)
-
-    def copy_passages_out(self, keeps: list[PassageKeep]) -> None:
-        moves = self.local.passages_out(keeps)
-        if moves is None:
-            return
-        with self._collective():
-            self.groups.broadcast(MoveKV(moves))
-            self.local.move_kv(moves)
 
     def health(self) -> list[RankHealth]:
         """Every rank: this node's workers as their processes stand, others unknown."""

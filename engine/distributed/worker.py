@@ -19,7 +19,7 @@ from engine.distributed.groups import ParallelGroups, init_groups
 from engine.kv_cache import KVCacheSpec, allocate_kv_cache, rank_kv_budget
 from engine.library import resolve_model
 from engine.library.store import ModelStore
-from engine.model_runner import KVMoves, ModelRunner, StepInput
+from engine.model_runner import ModelRunner, StepInput
 from engine.models.loader import load_model
 from engine.models.quantization import QuantizationConfig
 
@@ -43,11 +43,6 @@ class RankSpec:
 @dataclass(frozen=True)
 class RunStep:
     step: StepInput
-
-
-@dataclass(frozen=True)
-class MoveKV:
-    moves: KVMoves
 
 
 @dataclass(frozen=True)
@@ -120,8 +115,6 @@ def run_worker(config: ParallelConfig, rank: int, device_type: str, home: Path |
             message = groups.broadcast()
             if isinstance(message, RunStep):
                 parts.runner.run(message.step)
-            elif isinstance(message, MoveKV):
-                parts.runner.move_kv(message.moves)
             else:
                 return
     except Exception as error:  # a peer closed, a timeout, a model this node cannot load
